@@ -1,0 +1,1 @@
+//! Skeleton: see README.md for what is built.

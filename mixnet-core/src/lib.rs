@@ -1,0 +1,9 @@
+//! Sans-IO mixnet protocol core.
+//!
+//! Nothing in this crate touches a socket, a clock or an ambient RNG: time comes in
+//! as [`time::Instant`] and randomness as an injected `rand_core::CryptoRng`. The
+//! browser worker and the native servers are thin drivers around it.
+#![forbid(unsafe_code)]
+
+pub mod sphinx;
+pub mod time;
