@@ -5,5 +5,12 @@
 //! browser worker and the native servers are thin drivers around it.
 #![forbid(unsafe_code)]
 
+pub mod address;
+pub mod gateway;
+pub mod message;
+pub mod mix;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod sphinx;
 pub mod time;
+pub mod topology;

@@ -1,6 +1,8 @@
 //! Building and processing Sphinx headers and whole packets.
 
 use aes::Aes128;
+use curve25519_dalek::edwards::EdwardsPoint;
+use curve25519_dalek::montgomery::MontgomeryPoint;
 use ctr::Ctr64BE;
 use ctr::cipher::{KeyIvInit, StreamCipher};
 use hmac::{Hmac, KeyInit, Mac};
@@ -208,30 +210,63 @@ impl NodeSecret {
     /// The expanded secret a packet shares with this node (carries the replay tag).
     /// Check the tag against the replay filter before [`process_packet_with_secret`].
     pub fn packet_secret(&self, packet: &[u8]) -> Result<ExpandedSecret, SphinxError> {
+        Ok(self.packet_secret_and_alpha(packet)?.0)
+    }
+
+    /// The expanded secret and α as an Edwards point (if α is on the curve), so the
+    /// blinding multiplication can reuse the decompression.
+    fn packet_secret_and_alpha(&self, packet: &[u8]) -> Result<(ExpandedSecret, Alpha), SphinxError> {
         if packet.len() < HEADER_SIZE + MIN_PAYLOAD_SIZE {
             return Err(SphinxError::PacketTooShort(packet.len()));
         }
-        let mut alpha = [0u8; 32];
-        alpha.copy_from_slice(&packet[ALPHA]);
-        let mut shared = self.diffie_hellman(&alpha);
+        let alpha = Alpha::new(&packet[ALPHA]);
+        let mut shared = alpha.mul_clamped(self.to_bytes());
         let expanded = ExpandedSecret::expand(&shared);
         shared.zeroize();
-        Ok(expanded)
+        Ok((expanded, alpha))
+    }
+}
+
+/// α as received. X25519 multiplies by clamped integers, so on the curve the same
+/// u-coordinate comes out of an Edwards multiplication (vectorised where the CPU
+/// allows) as out of the Montgomery ladder; points on the twist use the ladder.
+struct Alpha {
+    u: [u8; 32],
+    edwards: Option<EdwardsPoint>,
+}
+
+impl Alpha {
+    fn new(bytes: &[u8]) -> Self {
+        let mut u = [0u8; 32];
+        u.copy_from_slice(bytes);
+        Self { u, edwards: MontgomeryPoint(u).to_edwards(0) }
+    }
+
+    fn mul_clamped(&self, scalar: [u8; 32]) -> [u8; 32] {
+        match &self.edwards {
+            Some(p) => p.mul_clamped(scalar).to_montgomery().to_bytes(),
+            None => MontgomeryPoint(self.u).mul_clamped(scalar).to_bytes(),
+        }
     }
 }
 
 /// Processes a packet at a hop: verifies γ, decrypts β and one payload layer.
 pub fn process_packet(secret: &NodeSecret, packet: Vec<u8>) -> Result<(Processed, [u8; REPLAY_TAG_SIZE]), SphinxError> {
-    let expanded = secret.packet_secret(&packet)?;
+    let (expanded, alpha) = secret.packet_secret_and_alpha(&packet)?;
     let tag = expanded.replay_tag();
-    Ok((process_packet_with_secret(&expanded, packet)?, tag))
+    Ok((process_with(&expanded, &alpha, packet)?, tag))
 }
 
 /// [`process_packet`] with the secret already derived by [`NodeSecret::packet_secret`].
-pub fn process_packet_with_secret(expanded: &ExpandedSecret, mut packet: Vec<u8>) -> Result<Processed, SphinxError> {
+pub fn process_packet_with_secret(expanded: &ExpandedSecret, packet: Vec<u8>) -> Result<Processed, SphinxError> {
     if packet.len() < HEADER_SIZE + MIN_PAYLOAD_SIZE {
         return Err(SphinxError::PacketTooShort(packet.len()));
     }
+    let alpha = Alpha::new(&packet[ALPHA]);
+    process_with(expanded, &alpha, packet)
+}
+
+fn process_with(expanded: &ExpandedSecret, alpha: &Alpha, mut packet: Vec<u8>) -> Result<Processed, SphinxError> {
     header_mac(expanded.mac_key(), &packet[BETA])
         .verify_truncated_left(&packet[GAMMA])
         .map_err(|_| SphinxError::InvalidMac)?;
@@ -249,9 +284,7 @@ pub fn process_packet_with_secret(expanded: &ExpandedSecret, mut packet: Vec<u8>
             next_hop.copy_from_slice(&routing[4..36]);
             let mut delay = [0u8; DELAY_LENGTH];
             delay.copy_from_slice(&routing[36..44]);
-            let mut alpha = [0u8; 32];
-            alpha.copy_from_slice(&packet[ALPHA]);
-            let blinded = NodeSecret::from_bytes(expanded.blinding_bytes()).diffie_hellman(&alpha);
+            let blinded = alpha.mul_clamped(expanded.blinding_bytes());
             packet[ALPHA].copy_from_slice(&blinded);
             packet[GAMMA].copy_from_slice(&routing[44..60]);
             packet[BETA].copy_from_slice(&routing[HOP_INFO_SIZE..]);

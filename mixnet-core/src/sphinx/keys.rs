@@ -232,6 +232,18 @@ impl NodeKey {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.bytes
     }
+
+    /// X25519(`secret`, this key), using the table when there is one.
+    pub fn diffie_hellman(&self, secret: &[u8; 32]) -> [u8; 32] {
+        let mut k = Scalar::from_bytes_mod_order(clamp_integer(*secret)) * inv8();
+        let out = match &self.cleared {
+            Some(CofactorCleared::Table(t)) => t.mul_base(&k).to_montgomery().to_bytes(),
+            Some(CofactorCleared::Point(p)) => (p * k).to_montgomery().to_bytes(),
+            None => MontgomeryPoint(self.bytes).mul_clamped(*secret).to_bytes(),
+        };
+        k.zeroize();
+        out
+    }
 }
 
 /// Key material for one route: α₀ and every hop's expanded secret.
@@ -283,5 +295,17 @@ mod tests {
     fn inv8_is_the_inverse_of_eight() {
         assert_eq!(inv8() * Scalar::from(8u64), Scalar::ONE);
         assert_eq!(Scalar::from(8u64).invert(), inv8());
+    }
+
+    #[test]
+    fn table_diffie_hellman_equals_x25519() {
+        let node = NodeSecret::from_bytes([3u8; 32]);
+        let public = node.public_key();
+        for (i, key) in [NodeKey::new(public), NodeKey::prepared(public)].iter().enumerate() {
+            let secret = [i as u8 + 40; 32];
+            let expected = NodeSecret::from_bytes(secret).diffie_hellman(&public);
+            assert_eq!(key.diffie_hellman(&secret), expected);
+            assert_eq!(node.diffie_hellman(&NodeSecret::from_bytes(secret).public_key()), expected);
+        }
     }
 }

@@ -1,0 +1,126 @@
+//! Client addresses: `identity.encryption@gateway`, each part a base58 32-byte key.
+//!
+//! `identity` is the client's ed25519 key (also its Sphinx destination address),
+//! `encryption` its X25519 key for end-to-end payload encryption, `gateway` the
+//! identity key of the gateway that holds its inbox.
+
+use core::fmt;
+use core::str::FromStr;
+
+use crate::sphinx::{DestinationAddress, NodeAddress};
+
+/// Where a message goes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Recipient {
+    /// The client's identity key; the Sphinx destination.
+    pub identity: [u8; 32],
+    /// The client's X25519 key for end-to-end encryption.
+    pub encryption: [u8; 32],
+    /// Identity key of the client's gateway.
+    pub gateway: [u8; 32],
+}
+
+/// Why a string is not an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// The `@gateway` part is missing.
+    #[error("address has no '@gateway' part (expected identity.encryption@gateway)")]
+    MissingGateway,
+    /// The `.encryption` part is missing.
+    #[error("address has no '.encryption' part (expected identity.encryption@gateway)")]
+    MissingEncryptionKey,
+    /// A part is not valid base58.
+    #[error("{part} is not valid base58")]
+    InvalidBase58 {
+        /// Which part.
+        part: &'static str,
+    },
+    /// A part does not decode to 32 bytes.
+    #[error("{part} decodes to {len} bytes, expected 32")]
+    WrongLength {
+        /// Which part.
+        part: &'static str,
+        /// Decoded length.
+        len: usize,
+    },
+}
+
+/// Decodes a base58 32-byte key, naming `part` in errors.
+pub fn decode_key(s: &str, part: &'static str) -> Result<[u8; 32], AddressError> {
+    let bytes = bs58::decode(s).into_vec().map_err(|_| AddressError::InvalidBase58 { part })?;
+    bytes.as_slice().try_into().map_err(|_| AddressError::WrongLength { part, len: bytes.len() })
+}
+
+/// Encodes a key in base58.
+pub fn encode_key(key: &[u8; 32]) -> String {
+    bs58::encode(key).into_string()
+}
+
+impl Recipient {
+    /// The Sphinx destination address.
+    pub fn destination(&self) -> DestinationAddress {
+        DestinationAddress(self.identity)
+    }
+
+    /// The gateway as a Sphinx node address.
+    pub fn gateway_address(&self) -> NodeAddress {
+        NodeAddress(self.gateway)
+    }
+}
+
+impl fmt::Display for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}@{}", encode_key(&self.identity), encode_key(&self.encryption), encode_key(&self.gateway))
+    }
+}
+
+impl fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Recipient {
+    type Err = AddressError;
+
+    fn from_str(s: &str) -> Result<Self, AddressError> {
+        let (client, gateway) = s.trim().split_once('@').ok_or(AddressError::MissingGateway)?;
+        let (identity, encryption) = client.split_once('.').ok_or(AddressError::MissingEncryptionKey)?;
+        Ok(Self {
+            identity: decode_key(identity, "identity key")?,
+            encryption: decode_key(encryption, "encryption key")?,
+            gateway: decode_key(gateway, "gateway key")?,
+        })
+    }
+}
+
+impl serde::Serialize for Recipient {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Recipient {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_names_the_bad_part() {
+        let r = Recipient { identity: [1; 32], encryption: [2; 32], gateway: [3; 32] };
+        let s = r.to_string();
+        assert_eq!(s.parse::<Recipient>().unwrap(), r);
+        assert_eq!("abc".parse::<Recipient>(), Err(AddressError::MissingGateway));
+        assert_eq!("abc@def".parse::<Recipient>(), Err(AddressError::MissingEncryptionKey));
+        let bad = s.replacen('@', "@0", 1);
+        assert_eq!(bad.parse::<Recipient>(), Err(AddressError::InvalidBase58 { part: "gateway key" }));
+        let short = format!("{}.{}@{}", encode_key(&[1; 32]), "2222", encode_key(&[3; 32]));
+        assert!(matches!(short.parse::<Recipient>(), Err(AddressError::WrongLength { part: "encryption key", .. })));
+    }
+}

@@ -1,0 +1,828 @@
+//! The client's message state machine: sends (fragment, seal, SURB-ack, build),
+//! retransmits on ack timeout, receives (open, reassemble, decode), answers by SURB
+//! and keeps SURB supplies topped up.
+//!
+//! Naming contract (quinn-proto's): getters take `&self`; `handle_*` take network
+//! input and timers; plain methods (`send`, `reply`, `set_routes`) are app commands;
+//! `poll_*` drain output. After any input the driver drains [`Messenger::poll_event`]
+//! and arms a timer for [`Messenger::poll_timeout`]. [`Messenger::poll_transmit`] yields
+//! the next real packet; a Loopix driver calls it at each tick of its real-traffic
+//! stream and sends [`Messenger::cover_packet`] when it returns `None`.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use rand_core::CryptoRng;
+
+use super::content::{Content, SenderTag};
+use super::fragment::{FRAGMENT_LEN, Fragment, split_message};
+use super::reassembly::{Eviction, Insert, Reassembler, ReassemblyConfig};
+use super::seal::{SEAL_OVERHEAD, open, seal};
+use super::{ACK_MARKER, BODY_LEN, ReceiveError, ack_packet, split_data};
+use crate::address::Recipient;
+use crate::sphinx::{
+    self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode,
+    Surb, SurbId, SurbRecovery,
+};
+use crate::time::Instant;
+use crate::topology::{Routes, TopologyError};
+
+/// Local handle of a message we send.
+pub type MessageId = u64;
+
+/// How packets are routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    /// Three mix layers with exponential delays.
+    Mixnet,
+    /// Straight to the recipient's gateway, no delays.
+    Fast,
+}
+
+/// Tunables of the messenger.
+#[derive(Debug, Clone)]
+pub struct MessengerConfig {
+    /// Mixnet or fast routes.
+    pub mode: RouteMode,
+    /// Mean per-hop delay of data packets (mixnet mode).
+    pub average_hop_delay: Duration,
+    /// Mean per-hop delay of the SURB-ack route (mixnet mode).
+    pub average_ack_delay: Duration,
+    /// The ack timeout is the route's total delay times this, plus `ack_wait_addition`.
+    pub ack_wait_multiplier: f64,
+    /// Added to every ack timeout (network and processing time).
+    pub ack_wait_addition: Duration,
+    /// A fragment is given up (and its message reported failed) after this many retransmissions.
+    pub max_retransmissions: u32,
+    /// Size of the SURB-ack packets we send for replies we receive.
+    pub ack_packet_size: PacketSize,
+    /// Reassembly limits.
+    pub reassembly: ReassemblyConfig,
+    /// Ask for more SURBs when a sender's supply drops to this many.
+    pub surb_low_water: usize,
+    /// How many SURBs to ask for at once.
+    pub surb_request_batch: u16,
+    /// Most SURBs kept per anonymous sender.
+    pub max_surbs_per_sender: usize,
+    /// Most of our reply SURBs outstanding (oldest forgotten first).
+    pub max_outstanding_reply_surbs: usize,
+    /// Our reply SURBs are forgotten after this long (their keys rotate anyway).
+    pub reply_surb_lifetime: Duration,
+}
+
+impl Default for MessengerConfig {
+    fn default() -> Self {
+        Self {
+            mode: RouteMode::Mixnet,
+            average_hop_delay: Duration::from_millis(15),
+            average_ack_delay: Duration::from_millis(15),
+            ack_wait_multiplier: 1.5,
+            ack_wait_addition: Duration::from_millis(1500),
+            max_retransmissions: 20,
+            ack_packet_size: PacketSize::Regular,
+            reassembly: ReassemblyConfig::default(),
+            surb_low_water: 8,
+            surb_request_batch: 32,
+            max_surbs_per_sender: 4096,
+            max_outstanding_reply_surbs: 20_000,
+            reply_surb_lifetime: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The client's keys.
+#[derive(Debug, Clone)]
+pub struct ClientKeys {
+    /// ed25519 identity public key (the Sphinx destination address).
+    pub identity: [u8; 32],
+    /// X25519 secret for end-to-end encryption.
+    pub encryption: NodeSecret,
+}
+
+/// A packet to hand to the entry gateway, which forwards it to `first_hop`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// First Sphinx hop.
+    pub first_hop: NodeAddress,
+    /// The packet.
+    pub packet: Vec<u8>,
+}
+
+/// What our gateway hands us for one packet that reached it as the final hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Zero for forward packets; the SURB identifier for acks and replies.
+    pub identifier: SurbId,
+    /// Forward packets: the decoded packet data. Acks and replies: the sealed payload.
+    pub payload: Vec<u8>,
+}
+
+/// A message for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The data.
+    pub data: Vec<u8>,
+    /// Set when the sender attached SURBs: answer with [`Messenger::reply`].
+    pub sender_tag: Option<SenderTag>,
+    /// Set when this is a reply through our SURBs: whom we had sent them to.
+    pub reply_from: Option<Recipient>,
+}
+
+/// Why a message could not be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendFailure {
+    /// A fragment was never acknowledged.
+    #[error("no acknowledgement after {attempts} transmissions")]
+    NoAck {
+        /// Transmissions of the fragment.
+        attempts: u32,
+    },
+    /// The recipient's encryption key is degenerate.
+    #[error("recipient encryption key is invalid")]
+    InvalidRecipient,
+    /// Routes could not be built (e.g. the gateway left the topology).
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// Building the packet failed.
+    #[error(transparent)]
+    Sphinx(#[from] sphinx::SphinxError),
+}
+
+/// Why `send` or `reply` refused a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Larger than the configured maximum.
+    #[error("message of {len} B exceeds the maximum of {max} B")]
+    TooLarge {
+        /// Encoded length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// No topology yet (needed to build reply SURBs).
+    #[error("no network topology yet")]
+    NoTopology,
+    /// We hold no SURBs for this sender.
+    #[error("no SURBs from this sender: cannot reply")]
+    UnknownSenderTag,
+    /// Building SURBs failed.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// Building SURBs failed.
+    #[error(transparent)]
+    Sphinx(#[from] sphinx::SphinxError),
+}
+
+/// What the messenger tells the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A message arrived.
+    Received(ReceivedMessage),
+    /// Every fragment of a message was acknowledged by the recipient's side.
+    Delivered(MessageId),
+    /// A message was given up.
+    Failed {
+        /// Which message.
+        id: MessageId,
+        /// Why.
+        reason: SendFailure,
+    },
+    /// Inbound data was dropped (malformed, unknown, or evicted by reassembly limits).
+    Dropped(ReceiveError),
+}
+
+/// Counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MessengerStats {
+    /// Real packets built (first transmissions and retransmissions).
+    pub packets_sent: u64,
+    /// Retransmissions.
+    pub retransmissions: u64,
+    /// Cover packets built.
+    pub cover_sent: u64,
+    /// Acks for our fragments.
+    pub acks_received: u64,
+    /// Acks for our cover packets.
+    pub cover_acks_received: u64,
+    /// Cover packets that came back to us.
+    pub cover_received: u64,
+    /// Data fragments received.
+    pub fragments_received: u64,
+    /// Fragments or messages seen twice.
+    pub duplicates: u64,
+    /// Messages received.
+    pub messages_received: u64,
+    /// Messages fully acknowledged.
+    pub messages_delivered: u64,
+    /// Messages given up.
+    pub messages_failed: u64,
+    /// Inbound data dropped.
+    pub dropped: u64,
+}
+
+enum Target {
+    Recipient(Recipient),
+    Surbs(SenderTag),
+}
+
+struct OutFragment {
+    encoded: Box<[u8; FRAGMENT_LEN]>,
+    attempts: u32,
+    ack_ids: Vec<SurbId>,
+}
+
+struct Outbound {
+    target: Target,
+    /// `None` once acknowledged.
+    fragments: Vec<Option<OutFragment>>,
+    unacked: usize,
+    /// A SURB request may use the last SURB we hold.
+    is_surb_request: bool,
+}
+
+struct AckWait {
+    message: MessageId,
+    index: u32,
+    recovery: SurbRecovery,
+}
+
+struct ReplyKey {
+    recovery: SurbRecovery,
+    tag: SenderTag,
+}
+
+#[derive(Default)]
+struct SurbBank {
+    surbs: VecDeque<Surb>,
+    requested: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Job {
+    Fragment { message: MessageId, index: u32 },
+}
+
+/// SURBs kept back so a request for more can always be sent.
+const SURB_RESERVE: usize = 1;
+const MAX_RECIPIENT_KEYS: usize = 1024;
+const MAX_COVER_ACKS: usize = 4096;
+
+/// The client's message state machine; see the module docs for the contract.
+pub struct Messenger<R> {
+    config: MessengerConfig,
+    keys: ClientKeys,
+    self_address: Recipient,
+    self_key: NodeKey,
+    rng: R,
+    routes: Option<Routes>,
+    recipient_keys: HashMap<[u8; 32], NodeKey>,
+    next_id: MessageId,
+    outbound: HashMap<MessageId, Outbound>,
+    queue: VecDeque<Job>,
+    raw: VecDeque<Transmit>,
+    acks: HashMap<SurbId, AckWait>,
+    deadlines: BTreeSet<(Instant, SurbId)>,
+    reply_keys: HashMap<SurbId, ReplyKey>,
+    reply_key_order: VecDeque<(Instant, SurbId)>,
+    tags: HashMap<Recipient, SenderTag>,
+    tag_recipients: HashMap<SenderTag, Recipient>,
+    banks: HashMap<SenderTag, SurbBank>,
+    blocked: HashMap<SenderTag, VecDeque<Job>>,
+    cover_acks: HashMap<SurbId, SurbRecovery>,
+    cover_ack_order: VecDeque<SurbId>,
+    reassembler: Reassembler,
+    events: VecDeque<Event>,
+    stats: MessengerStats,
+}
+
+impl<R: CryptoRng> Messenger<R> {
+    /// A messenger for the client with `keys` whose inbox is at `gateway`.
+    pub fn new(config: MessengerConfig, keys: ClientKeys, gateway: [u8; 32], rng: R) -> Self {
+        let encryption_public = keys.encryption.public_key();
+        let self_address = Recipient { identity: keys.identity, encryption: encryption_public, gateway };
+        Self {
+            reassembler: Reassembler::new(config.reassembly.clone()),
+            config,
+            keys,
+            self_address,
+            self_key: NodeKey::prepared(encryption_public),
+            rng,
+            routes: None,
+            recipient_keys: HashMap::new(),
+            next_id: 1,
+            outbound: HashMap::new(),
+            queue: VecDeque::new(),
+            raw: VecDeque::new(),
+            acks: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            reply_keys: HashMap::new(),
+            reply_key_order: VecDeque::new(),
+            tags: HashMap::new(),
+            tag_recipients: HashMap::new(),
+            banks: HashMap::new(),
+            blocked: HashMap::new(),
+            cover_acks: HashMap::new(),
+            cover_ack_order: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: MessengerStats::default(),
+        }
+    }
+
+    /// Our address.
+    pub fn self_address(&self) -> Recipient {
+        self.self_address
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &MessengerStats {
+        &self.stats
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MessengerConfig {
+        &self.config
+    }
+
+    /// Whether real packets are waiting for [`Self::poll_transmit`].
+    pub fn has_queued(&self) -> bool {
+        !self.raw.is_empty() || (!self.queue.is_empty() && self.routes.is_some())
+    }
+
+    /// Messages sent but not yet acknowledged or failed.
+    pub fn in_flight(&self) -> usize {
+        self.outbound.len()
+    }
+
+    /// SURBs held for replies to `tag`.
+    pub fn surbs_for(&self, tag: &SenderTag) -> usize {
+        self.banks.get(tag).map_or(0, |b| b.surbs.len())
+    }
+
+    /// Installs a (new) topology; later packets use it.
+    pub fn set_routes(&mut self, routes: Routes) {
+        self.routes = Some(routes);
+    }
+
+    /// The sender tag we use towards `recipient`, created on first use.
+    fn tag_for(&mut self, recipient: Recipient) -> SenderTag {
+        if let Some(t) = self.tags.get(&recipient) {
+            return *t;
+        }
+        let mut tag = [0u8; 16];
+        self.rng.fill_bytes(&mut tag);
+        self.tags.insert(recipient, tag);
+        self.tag_recipients.insert(tag, recipient);
+        tag
+    }
+
+    fn random_surb_id(&mut self) -> SurbId {
+        loop {
+            let mut id = [0u8; 16];
+            self.rng.fill_bytes(&mut id);
+            if id != [0u8; 16] {
+                return id;
+            }
+        }
+    }
+
+    fn delays(&mut self, hops: usize, mean: Duration) -> Vec<Delay> {
+        match self.config.mode {
+            RouteMode::Fast => vec![Delay(0); hops],
+            RouteMode::Mixnet => Delay::sample_exponential(&mut self.rng, mean, hops),
+        }
+    }
+
+    fn route_to(&mut self, gateway: &[u8; 32]) -> Result<Vec<RouteNode>, TopologyError> {
+        let Some(routes) = self.routes.as_mut() else {
+            return Err(TopologyError::Malformed("no topology".into()));
+        };
+        match self.config.mode {
+            RouteMode::Mixnet => routes.mixnet_route(&mut self.rng, gateway),
+            RouteMode::Fast => routes.fast_route(gateway),
+        }
+    }
+
+    /// A SURB routed back to us. Returns it with its recovery and total route delay.
+    fn surb_to_self(&mut self, mean_delay: Duration) -> Result<(Surb, SurbRecovery, Duration), SendFailure> {
+        let gateway = self.self_address.gateway;
+        let route = self.route_to(&gateway)?;
+        let delays = self.delays(route.len(), mean_delay);
+        let identifier = self.random_surb_id();
+        let destination = Destination { address: DestinationAddress(self.keys.identity), identifier };
+        let (surb, recovery) = sphinx::create_surb(&mut self.rng, &route, &delays, &destination)?;
+        Ok((surb, recovery, sphinx::total_delay(&delays)))
+    }
+
+    fn ack_timeout(&self, route_delay: Duration) -> Duration {
+        route_delay.mul_f64(self.config.ack_wait_multiplier.max(1.0)) + self.config.ack_wait_addition
+    }
+
+    fn recipient_key(&mut self, key: [u8; 32]) -> NodeKey {
+        if self.recipient_keys.len() >= MAX_RECIPIENT_KEYS && !self.recipient_keys.contains_key(&key) {
+            self.recipient_keys.clear();
+        }
+        self.recipient_keys.entry(key).or_insert_with(|| NodeKey::prepared(key)).clone()
+    }
+
+    fn enqueue(&mut self, target: Target, content: &Content, is_surb_request: bool) -> Result<MessageId, SendError> {
+        let encoded = content.encode();
+        let max = self.config.reassembly.max_message_size;
+        if encoded.len() > max {
+            return Err(SendError::TooLarge { len: encoded.len(), max });
+        }
+        let wire_id = self.rng.next_u64();
+        let fragments: Vec<_> = split_message(wire_id, &encoded)
+            .iter()
+            .map(|f| Some(OutFragment { encoded: Box::new(f.encode()), attempts: 0, ack_ids: Vec::new() }))
+            .collect();
+        let id = self.next_id;
+        self.next_id += 1;
+        let count = fragments.len();
+        let jobs = (0..count as u32).map(|index| Job::Fragment { message: id, index });
+        if is_surb_request {
+            // ahead of the replies waiting for the SURBs it asks for
+            for job in jobs.rev() {
+                self.queue.push_front(job);
+            }
+        } else {
+            self.queue.extend(jobs);
+        }
+        self.outbound.insert(id, Outbound { target, fragments, unacked: count, is_surb_request });
+        Ok(id)
+    }
+
+    /// Queues `data` for `recipient`, attaching `reply_surbs` SURBs it can answer with.
+    pub fn send(&mut self, now: Instant, recipient: Recipient, data: &[u8], reply_surbs: u16) -> Result<MessageId, SendError> {
+        let content = if reply_surbs == 0 {
+            Content::Data(data.to_vec())
+        } else {
+            if self.routes.is_none() {
+                return Err(SendError::NoTopology);
+            }
+            let tag = self.tag_for(recipient);
+            let surbs = self.reply_surbs(now, tag, reply_surbs)?;
+            Content::DataWithSurbs { tag, surbs, body: data.to_vec() }
+        };
+        self.enqueue(Target::Recipient(recipient), &content, false)
+    }
+
+    /// Answers the anonymous sender `tag` through its SURBs.
+    pub fn reply(&mut self, _now: Instant, tag: SenderTag, data: &[u8]) -> Result<MessageId, SendError> {
+        if !self.banks.contains_key(&tag) {
+            return Err(SendError::UnknownSenderTag);
+        }
+        self.enqueue(Target::Surbs(tag), &Content::Reply(data.to_vec()), false)
+    }
+
+    fn reply_surbs(&mut self, now: Instant, tag: SenderTag, n: u16) -> Result<Vec<Surb>, SendError> {
+        let mut surbs = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let (surb, recovery, _) = self.surb_to_self(self.config.average_hop_delay).map_err(|e| match e {
+                SendFailure::Topology(t) => SendError::Topology(t),
+                SendFailure::Sphinx(s) => SendError::Sphinx(s),
+                _ => SendError::NoTopology,
+            })?;
+            let id = *recovery.identifier();
+            self.reply_keys.insert(id, ReplyKey { recovery, tag });
+            self.reply_key_order.push_back((now, id));
+            surbs.push(surb);
+        }
+        while self.reply_keys.len() > self.config.max_outstanding_reply_surbs {
+            match self.reply_key_order.pop_front() {
+                Some((_, old)) => {
+                    self.reply_keys.remove(&old);
+                }
+                None => break,
+            }
+        }
+        Ok(surbs)
+    }
+
+    /// The next real packet, built now (route, SURB-ack, sealing), if any is queued.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(t) = self.raw.pop_front() {
+            return Some(t);
+        }
+        self.routes.as_ref()?;
+        while let Some(job) = self.queue.pop_front() {
+            let Job::Fragment { message, index } = job;
+            match self.build_fragment(now, message, index) {
+                Ok(Some(t)) => return Some(t),
+                Ok(None) => {}
+                Err(reason) => self.fail(message, reason),
+            }
+        }
+        None
+    }
+
+    fn build_fragment(&mut self, now: Instant, message: MessageId, index: u32) -> Result<Option<Transmit>, SendFailure> {
+        let Some(out) = self.outbound.get(&message) else { return Ok(None) };
+        let Some(Some(fragment)) = out.fragments.get(index as usize) else { return Ok(None) };
+        let encoded = fragment.encoded.clone();
+        let is_request = out.is_surb_request;
+        let (ack_surb, ack_recovery, ack_delay) = self.surb_to_self(self.config.average_ack_delay)?;
+        let mut data = [0u8; PacketSize::Regular.data_len()];
+        data[..super::ACK_SURB_LEN].copy_from_slice(&ack_surb.to_bytes());
+        let (transmit, forward_delay) = match self.outbound[&message].target {
+            Target::Recipient(recipient) => {
+                let key = self.recipient_key(recipient.encryption);
+                let sealed = seal(&mut self.rng, &key, &encoded).ok_or(SendFailure::InvalidRecipient)?;
+                data[super::ACK_SURB_LEN..].copy_from_slice(&sealed);
+                let route = self.route_to(&recipient.gateway)?;
+                let delays = self.delays(route.len(), self.config.average_hop_delay);
+                let destination = Destination { address: recipient.destination(), identifier: [0u8; 16] };
+                let packet = sphinx::build_packet(
+                    &mut self.rng,
+                    &route,
+                    &destination,
+                    &delays,
+                    &data,
+                    PacketSize::Regular.payload_len(),
+                )?;
+                (Transmit { first_hop: route[0].address, packet }, sphinx::total_delay(&delays))
+            }
+            Target::Surbs(tag) => {
+                let Some(surb) = self.take_surb(tag, is_request) else {
+                    self.blocked.entry(tag).or_default().push_back(Job::Fragment { message, index });
+                    return Ok(None);
+                };
+                data[super::ACK_SURB_LEN..super::ACK_SURB_LEN + FRAGMENT_LEN].copy_from_slice(&encoded[..]);
+                let (packet, first_hop) = surb.use_surb(&data, PacketSize::Regular.payload_len())?;
+                // the SURB's creator chose its delays; assume its route is like ours
+                let assumed = match self.config.mode {
+                    RouteMode::Mixnet => self.config.average_hop_delay * (crate::topology::LAYERS as u32 + 1),
+                    RouteMode::Fast => Duration::ZERO,
+                };
+                (Transmit { first_hop, packet }, assumed)
+            }
+        };
+        let ack_id = *ack_recovery.identifier();
+        let deadline = now + self.ack_timeout(forward_delay + ack_delay);
+        self.acks.insert(ack_id, AckWait { message, index, recovery: ack_recovery });
+        self.deadlines.insert((deadline, ack_id));
+        if let Some(Some(f)) = self.outbound.get_mut(&message).and_then(|o| o.fragments.get_mut(index as usize)) {
+            if f.attempts > 0 {
+                self.stats.retransmissions += 1;
+            }
+            f.attempts += 1;
+            f.ack_ids.push(ack_id);
+        }
+        self.stats.packets_sent += 1;
+        Ok(Some(transmit))
+    }
+
+    /// Takes a SURB for `tag`, keeping one back unless this is the request for more;
+    /// asks for more when the supply runs low.
+    fn take_surb(&mut self, tag: SenderTag, is_request: bool) -> Option<Surb> {
+        let bank = self.banks.entry(tag).or_default();
+        let usable = if is_request { bank.surbs.len() } else { bank.surbs.len().saturating_sub(SURB_RESERVE) };
+        let surb = if usable > 0 { bank.surbs.pop_front() } else { None };
+        let low = bank.surbs.len() <= self.config.surb_low_water;
+        if low && !bank.requested && !is_request {
+            bank.requested = true;
+            let batch = self.config.surb_request_batch;
+            // the request may use the reserve; it cannot itself be too large
+            let _ = self.enqueue(Target::Surbs(tag), &Content::SurbRequest(batch), true);
+        }
+        surb
+    }
+
+    /// A cover packet: a loop to ourselves, sealed and with a SURB-ack like real
+    /// traffic, so no node on the path can tell them apart. `None` without topology.
+    pub fn cover_packet(&mut self, _now: Instant) -> Option<Transmit> {
+        let (ack_surb, ack_recovery, _) = self.surb_to_self(self.config.average_ack_delay).ok()?;
+        let mut data = [0u8; PacketSize::Regular.data_len()];
+        data[..super::ACK_SURB_LEN].copy_from_slice(&ack_surb.to_bytes());
+        let sealed = seal(&mut self.rng, &self.self_key.clone(), &Fragment::cover())?;
+        data[super::ACK_SURB_LEN..].copy_from_slice(&sealed);
+        let gateway = self.self_address.gateway;
+        let route = self.route_to(&gateway).ok()?;
+        let delays = self.delays(route.len(), self.config.average_hop_delay);
+        let destination = Destination { address: DestinationAddress(self.keys.identity), identifier: [0u8; 16] };
+        let packet = sphinx::build_packet(&mut self.rng, &route, &destination, &delays, &data, PacketSize::Regular.payload_len()).ok()?;
+        let id = *ack_recovery.identifier();
+        self.cover_acks.insert(id, ack_recovery);
+        self.cover_ack_order.push_back(id);
+        while self.cover_ack_order.len() > MAX_COVER_ACKS {
+            if let Some(old) = self.cover_ack_order.pop_front() {
+                self.cover_acks.remove(&old);
+            }
+        }
+        self.stats.cover_sent += 1;
+        Some(Transmit { first_hop: route[0].address, packet })
+    }
+
+    fn fail(&mut self, message: MessageId, reason: SendFailure) {
+        if let Some(out) = self.outbound.remove(&message) {
+            for f in out.fragments.into_iter().flatten() {
+                for id in f.ack_ids {
+                    self.acks.remove(&id);
+                }
+            }
+            self.stats.messages_failed += 1;
+            self.events.push_back(Event::Failed { id: message, reason });
+        }
+    }
+
+    fn drop_inbound(&mut self, error: ReceiveError) {
+        self.stats.dropped += 1;
+        self.events.push_back(Event::Dropped(error));
+    }
+
+    /// Handles ack deadlines and housekeeping due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(wait) = self.acks.get(&id) else { continue };
+            let (message, index) = (wait.message, wait.index);
+            let Some(Some(f)) = self.outbound.get(&message).and_then(|o| o.fragments.get(index as usize)) else {
+                continue;
+            };
+            if f.ack_ids.last() != Some(&id) {
+                continue; // an earlier copy; the latest one has its own deadline
+            }
+            if f.attempts > self.config.max_retransmissions {
+                let attempts = f.attempts;
+                self.fail(message, SendFailure::NoAck { attempts });
+            } else {
+                self.queue.push_front(Job::Fragment { message, index });
+            }
+        }
+        self.reassembler.evict_stale(now);
+        self.report_evictions();
+        let lifetime = self.config.reply_surb_lifetime;
+        while let Some(&(created, id)) = self.reply_key_order.front() {
+            if now.saturating_duration_since(created) < lifetime {
+                break;
+            }
+            self.reply_key_order.pop_front();
+            self.reply_keys.remove(&id);
+        }
+    }
+
+    fn report_evictions(&mut self) {
+        for (_, why) in self.reassembler.take_evicted() {
+            let reason = match why {
+                Eviction::Stale => "incomplete message went stale",
+                Eviction::Capacity => "incomplete message evicted by reassembly limits",
+            };
+            self.drop_inbound(ReceiveError::MalformedFragment(reason));
+        }
+    }
+
+    /// When [`Self::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let ack = self.deadlines.first().map(|(t, _)| *t);
+        let stale = self.reassembler.next_expiry();
+        let reply = self.reply_key_order.front().map(|(t, _)| *t + self.config.reply_surb_lifetime);
+        [ack, stale, reply].into_iter().flatten().min()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Handles a packet our gateway delivered.
+    pub fn handle_delivery(&mut self, now: Instant, delivery: Delivery) {
+        if let Err(e) = self.handle_delivery_inner(now, delivery) {
+            self.drop_inbound(e);
+        }
+    }
+
+    fn handle_delivery_inner(&mut self, now: Instant, delivery: Delivery) -> Result<(), ReceiveError> {
+        let Delivery { identifier, payload } = delivery;
+        if identifier == [0u8; 16] {
+            let (_ack, body) = split_data(&payload)?;
+            let fragment = open(&self.keys.encryption, &body[..FRAGMENT_LEN + SEAL_OVERHEAD])?;
+            return self.handle_fragment(now, &fragment, None);
+        }
+        if let Some(wait) = self.acks.remove(&identifier) {
+            return match wait.recovery.recover_plaintext(payload) {
+                Ok(m) if m == ACK_MARKER => {
+                    self.acknowledge(wait.message, wait.index);
+                    Ok(())
+                }
+                other => {
+                    self.acks.insert(identifier, wait);
+                    Err(other.err().map_or(ReceiveError::MalformedContent("ack marker"), ReceiveError::from))
+                }
+            };
+        }
+        if let Some(recovery) = self.cover_acks.remove(&identifier) {
+            recovery.recover_plaintext(payload)?;
+            self.stats.cover_acks_received += 1;
+            return Ok(());
+        }
+        let Some(key) = self.reply_keys.remove(&identifier) else {
+            return Err(ReceiveError::UnknownSurb);
+        };
+        let data = match key.recovery.recover_plaintext(payload) {
+            Ok(d) => d,
+            Err(e) => {
+                self.reply_keys.insert(identifier, key);
+                return Err(e.into());
+            }
+        };
+        let (ack, body) = split_data(&data)?;
+        // the reply is sealed to us, so its ack is ours to send
+        if let Ok((packet, first_hop)) = ack_packet(&ack, self.config.ack_packet_size) {
+            self.raw.push_back(Transmit { first_hop, packet });
+        }
+        debug_assert!(body.len() == BODY_LEN);
+        self.handle_fragment(now, &body[..FRAGMENT_LEN], Some(key.tag))
+    }
+
+    fn acknowledge(&mut self, message: MessageId, index: u32) {
+        let Some(out) = self.outbound.get_mut(&message) else { return };
+        let Some(slot) = out.fragments.get_mut(index as usize) else { return };
+        let Some(f) = slot.take() else { return };
+        self.stats.acks_received += 1;
+        for id in f.ack_ids {
+            self.acks.remove(&id);
+        }
+        out.unacked -= 1;
+        if out.unacked == 0 {
+            self.outbound.remove(&message);
+            self.stats.messages_delivered += 1;
+            self.events.push_back(Event::Delivered(message));
+        }
+    }
+
+    fn handle_fragment(&mut self, now: Instant, bytes: &[u8], via_reply: Option<SenderTag>) -> Result<(), ReceiveError> {
+        let Some(fragment) = Fragment::decode(bytes)? else {
+            self.stats.cover_received += 1;
+            return Ok(());
+        };
+        self.stats.fragments_received += 1;
+        let inserted = self.reassembler.insert(now, fragment);
+        self.report_evictions();
+        match inserted? {
+            Insert::Incomplete => Ok(()),
+            Insert::Duplicate => {
+                self.stats.duplicates += 1;
+                Ok(())
+            }
+            Insert::Complete(bytes) => self.handle_content(now, Content::decode(bytes)?, via_reply),
+        }
+    }
+
+    fn handle_content(&mut self, now: Instant, content: Content, via_reply: Option<SenderTag>) -> Result<(), ReceiveError> {
+        let reply_from = via_reply.and_then(|t| self.tag_recipients.get(&t).copied());
+        let received = |data, sender_tag, reply_from| Event::Received(ReceivedMessage { data, sender_tag, reply_from });
+        match content {
+            Content::Data(data) => {
+                self.stats.messages_received += 1;
+                self.events.push_back(received(data, None, reply_from));
+            }
+            Content::Reply(data) => {
+                self.stats.messages_received += 1;
+                self.events.push_back(received(data, None, reply_from));
+            }
+            Content::DataWithSurbs { tag, surbs, body } => {
+                self.add_surbs(tag, surbs);
+                self.stats.messages_received += 1;
+                self.events.push_back(received(body, Some(tag), reply_from));
+            }
+            Content::SurbTopUp { tag, surbs } => {
+                self.add_surbs(tag, surbs);
+                if let Some(bank) = self.banks.get_mut(&tag) {
+                    bank.requested = false;
+                }
+                if let Some(jobs) = self.blocked.remove(&tag) {
+                    for job in jobs.into_iter().rev() {
+                        self.queue.push_front(job);
+                    }
+                }
+            }
+            Content::SurbRequest(n) => {
+                let Some(recipient) = reply_from else {
+                    return Err(ReceiveError::MalformedContent("SURB request outside a reply"));
+                };
+                let tag = self.tag_for(recipient);
+                let n = n.min(u16::try_from(self.config.max_surbs_per_sender).unwrap_or(u16::MAX));
+                match self.reply_surbs(now, tag, n) {
+                    Ok(surbs) => {
+                        // best effort: a top-up too large for one message cannot happen (n is bounded)
+                        let _ = self.enqueue(Target::Recipient(recipient), &Content::SurbTopUp { tag, surbs }, false);
+                    }
+                    Err(_) => return Err(ReceiveError::MalformedContent("cannot build SURBs for a top-up")),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add_surbs(&mut self, tag: SenderTag, surbs: Vec<Surb>) {
+        let cap = self.config.max_surbs_per_sender;
+        let bank = self.banks.entry(tag).or_default();
+        bank.surbs.extend(surbs);
+        while bank.surbs.len() > cap {
+            bank.surbs.pop_front();
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The network as the directory publishes it: mix nodes in three layers, gateways,
+//! their keys and addresses, signed by the directory per epoch.
+//!
+//! The signature covers the exact bytes of the JSON document (domain-separated), so
+//! verifiers never depend on re-serialising the same way.
+
+use std::collections::HashMap;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use rand_core::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::address::{AddressError, decode_key, encode_key};
+use crate::sphinx::{NodeAddress, NodeKey, RouteNode};
+
+/// Number of mix layers.
+pub const LAYERS: usize = 3;
+const SIGNATURE_CONTEXT: &[u8] = b"mixnet-topology-v1\0";
+
+/// A 32-byte public key, base58 in JSON.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key32(pub [u8; 32]);
+
+impl core::fmt::Debug for Key32 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&encode_key(&self.0))
+    }
+}
+
+impl core::fmt::Display for Key32 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&encode_key(&self.0))
+    }
+}
+
+impl Serialize for Key32 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode_key(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Key32 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        decode_key(&s, "key").map(Self).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A mix node for one epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MixNode {
+    /// ed25519 identity; also its Sphinx node address.
+    pub identity: Key32,
+    /// X25519 Sphinx key for this epoch.
+    pub sphinx_key: Key32,
+    /// 1, 2 or 3.
+    pub layer: u8,
+    /// `host:port` where other nodes reach it (Noise over TCP).
+    pub mix_address: String,
+}
+
+/// A WebTransport endpoint with the certificate hash browsers pin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebTransportEndpoint {
+    /// `https://host:port/path`.
+    pub url: String,
+    /// SHA-256 of the certificate (hex), for `serverCertificateHashes`; absent for
+    /// certificates browsers already trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_sha256: Option<String>,
+}
+
+/// A gateway: entry for its clients, final hop for their packets, and optionally an exit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gateway {
+    /// ed25519 identity; also its Sphinx node address.
+    pub identity: Key32,
+    /// X25519 Sphinx key for this epoch.
+    pub sphinx_key: Key32,
+    /// `host:port` where mix nodes reach it.
+    pub mix_address: String,
+    /// X25519 static key clients authenticate in the handshake.
+    pub client_key: Key32,
+    /// WebSocket URL for clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ws: Option<String>,
+    /// WebTransport endpoint for clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_wt: Option<WebTransportEndpoint>,
+    /// Whether it opens TCP connections for clients (exit role).
+    #[serde(default)]
+    pub exit: bool,
+}
+
+/// The network for one epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    /// Epoch number; Sphinx keys rotate per epoch.
+    pub epoch: u64,
+    /// Unix milliseconds after which clients should fetch a new topology.
+    pub valid_until_ms: u64,
+    /// Mix nodes of all layers.
+    pub mixes: Vec<MixNode>,
+    /// Gateways.
+    pub gateways: Vec<Gateway>,
+}
+
+/// Why a topology is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    /// The JSON does not parse.
+    #[error("topology document is not valid: {0}")]
+    Malformed(String),
+    /// The signature is not the directory's.
+    #[error("topology signature does not verify against the directory key")]
+    BadSignature,
+    /// A signature or key has the wrong encoding.
+    #[error("topology signature is malformed")]
+    MalformedSignature,
+    /// A layer has no mixes.
+    #[error("mix layer {0} is empty")]
+    EmptyLayer(u8),
+    /// A mix names a layer other than 1 to 3.
+    #[error("mix {0} is in layer {1}; layers are 1 to 3")]
+    InvalidLayer(Key32, u8),
+    /// The same identity appears twice.
+    #[error("node {0} appears more than once")]
+    DuplicateNode(Key32),
+    /// A gateway the caller asked for is not in the topology.
+    #[error("gateway {0} is not in the topology")]
+    UnknownGateway(Key32),
+    /// A key in the input is malformed.
+    #[error(transparent)]
+    Key(#[from] AddressError),
+}
+
+impl Topology {
+    /// Checks layers and uniqueness.
+    pub fn validate(&self) -> Result<(), TopologyError> {
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.mixes {
+            if !(1..=LAYERS as u8).contains(&m.layer) {
+                return Err(TopologyError::InvalidLayer(m.identity, m.layer));
+            }
+            if !seen.insert(m.identity) {
+                return Err(TopologyError::DuplicateNode(m.identity));
+            }
+        }
+        for g in &self.gateways {
+            if !seen.insert(g.identity) {
+                return Err(TopologyError::DuplicateNode(g.identity));
+            }
+        }
+        for layer in 1..=LAYERS as u8 {
+            if !self.mixes.iter().any(|m| m.layer == layer) {
+                return Err(TopologyError::EmptyLayer(layer));
+            }
+        }
+        Ok(())
+    }
+
+    /// The gateway with this identity.
+    pub fn gateway(&self, identity: &[u8; 32]) -> Option<&Gateway> {
+        self.gateways.iter().find(|g| &g.identity.0 == identity)
+    }
+
+    /// The `host:port` other nodes use to reach the node with this address.
+    pub fn mix_address_of(&self, node: &NodeAddress) -> Option<&str> {
+        self.mixes
+            .iter()
+            .find(|m| m.identity.0 == node.0)
+            .map(|m| m.mix_address.as_str())
+            .or_else(|| self.gateway(&node.0).map(|g| g.mix_address.as_str()))
+    }
+}
+
+/// A topology document and the directory's signature over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedTopology {
+    /// The JSON of a [`Topology`], exactly as signed.
+    pub document: String,
+    /// base58 ed25519 signature over `"mixnet-topology-v1\0" || document`.
+    pub signature: String,
+}
+
+impl SignedTopology {
+    /// Serialises and signs.
+    pub fn sign(topology: &Topology, key: &SigningKey) -> Self {
+        let document = serde_json::to_string(topology).unwrap_or_default();
+        let signature = key.sign(&signed_bytes(&document));
+        Self { document, signature: bs58::encode(signature.to_bytes()).into_string() }
+    }
+
+    /// Verifies against the directory key, parses and validates.
+    pub fn verify(&self, directory: &VerifyingKey) -> Result<Topology, TopologyError> {
+        let sig = bs58::decode(&self.signature).into_vec().map_err(|_| TopologyError::MalformedSignature)?;
+        let sig: [u8; 64] = sig.try_into().map_err(|_| TopologyError::MalformedSignature)?;
+        directory
+            .verify(&signed_bytes(&self.document), &Signature::from_bytes(&sig))
+            .map_err(|_| TopologyError::BadSignature)?;
+        let topology: Topology =
+            serde_json::from_str(&self.document).map_err(|e| TopologyError::Malformed(e.to_string()))?;
+        topology.validate()?;
+        Ok(topology)
+    }
+}
+
+fn signed_bytes(document: &str) -> Vec<u8> {
+    let mut v = SIGNATURE_CONTEXT.to_vec();
+    v.extend_from_slice(document.as_bytes());
+    v
+}
+
+/// Parses a base58 directory key.
+pub fn directory_key(s: &str) -> Result<VerifyingKey, TopologyError> {
+    let bytes = decode_key(s, "directory key")?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| TopologyError::MalformedSignature)
+}
+
+/// Route selection over a topology, with Sphinx keys prepared (precomputed tables)
+/// the first time a node is used.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    topology: Topology,
+    layers: [Vec<usize>; LAYERS],
+    keys: HashMap<[u8; 32], NodeKey>,
+}
+
+impl Routes {
+    /// Validates `topology` and indexes its layers.
+    pub fn new(topology: Topology) -> Result<Self, TopologyError> {
+        topology.validate()?;
+        let mut layers: [Vec<usize>; LAYERS] = Default::default();
+        for (i, m) in topology.mixes.iter().enumerate() {
+            layers[usize::from(m.layer - 1)].push(i);
+        }
+        Ok(Self { topology, layers, keys: HashMap::new() })
+    }
+
+    /// The topology routes are drawn from.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    fn hop(&mut self, identity: Key32, sphinx_key: Key32) -> RouteNode {
+        let key = self.keys.entry(identity.0).or_insert_with(|| NodeKey::prepared(sphinx_key.0)).clone();
+        RouteNode { address: NodeAddress(identity.0), key }
+    }
+
+    /// Mixnet mode: one random mix per layer, then `gateway` (4 hops).
+    pub fn mixnet_route<R: Rng + ?Sized>(&mut self, rng: &mut R, gateway: &[u8; 32]) -> Result<Vec<RouteNode>, TopologyError> {
+        let g = self.topology.gateway(gateway).ok_or(TopologyError::UnknownGateway(Key32(*gateway)))?;
+        let (gid, gkey) = (g.identity, g.sphinx_key);
+        let mut route = Vec::with_capacity(LAYERS + 1);
+        for layer in 0..LAYERS {
+            let candidates = &self.layers[layer];
+            let pick = candidates[(rng.next_u64() % candidates.len() as u64) as usize];
+            let m = &self.topology.mixes[pick];
+            let (id, key) = (m.identity, m.sphinx_key);
+            route.push(self.hop(id, key));
+        }
+        route.push(self.hop(gid, gkey));
+        Ok(route)
+    }
+
+    /// Fast mode: straight to `gateway` (1 hop; the entry gateway forwards it).
+    pub fn fast_route(&mut self, gateway: &[u8; 32]) -> Result<Vec<RouteNode>, TopologyError> {
+        let g = self.topology.gateway(gateway).ok_or(TopologyError::UnknownGateway(Key32(*gateway)))?;
+        let (gid, gkey) = (g.identity, g.sphinx_key);
+        Ok(vec![self.hop(gid, gkey)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Topology {
+        let mix = |i: u8, layer| MixNode {
+            identity: Key32([i; 32]),
+            sphinx_key: Key32([i + 100; 32]),
+            layer,
+            mix_address: format!("127.0.0.1:{}", 1000 + u16::from(i)),
+        };
+        Topology {
+            epoch: 7,
+            valid_until_ms: 1,
+            mixes: vec![mix(1, 1), mix(2, 2), mix(3, 3)],
+            gateways: vec![Gateway {
+                identity: Key32([9; 32]),
+                sphinx_key: Key32([10; 32]),
+                mix_address: "127.0.0.1:9".into(),
+                client_key: Key32([11; 32]),
+                client_ws: Some("ws://127.0.0.1:10".into()),
+                client_wt: None,
+                exit: true,
+            }],
+        }
+    }
+
+    #[test]
+    fn signature_binds_the_document() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let signed = SignedTopology::sign(&sample(), &key);
+        assert_eq!(signed.verify(&key.verifying_key()).unwrap(), sample());
+        let mut tampered = signed.clone();
+        tampered.document = tampered.document.replace("\"epoch\":7", "\"epoch\":8");
+        assert_eq!(tampered.verify(&key.verifying_key()), Err(TopologyError::BadSignature));
+        let other = SigningKey::from_bytes(&[6; 32]);
+        assert_eq!(signed.verify(&other.verifying_key()), Err(TopologyError::BadSignature));
+        let mut garbled = signed;
+        garbled.signature = "0OIl".into();
+        assert_eq!(garbled.verify(&key.verifying_key()), Err(TopologyError::MalformedSignature));
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut t = sample();
+        t.mixes.pop();
+        assert_eq!(t.validate(), Err(TopologyError::EmptyLayer(3)));
+        let mut t = sample();
+        t.mixes[0].layer = 4;
+        assert_eq!(t.validate(), Err(TopologyError::InvalidLayer(Key32([1; 32]), 4)));
+        let mut t = sample();
+        t.mixes[1].identity = Key32([1; 32]);
+        assert_eq!(t.validate(), Err(TopologyError::DuplicateNode(Key32([1; 32]))));
+    }
+}

@@ -1,0 +1,61 @@
+//! Shared helpers for the simulated-network tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use mixnet_core::address::Recipient;
+use mixnet_core::message::{Event, MessageId, MessengerConfig, RouteMode};
+use mixnet_core::sim::LinkConfig;
+use mixnet_core::sim::mixnet::SimMixnet;
+
+pub fn link() -> LinkConfig {
+    LinkConfig::ideal(Duration::from_millis(5))
+}
+
+pub fn lossy(loss: f64) -> LinkConfig {
+    LinkConfig {
+        latency: Duration::from_millis(5),
+        jitter: Duration::from_millis(20),
+        loss,
+        duplicate: 0.02,
+        corrupt: 0.0,
+    }
+}
+
+pub fn config(mode: RouteMode) -> MessengerConfig {
+    MessengerConfig { mode, ack_wait_addition: Duration::from_millis(300), ..MessengerConfig::default() }
+}
+
+pub fn payload(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+pub fn received(net: &SimMixnet, who: &Recipient) -> Vec<Vec<u8>> {
+    net.client(who).received().map(|m| m.data.clone()).collect()
+}
+
+pub fn delivered(net: &SimMixnet, who: &Recipient, id: MessageId) -> bool {
+    net.client(who).events.iter().any(|e| *e == Event::Delivered(id))
+}
+
+pub fn failures(net: &SimMixnet, who: &Recipient) -> Vec<Event> {
+    net.client(who).events.iter().filter(|e| matches!(e, Event::Failed { .. })).cloned().collect()
+}
+
+/// Runs until `who` has received `n` messages (or a minute of simulated time).
+pub fn run_until_received(net: &mut SimMixnet, who: &Recipient, n: usize) -> bool {
+    let id = mixnet_core::sphinx::NodeAddress(who.identity);
+    net.run_until(Duration::from_secs(60), |net| match net.node(&id) {
+        Some(mixnet_core::sim::mixnet::SimNode::Client(c)) => c.received().count() >= n,
+        _ => false,
+    })
+}
+
+/// Runs until `who` saw `Delivered(id)`.
+pub fn run_until_delivered(net: &mut SimMixnet, who: &Recipient, id: MessageId) -> bool {
+    let addr = mixnet_core::sphinx::NodeAddress(who.identity);
+    net.run_until(Duration::from_secs(120), |net| match net.node(&addr) {
+        Some(mixnet_core::sim::mixnet::SimNode::Client(c)) => c.events.iter().any(|e| *e == Event::Delivered(id)),
+        _ => false,
+    })
+}
