@@ -110,8 +110,9 @@ impl<'de> serde::Deserialize<'de> for Recipient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
 
-    #[test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn round_trips_and_names_the_bad_part() {
         let r = Recipient { identity: [1; 32], encryption: [2; 32], gateway: [3; 32] };
         let s = r.to_string();

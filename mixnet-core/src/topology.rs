@@ -274,6 +274,7 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
 
     fn sample() -> Topology {
         let mix = |i: u8, layer| MixNode {
@@ -298,7 +299,7 @@ mod tests {
         }
     }
 
-    #[test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn signature_binds_the_document() {
         let key = SigningKey::from_bytes(&[5; 32]);
         let signed = SignedTopology::sign(&sample(), &key);
@@ -313,7 +314,7 @@ mod tests {
         assert_eq!(garbled.verify(&key.verifying_key()), Err(TopologyError::MalformedSignature));
     }
 
-    #[test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn validation_names_the_problem() {
         let mut t = sample();
         t.mixes.pop();

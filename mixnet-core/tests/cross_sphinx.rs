@@ -1,6 +1,8 @@
 //! Cross-tests against the reference `sphinx-packet` 0.8.0, both directions, over
 //! seeded random routes of 1 to 5 hops and random payloads.
 
+use wasm_bindgen_test::wasm_bindgen_test;
+
 use curve25519_dalek::constants::EIGHT_TORSION;
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use mixnet_core::sphinx::{
@@ -225,7 +227,7 @@ fn assert_route_followed(case: &Case, hops: &[Hop]) {
     }
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn packets_we_build_are_processed_by_the_reference() {
     for_each_case(1, |rng, case| {
         let packet = sphinx::build_packet(
@@ -243,7 +245,7 @@ fn packets_we_build_are_processed_by_the_reference() {
     });
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn packets_the_reference_builds_are_processed_by_us() {
     for_each_case(2, |rng, case| {
         let mut secret = [0u8; 32];
@@ -260,7 +262,7 @@ fn packets_the_reference_builds_are_processed_by_us() {
     });
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn same_initial_secret_gives_the_same_alpha_payload_and_hop_keys() {
     for_each_case(3, |rng, case| {
         let mut secret = [0u8; 32];
@@ -347,7 +349,7 @@ fn reply_payload(case: &Case, surb_packet: Vec<u8>, with_reference: bool) -> (Ve
     }
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn surbs_we_create_are_used_by_the_reference_and_we_recover() {
     for_each_case(4, |rng, case| {
         let (surb, recovery) =
@@ -376,7 +378,7 @@ fn surbs_we_create_are_used_by_the_reference_and_we_recover() {
     });
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn surbs_the_reference_creates_are_used_by_us_and_it_recovers() {
     for_each_case(5, |_rng, case| {
         let material = SURBMaterial::new(
@@ -400,7 +402,7 @@ fn surbs_the_reference_creates_are_used_by_us_and_it_recovers() {
     });
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn node_keys_on_the_twist_fall_back_to_the_reference_chain() {
     // a u-coordinate with no Edwards form: the reference's chain is still followed
     let mut rng = ChaCha20Rng::seed_from_u64(6);
@@ -442,7 +444,7 @@ fn node_keys_on_the_twist_fall_back_to_the_reference_chain() {
     }
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn shared_secret_matches_the_reference_for_any_alpha() {
     // α on the curve, with a torsion component, on the twist, or non-canonical: a mix must
     // derive exactly what the reference derives (and so accept or reject the same packets)

@@ -1,6 +1,8 @@
 //! Messages cross the simulated mixnet: to self, to another client, in both modes,
 //! small and large, and the sender learns they were delivered.
 
+use wasm_bindgen_test::wasm_bindgen_test;
+
 mod common;
 
 use common::*;
@@ -8,7 +10,7 @@ use mixnet_core::message::RouteMode;
 use mixnet_core::sim::mixnet::SimMixnet;
 use mixnet_core::time::Instant;
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn message_to_self_arrives_and_is_acknowledged() {
     for mode in [RouteMode::Mixnet, RouteMode::Fast] {
         let mut net = SimMixnet::new(1, link(), 2, 2);
@@ -20,7 +22,7 @@ fn message_to_self_arrives_and_is_acknowledged() {
     }
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn a_to_b_across_gateways_in_both_modes() {
     for (seed, mode) in [(2, RouteMode::Mixnet), (3, RouteMode::Fast)] {
         let mut net = SimMixnet::new(seed, link(), 2, 2);
@@ -46,7 +48,7 @@ fn a_to_b_across_gateways_in_both_modes() {
     }
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn one_megabyte_message_arrives_intact() {
     let mut net = SimMixnet::new(4, link(), 2, 2);
     let a = net.add_client(0, config(RouteMode::Mixnet));
@@ -60,7 +62,7 @@ fn one_megabyte_message_arrives_intact() {
     assert_eq!(net.client(&a).messenger.stats().retransmissions, 0);
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn every_packet_on_the_wire_has_the_same_size() {
     let mut net = SimMixnet::new(5, link(), 1, 2);
     let a = net.add_client(0, config(RouteMode::Mixnet));

@@ -1,5 +1,7 @@
 //! When delivery is impossible the sender is told, loudly, after its retransmissions.
 
+use wasm_bindgen_test::wasm_bindgen_test;
+
 mod common;
 
 use std::time::Duration;
@@ -10,7 +12,7 @@ use mixnet_core::sim::mixnet::SimMixnet;
 use mixnet_core::sphinx::NodeAddress;
 use mixnet_core::time::Instant;
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn message_to_a_dead_gateway_fails_after_max_retransmissions() {
     let mut net = SimMixnet::new(20, link(), 1, 2);
     let cfg = MessengerConfig { max_retransmissions: 3, ..config(RouteMode::Mixnet) };
@@ -27,7 +29,7 @@ fn message_to_a_dead_gateway_fails_after_max_retransmissions() {
     assert_eq!(net.client(&a).messenger.in_flight(), 0);
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn oversized_messages_are_refused_up_front() {
     let mut net = SimMixnet::new(21, link(), 1, 1);
     let mut cfg = config(RouteMode::Fast);

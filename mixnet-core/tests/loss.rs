@@ -1,6 +1,8 @@
 //! Loss, duplication, reordering and corruption on every link: every message still
 //! arrives exactly once, and the sender learns it was delivered.
 
+use wasm_bindgen_test::wasm_bindgen_test;
+
 mod common;
 
 use std::time::Duration;
@@ -31,19 +33,19 @@ fn all_arrive_once(seed: u64, link: LinkConfig, mode: RouteMode) -> u64 {
     net.client(&a).messenger.stats().retransmissions
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn five_percent_loss_on_every_link() {
     let retrans = all_arrive_once(10, lossy(0.05), RouteMode::Mixnet);
     assert!(retrans > 0, "with 5% loss some fragment must have been retransmitted");
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn heavy_loss_duplication_and_reordering() {
     all_arrive_once(11, lossy(0.12), RouteMode::Mixnet);
     all_arrive_once(12, lossy(0.12), RouteMode::Fast);
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn corrupted_packets_are_dropped_and_retransmitted() {
     let link = LinkConfig { corrupt: 0.1, ..lossy(0.0) };
     let mut net = SimMixnet::new(13, link.clone(), 2, 2);

@@ -1,6 +1,8 @@
 //! A recipient that is offline gets its messages from its gateway's inbox when it
 //! comes back; the sender is acknowledged as soon as the gateway stored them.
 
+use wasm_bindgen_test::wasm_bindgen_test;
+
 mod common;
 
 use std::time::Duration;
@@ -10,7 +12,7 @@ use mixnet_core::message::RouteMode;
 use mixnet_core::sim::mixnet::SimMixnet;
 use mixnet_core::time::Instant;
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn gateway_stores_for_offline_client_and_delivers_in_order() {
     let mut net = SimMixnet::new(40, link(), 2, 2);
     let a = net.add_client(0, config(RouteMode::Fast));

@@ -1,5 +1,7 @@
 //! A replayed packet is dropped at every node it reaches again.
 
+use wasm_bindgen_test::wasm_bindgen_test;
+
 mod common;
 
 use std::time::Duration;
@@ -9,7 +11,7 @@ use mixnet_core::message::RouteMode;
 use mixnet_core::sim::mixnet::{SimMixnet, SimNode};
 use mixnet_core::time::Instant;
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn replays_are_dropped_at_every_hop() {
     let mut net = SimMixnet::new(50, link(), 1, 2);
     let a = net.add_client(0, config(RouteMode::Mixnet));

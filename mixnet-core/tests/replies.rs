@@ -1,6 +1,8 @@
 //! Anonymous replies by SURB: the recipient answers without learning the sender's
 //! address, and asks for more SURBs when it runs low.
 
+use wasm_bindgen_test::wasm_bindgen_test;
+
 mod common;
 
 use common::*;
@@ -8,7 +10,7 @@ use mixnet_core::message::RouteMode;
 use mixnet_core::sim::mixnet::SimMixnet;
 use mixnet_core::time::Instant;
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn recipient_replies_through_surbs() {
     for (seed, mode) in [(30, RouteMode::Mixnet), (31, RouteMode::Fast)] {
         let mut net = SimMixnet::new(seed, link(), 2, 2);
@@ -32,7 +34,7 @@ fn recipient_replies_through_surbs() {
     }
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn long_reply_tops_up_surbs_on_demand() {
     let mut net = SimMixnet::new(32, lossy(0.03), 2, 2);
     let a = net.add_client(0, config(RouteMode::Mixnet));
@@ -49,7 +51,7 @@ fn long_reply_tops_up_surbs_on_demand() {
     assert!(failures(&net, &b).is_empty());
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn reply_to_an_unknown_tag_is_refused() {
     let mut net = SimMixnet::new(33, link(), 1, 1);
     let a = net.add_client(0, config(RouteMode::Fast));

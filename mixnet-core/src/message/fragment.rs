@@ -93,8 +93,9 @@ pub fn split_message(message_id: u64, message: &[u8]) -> Vec<Fragment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
 
-    #[test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn splits_and_encodes_round_trip() {
         for len in [0, 1, FRAGMENT_DATA - 1, FRAGMENT_DATA, FRAGMENT_DATA + 1, 5 * FRAGMENT_DATA + 7] {
             let msg: Vec<u8> = (0..len).map(|i| i as u8).collect();
@@ -111,7 +112,7 @@ mod tests {
         assert_eq!(Fragment::decode(&Fragment::cover()).unwrap(), None);
     }
 
-    #[test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn rejects_inconsistent_headers() {
         let mut f = split_message(1, &[1, 2, 3])[0].encode();
         f[13..17].copy_from_slice(&5u32.to_be_bytes());

@@ -222,13 +222,14 @@ impl Reassembler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
     use crate::message::fragment::split_message;
 
     fn msg(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7) as u8).collect()
     }
 
-    #[test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn reorders_and_ignores_duplicates() {
         let m = msg(FRAGMENT_DATA * 4 + 3);
         let mut frags = split_message(9, &m);
@@ -245,7 +246,7 @@ mod tests {
         assert_eq!(r.buffered_bytes(), 0);
     }
 
-    #[test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn bounded_by_count_bytes_size_and_time() {
         let cfg = ReassemblyConfig {
             max_message_size: FRAGMENT_DATA * 3,

@@ -290,14 +290,15 @@ pub(super) fn derive_route_keys(initial_secret: &[u8; 32], route: &[&NodeKey]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
 
-    #[test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn inv8_is_the_inverse_of_eight() {
         assert_eq!(inv8() * Scalar::from(8u64), Scalar::ONE);
         assert_eq!(Scalar::from(8u64).invert(), inv8());
     }
 
-    #[test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn table_diffie_hellman_equals_x25519() {
         let node = NodeSecret::from_bytes([3u8; 32]);
         let public = node.public_key();
