@@ -273,7 +273,8 @@ pub struct Messenger<R> {
     config: MessengerConfig,
     keys: ClientKeys,
     self_address: Recipient,
-    self_key: NodeKey,
+    /// Our own encryption key, prepared on first cover packet.
+    self_key: Option<NodeKey>,
     rng: R,
     routes: Option<Routes>,
     recipient_keys: HashMap<[u8; 32], NodeKey>,
@@ -306,7 +307,7 @@ impl<R: CryptoRng> Messenger<R> {
             config,
             keys,
             self_address,
-            self_key: NodeKey::prepared(encryption_public),
+            self_key: None,
             rng,
             routes: None,
             recipient_keys: HashMap::new(),
@@ -594,7 +595,9 @@ impl<R: CryptoRng> Messenger<R> {
         let (ack_surb, ack_recovery, _) = self.surb_to_self(self.config.average_ack_delay).ok()?;
         let mut data = [0u8; PacketSize::Regular.data_len()];
         data[..super::ACK_SURB_LEN].copy_from_slice(&ack_surb.to_bytes());
-        let sealed = seal(&mut self.rng, &self.self_key.clone(), &Fragment::cover())?;
+        let encryption = self.self_address.encryption;
+        let key = self.self_key.get_or_insert_with(|| NodeKey::prepared(encryption)).clone();
+        let sealed = seal(&mut self.rng, &key, &Fragment::cover())?;
         data[super::ACK_SURB_LEN..].copy_from_slice(&sealed);
         let gateway = self.self_address.gateway;
         let route = self.route_to(&gateway).ok()?;

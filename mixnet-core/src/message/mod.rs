@@ -25,7 +25,7 @@ pub use messenger::{
     ClientKeys, Delivery, Event, MessageId, Messenger, MessengerConfig, MessengerStats, ReceivedMessage,
     RouteMode, SendError, SendFailure, Transmit,
 };
-pub use reassembly::{Reassembler, ReassemblyConfig};
+pub use reassembly::{Eviction, Insert, Reassembler, ReassemblyConfig};
 pub use seal::{SEAL_OVERHEAD, open, seal};
 
 use crate::sphinx::{NodeAddress, PacketSize, SphinxError, Surb};
