@@ -447,6 +447,8 @@ pub mod mixnet {
     }
 
     /// Any node of the simulated mixnet.
+    // a test network has a handful of nodes: boxing the large variant buys nothing
+    #[allow(clippy::large_enum_variant)]
     pub enum SimNode {
         /// A mix node.
         Mix(Mix),

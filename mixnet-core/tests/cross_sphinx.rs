@@ -99,7 +99,7 @@ impl Case {
         rng.fill_bytes(&mut destination);
         let mut identifier = [0u8; 16];
         rng.fill_bytes(&mut identifier);
-        let size = if rng.next_u32() % 4 == 0 { PacketSize::Ack } else { PacketSize::Regular };
+        let size = if rng.next_u32().is_multiple_of(4) { PacketSize::Ack } else { PacketSize::Regular };
         let len = (rng.next_u32() as usize) % (size.data_len() + 1);
         let mut message = vec![0u8; len];
         rng.fill_bytes(&mut message);
@@ -200,7 +200,10 @@ fn run_ours(case: &Case, mut packet: Vec<u8>) -> Vec<Hop> {
     panic!("we never reached a final hop");
 }
 
-fn expected_hops(case: &Case) -> Vec<(Option<([u8; 32], u64)>, [u8; 32], [u8; 16])> {
+/// Per hop: the next address and delay (none at the final hop), the destination, the identifier.
+type ExpectedHop = (Option<([u8; 32], u64)>, [u8; 32], [u8; 16]);
+
+fn expected_hops(case: &Case) -> Vec<ExpectedHop> {
     (0..case.nodes.len())
         .map(|i| {
             let next = case.nodes.get(i + 1).map(|n| (n.address, case.delays[i]));
@@ -262,28 +265,34 @@ fn packets_the_reference_builds_are_processed_by_us() {
     });
 }
 
+/// Builds the case's packet with both implementations from the same random initial secret.
+fn build_both(rng: &mut ChaCha20Rng, case: &Case) -> (Vec<u8>, Vec<sphinx::ExpandedSecret>, Vec<u8>) {
+    let mut secret = [0u8; 32];
+    rng.fill_bytes(&mut secret);
+    let (ours, keys) = sphinx::build_packet_with_secret(
+        rng,
+        &secret,
+        &case.our_route(),
+        &case.our_destination(),
+        &case.our_delays(),
+        &case.message,
+        case.size.payload_len(),
+        Version::CURRENT,
+    )
+    .unwrap();
+    let theirs = SphinxPacketBuilder::new()
+        .with_payload_size(case.size.payload_len())
+        .with_initial_secret(&StaticSecret::from(secret))
+        .build_packet(&case.message, &case.their_route(), &case.their_destination(), &case.their_delays())
+        .unwrap()
+        .to_bytes();
+    (ours, keys, theirs)
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn same_initial_secret_gives_the_same_alpha_payload_and_hop_keys() {
     for_each_case(3, |rng, case| {
-        let mut secret = [0u8; 32];
-        rng.fill_bytes(&mut secret);
-        let (ours, our_keys) = sphinx::build_packet_with_secret(
-            rng,
-            &secret,
-            &case.our_route(),
-            &case.our_destination(),
-            &case.our_delays(),
-            &case.message,
-            case.size.payload_len(),
-            Version::CURRENT,
-        )
-        .unwrap();
-        let theirs = SphinxPacketBuilder::new()
-            .with_payload_size(case.size.payload_len())
-            .with_initial_secret(&StaticSecret::from(secret))
-            .build_packet(&case.message, &case.their_route(), &case.their_destination(), &case.their_delays())
-            .unwrap()
-            .to_bytes();
+        let (ours, our_keys, theirs) = build_both(rng, &case);
         assert_eq!(ours.len(), theirs.len());
         // α
         assert_eq!(ours[..32], theirs[..32], "alpha differs");
@@ -420,25 +429,7 @@ fn node_keys_on_the_twist_fall_back_to_the_reference_chain() {
         let mut case = Case::random(&mut rng, hops);
         let last = case.nodes.len() - 1;
         case.nodes[last.min(1)].public = twist;
-        let mut secret = [0u8; 32];
-        rng.fill_bytes(&mut secret);
-        let (ours, _) = sphinx::build_packet_with_secret(
-            &mut rng,
-            &secret,
-            &case.our_route(),
-            &case.our_destination(),
-            &case.our_delays(),
-            &case.message,
-            case.size.payload_len(),
-            Version::CURRENT,
-        )
-        .unwrap();
-        let theirs = SphinxPacketBuilder::new()
-            .with_payload_size(case.size.payload_len())
-            .with_initial_secret(&StaticSecret::from(secret))
-            .build_packet(&case.message, &case.their_route(), &case.their_destination(), &case.their_delays())
-            .unwrap()
-            .to_bytes();
+        let (ours, _, theirs) = build_both(&mut rng, &case);
         assert_eq!(ours[..32], theirs[..32]);
         assert_eq!(ours[sphinx::HEADER_SIZE..], theirs[sphinx::HEADER_SIZE..]);
     }

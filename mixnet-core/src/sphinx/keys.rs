@@ -14,7 +14,6 @@
 
 use std::sync::Arc;
 
-use curve25519_dalek::constants::ED25519_BASEPOINT_TABLE;
 use curve25519_dalek::edwards::{EdwardsBasepointTable, EdwardsPoint};
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use curve25519_dalek::scalar::{Scalar, clamp_integer};
@@ -254,9 +253,7 @@ pub(super) struct RouteKeys {
 
 /// Derives α₀ and every hop's expanded secret from the initial secret `x`.
 pub(super) fn derive_route_keys(initial_secret: &[u8; 32], route: &[&NodeKey]) -> RouteKeys {
-    let alpha = EdwardsBasepointTable::mul_base(&ED25519_BASEPOINT_TABLE, &Scalar::from_bytes_mod_order(clamp_integer(*initial_secret)))
-        .to_montgomery()
-        .to_bytes();
+    let alpha = MontgomeryPoint::mul_base_clamped(*initial_secret).to_bytes();
     // product of clamped scalars so far, mod ℓ, and the raw clamped factors for the twist fallback
     let mut product = Scalar::from_bytes_mod_order(clamp_integer(*initial_secret));
     let mut factors: Vec<[u8; 32]> = vec![*initial_secret];

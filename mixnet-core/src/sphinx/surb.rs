@@ -30,7 +30,7 @@ impl core::fmt::Debug for Surb {
 }
 
 fn parse_seeds(bytes: &[u8]) -> Result<Vec<Seed>, SphinxError> {
-    if bytes.is_empty() || bytes.len() % PAYLOAD_KEY_SEED_SIZE != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(PAYLOAD_KEY_SEED_SIZE) {
         return Err(SphinxError::MalformedSurb("seeds are not a non-empty multiple of 16 bytes"));
     }
     if bytes.len() / PAYLOAD_KEY_SEED_SIZE > MAX_PATH_LENGTH {

@@ -35,7 +35,7 @@ pub fn received(net: &SimMixnet, who: &Recipient) -> Vec<Vec<u8>> {
 }
 
 pub fn delivered(net: &SimMixnet, who: &Recipient, id: MessageId) -> bool {
-    net.client(who).events.iter().any(|e| *e == Event::Delivered(id))
+    net.client(who).events.contains(&Event::Delivered(id))
 }
 
 pub fn failures(net: &SimMixnet, who: &Recipient) -> Vec<Event> {
@@ -55,7 +55,7 @@ pub fn run_until_received(net: &mut SimMixnet, who: &Recipient, n: usize) -> boo
 pub fn run_until_delivered(net: &mut SimMixnet, who: &Recipient, id: MessageId) -> bool {
     let addr = mixnet_core::sphinx::NodeAddress(who.identity);
     net.run_until(Duration::from_secs(120), |net| match net.node(&addr) {
-        Some(mixnet_core::sim::mixnet::SimNode::Client(c)) => c.events.iter().any(|e| *e == Event::Delivered(id)),
+        Some(mixnet_core::sim::mixnet::SimNode::Client(c)) => c.events.contains(&Event::Delivered(id)),
         _ => false,
     })
 }
