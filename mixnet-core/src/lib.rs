@@ -9,6 +9,7 @@ pub mod address;
 pub mod gateway;
 pub mod message;
 pub mod mix;
+pub mod noise;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sphinx;
