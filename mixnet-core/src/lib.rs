@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod message;
 pub mod mix;
 pub mod noise;
+pub mod session;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sphinx;

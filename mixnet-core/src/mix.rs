@@ -3,6 +3,7 @@
 //! and time, and sends what [`Mix::poll_transmit`] yields.
 
 use std::collections::{BinaryHeap, HashSet};
+use std::sync::Mutex;
 use std::cmp::Reverse;
 
 use crate::sphinx::{self, NodeAddress, NodeSecret, Processed, REPLAY_TAG_SIZE, SphinxError};
@@ -38,31 +39,121 @@ pub struct MixStats {
     pub queue_full: u64,
 }
 
-/// Replay tags seen under one key.
+/// Bytes of a replay tag kept (the first half of the 32-byte tag; collisions at
+/// 2⁻⁶⁴ per pair are harmless, and it halves the memory).
+const KEPT_TAG: usize = 16;
+const SHARDS: usize = 16;
+
+/// Replay tags seen under one key; sharded so worker threads rarely contend.
 #[derive(Debug, Default)]
 pub struct ReplayFilter {
-    seen: HashSet<[u8; REPLAY_TAG_SIZE]>,
+    shards: [Mutex<HashSet<[u8; KEPT_TAG]>>; SHARDS],
+}
+
+fn kept(tag: &[u8; REPLAY_TAG_SIZE]) -> [u8; KEPT_TAG] {
+    let mut k = [0u8; KEPT_TAG];
+    k.copy_from_slice(&tag[..KEPT_TAG]);
+    k
 }
 
 impl ReplayFilter {
+    fn shard(&self, tag: &[u8; REPLAY_TAG_SIZE]) -> std::sync::MutexGuard<'_, HashSet<[u8; KEPT_TAG]>> {
+        // a poisoned shard only means a panic elsewhere; the set itself is intact
+        self.shards[usize::from(tag[0]) % SHARDS].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records `tag`; false if it was already there.
-    pub fn insert(&mut self, tag: [u8; REPLAY_TAG_SIZE]) -> bool {
-        self.seen.insert(tag)
+    pub fn insert(&self, tag: [u8; REPLAY_TAG_SIZE]) -> bool {
+        self.shard(&tag).insert(kept(&tag))
     }
 
     /// Whether `tag` was seen.
     pub fn contains(&self, tag: &[u8; REPLAY_TAG_SIZE]) -> bool {
-        self.seen.contains(tag)
+        self.shard(tag).contains(&kept(tag))
     }
 
     /// Tags remembered.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        (0..SHARDS).map(|i| self.shards[i].lock().map(|s| s.len()).unwrap_or(0)).sum()
     }
 
     /// Whether no tag is remembered.
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len() == 0
+    }
+}
+
+struct EpochKey {
+    epoch: u64,
+    secret: NodeSecret,
+    replay: ReplayFilter,
+}
+
+/// A node's Sphinx keys: the current epoch's and, during the overlap, the previous
+/// one's, each with its own replay filter (dropped with the key). `process` takes
+/// `&self`, so worker threads can share it.
+pub struct NodeKeys {
+    keys: Vec<EpochKey>,
+}
+
+impl NodeKeys {
+    /// Keys holding only `secret` for `epoch`.
+    pub fn new(epoch: u64, secret: NodeSecret) -> Self {
+        Self { keys: vec![EpochKey { epoch, secret, replay: ReplayFilter::default() }] }
+    }
+
+    /// Makes `secret` current for `epoch`; the previous current key stays for the overlap,
+    /// older ones are dropped with their replay filters.
+    pub fn rotate(&mut self, epoch: u64, secret: NodeSecret) {
+        if self.keys.iter().any(|k| k.epoch == epoch) {
+            return;
+        }
+        self.keys.insert(0, EpochKey { epoch, secret, replay: ReplayFilter::default() });
+        self.keys.truncate(2);
+    }
+
+    /// Epochs whose keys are held, newest first.
+    pub fn epochs(&self) -> Vec<u64> {
+        self.keys.iter().map(|k| k.epoch).collect()
+    }
+
+    /// Public key of `epoch`, if held.
+    pub fn public_key(&self, epoch: u64) -> Option<[u8; 32]> {
+        self.keys.iter().find(|k| k.epoch == epoch).map(|k| k.secret.public_key())
+    }
+
+    /// Replay tags remembered across held keys.
+    pub fn replay_tags(&self) -> usize {
+        self.keys.iter().map(|k| k.replay.len()).sum()
+    }
+
+    /// Processes a packet with whichever held key it was built for; replays are refused.
+    pub fn process(&self, packet: Vec<u8>) -> Result<Processed, MixError> {
+        let mut last = MixError::Sphinx(SphinxError::InvalidMac);
+        for key in &self.keys {
+            let expanded = key.secret.packet_secret(&packet)?;
+            if !sphinx::header_mac_ok(&expanded, &packet) {
+                continue;
+            }
+            let tag = expanded.replay_tag();
+            if key.replay.contains(&tag) {
+                return Err(MixError::Replay);
+            }
+            match sphinx::process_packet_with_secret(&expanded, packet) {
+                Ok(p) => {
+                    // two workers may race on copies of one packet: only one wins
+                    if !key.replay.insert(tag) {
+                        return Err(MixError::Replay);
+                    }
+                    return Ok(p);
+                }
+                Err(e) => {
+                    last = e.into();
+                    break;
+                }
+            }
+        }
+        Err(last)
     }
 }
 
@@ -90,10 +181,10 @@ impl Ord for Scheduled {
     }
 }
 
-/// One mix node's state for one key epoch.
+/// One mix node's packet handling (single-threaded; a multi-core driver shares
+/// [`NodeKeys`] between workers and schedules delays itself).
 pub struct Mix {
-    secret: NodeSecret,
-    replay: ReplayFilter,
+    keys: NodeKeys,
     queue: BinaryHeap<Reverse<Scheduled>>,
     max_queue: usize,
     seq: u64,
@@ -101,9 +192,14 @@ pub struct Mix {
 }
 
 impl Mix {
-    /// A mix with `secret`, holding at most `max_queue` packets.
-    pub fn new(secret: NodeSecret, max_queue: usize) -> Self {
-        Self { secret, replay: ReplayFilter::default(), queue: BinaryHeap::new(), max_queue, seq: 0, stats: MixStats::default() }
+    /// A mix with `keys`, holding at most `max_queue` packets.
+    pub fn new(keys: NodeKeys, max_queue: usize) -> Self {
+        Self { keys, queue: BinaryHeap::new(), max_queue, seq: 0, stats: MixStats::default() }
+    }
+
+    /// The node's keys (to rotate them).
+    pub fn keys_mut(&mut self) -> &mut NodeKeys {
+        &mut self.keys
     }
 
     /// Counters.
@@ -132,14 +228,7 @@ impl Mix {
         if self.queue.len() >= self.max_queue {
             return Err(MixError::QueueFull(self.queue.len()));
         }
-        let expanded = self.secret.packet_secret(&packet)?;
-        let tag = expanded.replay_tag();
-        if self.replay.contains(&tag) {
-            return Err(MixError::Replay);
-        }
-        // the MAC is checked before the tag is remembered, so junk cannot fill the filter
-        let processed = sphinx::process_packet_with_secret(&expanded, packet)?;
-        self.replay.insert(tag);
+        let processed = self.keys.process(packet)?;
         match processed {
             Processed::Forward(f) => {
                 self.seq += 1;

@@ -308,122 +308,93 @@ impl<A: Ord + Clone + core::hash::Hash, E: Endpoint<A>> SimNet<A, E> {
 
 pub mod mixnet {
     //! The core's state machines on a [`SimNet`]: mixes in three layers, gateways
-    //! (final hop, SURB-acks, inbox for offline clients) and clients ([`Messenger`]).
+    //! ([`Gateway`] with an in-memory inbox) and clients ([`ClientSession`] +
+    //! [`Messenger`]), speaking the real session protocol to their gateway.
 
-    use std::collections::{HashMap, VecDeque};
+    use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
     use std::time::Duration;
 
+    use ed25519_dalek::SigningKey;
     use rand_chacha::{ChaCha8Rng, ChaCha20Rng};
     use rand_core::{Rng, SeedableRng};
 
     use super::{Endpoint, LinkConfig, SimNet};
-    use crate::gateway::final_hop;
-    use crate::message::{ClientKeys, Delivery, Event, Messenger, MessengerConfig};
-    use crate::mix::{Mix, ReplayFilter};
-    use crate::sphinx::{self, NodeAddress, NodeSecret, PacketSize, Processed};
     use crate::address::Recipient;
+    use crate::gateway::{ConnId, Gateway, GatewayConfig, Output};
+    use crate::message::{ClientKeys, Delivery, Event, Messenger, MessengerConfig, ReceivedMessage};
+    use crate::mix::{Mix, NodeKeys};
+    use crate::session::{ClientSession, SessionEvent};
+    use crate::sphinx::{NodeAddress, NodeSecret};
     use crate::time::Instant;
-    use crate::topology::{Gateway, Key32, MixNode, Routes, Topology};
+    use crate::topology::{Gateway as GatewayInfo, Key32, MixNode, Routes, Topology};
 
-    /// A client frame to its gateway: `first hop (32) || packet`; a gateway frame to
-    /// its client: `identifier (16) || payload`.
-    const FIRST_HOP_LEN: usize = 32;
-
-    /// Counters of a simulated gateway.
-    #[derive(Debug, Clone, Default, PartialEq, Eq)]
-    pub struct GatewayStats {
-        /// Deliveries handed to a client (live or from the inbox).
-        pub delivered: u64,
-        /// Deliveries stored for an offline client.
-        pub stored: u64,
-        /// SURB-acks sent.
-        pub acks_sent: u64,
-        /// Replayed packets dropped.
-        pub replays: u64,
-        /// Malformed packets dropped.
-        pub malformed: u64,
-    }
-
-    /// A gateway: final hop for its clients, forwards their packets, stores for them while offline.
+    /// A gateway with an in-memory inbox standing in for SQLite.
     pub struct SimGateway {
-        address: NodeAddress,
-        secret: NodeSecret,
-        replay: ReplayFilter,
-        online: HashMap<[u8; 32], bool>,
-        inbox: HashMap<[u8; 32], VecDeque<Vec<u8>>>,
+        /// The state machine under test.
+        pub gateway: Gateway<ChaCha20Rng>,
+        nodes: HashSet<NodeAddress>,
+        conns: HashMap<NodeAddress, ConnId>,
+        addrs: HashMap<ConnId, NodeAddress>,
+        next_conn: ConnId,
+        inbox: HashMap<[u8; 32], BTreeMap<u64, Delivery>>,
+        next_seq: u64,
         out: VecDeque<(NodeAddress, Vec<u8>)>,
-        /// Counters.
-        pub stats: GatewayStats,
     }
 
     impl SimGateway {
-        fn deliver(&mut self, client: [u8; 32], frame: Vec<u8>) {
-            match self.online.get(&client) {
-                Some(true) => {
-                    self.stats.delivered += 1;
-                    self.out.push_back((NodeAddress(client), frame));
-                }
-                _ => {
-                    self.stats.stored += 1;
-                    self.inbox.entry(client).or_default().push_back(frame);
-                }
-            }
-        }
-
-        /// Marks a client on- or offline; coming online flushes its inbox in order.
-        pub fn set_online(&mut self, client: [u8; 32], online: bool) {
-            self.online.insert(client, online);
-            if online {
-                for frame in self.inbox.remove(&client).unwrap_or_default() {
-                    self.stats.delivered += 1;
-                    self.out.push_back((NodeAddress(client), frame));
-                }
-            }
-        }
-
-        /// Deliveries waiting for offline clients.
+        /// Deliveries stored and not yet acknowledged by their clients.
         pub fn stored(&self) -> usize {
-            self.inbox.values().map(VecDeque::len).sum()
+            self.inbox.values().map(BTreeMap::len).sum()
         }
 
-        fn handle_packet(&mut self, packet: Vec<u8>) {
-            let expanded = match self.secret.packet_secret(&packet) {
-                Ok(e) => e,
-                Err(_) => {
-                    self.stats.malformed += 1;
-                    return;
-                }
-            };
-            if self.replay.contains(&expanded.replay_tag()) {
-                self.stats.replays += 1;
-                return;
+        fn disconnect(&mut self, client: &NodeAddress) {
+            if let Some(conn) = self.conns.remove(client) {
+                self.addrs.remove(&conn);
+                self.gateway.handle_disconnect(conn);
             }
-            let processed = match sphinx::process_packet_with_secret(&expanded, packet) {
-                Ok(Processed::Final(f)) => f,
-                _ => {
-                    self.stats.malformed += 1;
-                    return;
-                }
-            };
-            self.replay.insert(expanded.replay_tag());
-            match final_hop(processed, PacketSize::Regular) {
-                Ok(hop) => {
-                    let mut frame = hop.delivery.identifier.to_vec();
-                    frame.extend_from_slice(&hop.delivery.payload);
-                    self.deliver(hop.client.0, frame);
-                    if let Some(ack) = hop.ack {
-                        self.stats.acks_sent += 1;
-                        self.out.push_back((ack.first_hop, ack.packet));
+        }
+
+        fn run_outputs(&mut self) {
+            while let Some(o) = self.gateway.poll_output() {
+                match o {
+                    Output::ToClient { conn, message } => {
+                        if let Some(a) = self.addrs.get(&conn) {
+                            self.out.push_back((*a, message));
+                        }
                     }
+                    Output::Close { conn, .. } => {
+                        if let Some(a) = self.addrs.remove(&conn) {
+                            self.conns.remove(&a);
+                        }
+                    }
+                    Output::ToNode { next_hop, packet } => self.out.push_back((next_hop, packet)),
+                    Output::Store { token, client, delivery } => {
+                        self.next_seq += 1;
+                        self.inbox.entry(client).or_default().insert(self.next_seq, delivery);
+                        self.gateway.handle_stored(token, Ok(self.next_seq));
+                    }
+                    Output::LoadInbox { conn, client } => {
+                        let entries = self.inbox.get(&client).map(|m| m.iter().map(|(s, d)| (*s, d.clone())).collect());
+                        self.gateway.handle_inbox(conn, entries.unwrap_or_default());
+                    }
+                    Output::DeleteInbox { client, up_to } => {
+                        if let Some(m) = self.inbox.get_mut(&client) {
+                            m.retain(|s, _| *s > up_to);
+                        }
+                    }
+                    Output::LocalDeliver { .. } => {}
                 }
-                Err(_) => self.stats.malformed += 1,
             }
         }
     }
 
-    /// A client: a [`Messenger`] attached to a gateway, sending as fast as it builds.
+    /// A client: a session with its gateway and a [`Messenger`], sending as fast as it builds.
     pub struct SimClient {
         gateway: NodeAddress,
+        gateway_key: [u8; 32],
+        signing: SigningKey,
+        rng: ChaCha20Rng,
+        session: ClientSession,
         /// The state machine under test.
         pub messenger: Messenger<ChaCha20Rng>,
         /// Events so far.
@@ -437,8 +408,12 @@ pub mod mixnet {
             }
         }
 
+        fn reconnect(&mut self) {
+            self.session = ClientSession::start(&mut self.rng, &self.gateway_key, self.signing.clone());
+        }
+
         /// Received messages so far.
-        pub fn received(&self) -> impl Iterator<Item = &crate::message::ReceivedMessage> {
+        pub fn received(&self) -> impl Iterator<Item = &ReceivedMessage> {
             self.events.iter().filter_map(|e| match e {
                 Event::Received(m) => Some(m),
                 _ => None,
@@ -465,38 +440,45 @@ pub mod mixnet {
                     let _ = m.handle_packet(now, bytes);
                 }
                 Self::Gateway(g) => {
-                    if g.online.contains_key(&from.0) {
-                        // from one of our clients: forward to the first hop (maybe ourselves)
-                        if bytes.len() < FIRST_HOP_LEN {
-                            g.stats.malformed += 1;
-                            return;
-                        }
-                        let first = NodeAddress(bytes[..FIRST_HOP_LEN].try_into().expect("32 bytes"));
-                        let packet = bytes[FIRST_HOP_LEN..].to_vec();
-                        if first == g.address {
-                            g.handle_packet(packet);
-                        } else {
-                            g.out.push_back((first, packet));
-                        }
+                    if g.nodes.contains(from) {
+                        g.gateway.handle_node_packet(now, bytes);
                     } else {
-                        g.handle_packet(bytes);
+                        let conn = match g.conns.get(from) {
+                            Some(c) => *c,
+                            None => {
+                                g.next_conn += 1;
+                                let c = g.next_conn;
+                                g.conns.insert(*from, c);
+                                g.addrs.insert(c, *from);
+                                g.gateway.handle_connect(now, c);
+                                c
+                            }
+                        };
+                        g.gateway.handle_message(now, conn, &bytes);
                     }
+                    g.run_outputs();
                 }
                 Self::Client(c) => {
-                    if bytes.len() < 16 {
-                        return;
+                    if let Ok(SessionEvent::Deliver { seq, delivery }) = c.session.handle_message(&bytes) {
+                        c.messenger.handle_delivery(now, delivery);
+                        let _ = c.session.ack_inbox(seq);
                     }
-                    let identifier = bytes[..16].try_into().expect("16 bytes");
-                    c.messenger.handle_delivery(now, Delivery { identifier, payload: bytes[16..].to_vec() });
                     c.drain();
                 }
             }
         }
 
         fn handle_timeout(&mut self, now: Instant) {
-            if let Self::Client(c) = self {
-                c.messenger.handle_timeout(now);
-                c.drain();
+            match self {
+                Self::Client(c) => {
+                    c.messenger.handle_timeout(now);
+                    c.drain();
+                }
+                Self::Gateway(g) => {
+                    g.gateway.handle_timeout(now);
+                    g.run_outputs();
+                }
+                Self::Mix(_) => {}
             }
         }
 
@@ -505,12 +487,16 @@ pub mod mixnet {
                 Self::Mix(m) => m.poll_transmit(now),
                 Self::Gateway(g) => g.out.pop_front(),
                 Self::Client(c) => {
+                    if let Some(m) = c.session.poll_send() {
+                        return Some((c.gateway, m));
+                    }
+                    if !c.session.is_authenticated() {
+                        return None;
+                    }
                     let t = c.messenger.poll_transmit(now);
                     c.drain();
-                    let t = t?;
-                    let mut frame = t.first_hop.0.to_vec();
-                    frame.extend_from_slice(&t.packet);
-                    Some((c.gateway, frame))
+                    c.session.send_packet(t?).ok()?;
+                    c.session.poll_send().map(|m| (c.gateway, m))
                 }
             }
         }
@@ -518,7 +504,7 @@ pub mod mixnet {
         fn poll_timeout(&self) -> Option<Instant> {
             match self {
                 Self::Mix(m) => m.poll_timeout(),
-                Self::Gateway(_) => None,
+                Self::Gateway(g) => g.gateway.poll_timeout(),
                 Self::Client(c) => c.messenger.poll_timeout(),
             }
         }
@@ -533,17 +519,18 @@ pub mod mixnet {
         rng: ChaCha8Rng,
     }
 
+    fn key(rng: &mut ChaCha8Rng) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        rng.fill_bytes(&mut b);
+        b
+    }
+
     impl SimMixnet {
         /// `mixes_per_layer` mixes in each of 3 layers and `gateways` gateways, all
         /// keys from `seed`.
         pub fn new(seed: u64, link: LinkConfig, mixes_per_layer: usize, gateways: usize) -> Self {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let mut net = SimNet::new(seed ^ 0x5eed, link);
-            let key = |rng: &mut ChaCha8Rng| {
-                let mut b = [0u8; 32];
-                rng.fill_bytes(&mut b);
-                b
-            };
             let mut mixes = Vec::new();
             for layer in 1..=3u8 {
                 for i in 0..mixes_per_layer {
@@ -554,53 +541,82 @@ pub mod mixnet {
                         sphinx_key: Key32(secret.public_key()),
                         layer,
                         mix_address: format!("mix-{layer}-{i}"),
+                        noise_key: Key32(key(&mut rng)),
                     });
-                    net.add(NodeAddress(identity), SimNode::Mix(Mix::new(secret, 100_000)));
+                    net.add(NodeAddress(identity), SimNode::Mix(Mix::new(NodeKeys::new(1, secret), 100_000)));
                 }
             }
-            let mut gws = Vec::new();
+            let mut infos = Vec::new();
+            let mut gateways_sm = Vec::new();
             for i in 0..gateways {
                 let identity = key(&mut rng);
                 let secret = NodeSecret::from_bytes(key(&mut rng));
-                gws.push(Gateway {
+                let noise = NodeSecret::from_bytes(key(&mut rng));
+                infos.push(GatewayInfo {
                     identity: Key32(identity),
                     sphinx_key: Key32(secret.public_key()),
                     mix_address: format!("gateway-{i}"),
-                    client_key: Key32(key(&mut rng)),
+                    noise_key: Key32(noise.public_key()),
                     client_ws: None,
                     client_wt: None,
                     exit: false,
                 });
+                let gw = Gateway::new(
+                    GatewayConfig::default(),
+                    NodeAddress(identity),
+                    noise,
+                    NodeKeys::new(1, secret),
+                    ChaCha20Rng::seed_from_u64(rng.next_u64()),
+                );
+                gateways_sm.push((identity, gw));
+            }
+            let topology = Topology { epoch: 1, valid_until_ms: u64::MAX, mixes, gateways: infos };
+            let nodes: HashSet<NodeAddress> = topology
+                .mixes
+                .iter()
+                .map(|m| NodeAddress(m.identity.0))
+                .chain(topology.gateways.iter().map(|g| NodeAddress(g.identity.0)))
+                .collect();
+            for (identity, gateway) in gateways_sm {
                 net.add(
                     NodeAddress(identity),
                     SimNode::Gateway(SimGateway {
-                        address: NodeAddress(identity),
-                        secret,
-                        replay: ReplayFilter::default(),
-                        online: HashMap::new(),
+                        gateway,
+                        nodes: nodes.clone(),
+                        conns: HashMap::new(),
+                        addrs: HashMap::new(),
+                        next_conn: 0,
                         inbox: HashMap::new(),
+                        next_seq: 0,
                         out: VecDeque::new(),
-                        stats: GatewayStats::default(),
                     }),
                 );
             }
-            let topology = Topology { epoch: 1, valid_until_ms: u64::MAX, mixes, gateways: gws };
             Self { net, topology, rng }
         }
 
-        /// Adds a client at gateway number `gateway`; returns its address.
+        /// Adds a client at gateway number `gateway`; returns its address. It connects at once.
         pub fn add_client(&mut self, gateway: usize, config: MessengerConfig) -> Recipient {
-            let mut identity = [0u8; 32];
-            self.rng.fill_bytes(&mut identity);
-            let mut enc = [0u8; 32];
-            self.rng.fill_bytes(&mut enc);
-            let gw = self.topology.gateways[gateway].identity.0;
-            let keys = ClientKeys { identity, encryption: NodeSecret::from_bytes(enc) };
+            let signing = SigningKey::from_bytes(&key(&mut self.rng));
+            let identity = signing.verifying_key().to_bytes();
+            let info = self.topology.gateways[gateway].clone();
+            let gw = info.identity.0;
+            let keys = ClientKeys { identity, encryption: NodeSecret::from_bytes(key(&mut self.rng)) };
             let mut messenger = Messenger::new(config, keys, gw, ChaCha20Rng::seed_from_u64(self.rng.next_u64()));
             messenger.set_routes(Routes::new(self.topology.clone()).expect("valid topology"));
             let address = messenger.self_address();
-            self.net.add(NodeAddress(identity), SimNode::Client(SimClient { gateway: NodeAddress(gw), messenger, events: vec![] }));
-            self.gateway_mut(gw).set_online(identity, true);
+            let mut rng = ChaCha20Rng::seed_from_u64(self.rng.next_u64());
+            let session = ClientSession::start(&mut rng, &info.noise_key.0, signing.clone());
+            let client = SimClient {
+                gateway: NodeAddress(gw),
+                gateway_key: info.noise_key.0,
+                signing,
+                rng,
+                session,
+                messenger,
+                events: vec![],
+            };
+            self.net.add(NodeAddress(identity), SimNode::Client(client));
             // the client's own connection is reliable (TCP/QUIC in production); faults
             // apply between nodes
             let latency = LinkConfig::ideal(Duration::from_millis(2));
@@ -633,10 +649,16 @@ pub mod mixnet {
             }
         }
 
-        /// Takes a client offline (its gateway stores for it) or back online.
+        /// Takes a client offline (its connection drops; the gateway stores for it) or
+        /// back online (it reconnects and receives what was stored).
         pub fn set_client_online(&mut self, address: &Recipient, online: bool) {
-            self.net.set_down(&NodeAddress(address.identity), !online);
-            self.gateway_mut(address.gateway).set_online(address.identity, online);
+            let addr = NodeAddress(address.identity);
+            self.net.set_down(&addr, !online);
+            if online {
+                self.client_mut(address).reconnect();
+            } else {
+                self.gateway_mut(address.gateway).disconnect(&addr);
+            }
         }
 
         /// Runs until `done` or `limit` of simulated time from now.

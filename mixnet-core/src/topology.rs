@@ -57,6 +57,8 @@ pub struct MixNode {
     pub layer: u8,
     /// `host:port` where other nodes reach it (Noise over TCP).
     pub mix_address: String,
+    /// X25519 static key of its Noise links.
+    pub noise_key: Key32,
 }
 
 /// A WebTransport endpoint with the certificate hash browsers pin.
@@ -79,8 +81,8 @@ pub struct Gateway {
     pub sphinx_key: Key32,
     /// `host:port` where mix nodes reach it.
     pub mix_address: String,
-    /// X25519 static key clients authenticate in the handshake.
-    pub client_key: Key32,
+    /// X25519 static key of its Noise links and of the client handshake.
+    pub noise_key: Key32,
     /// WebSocket URL for clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ws: Option<String>,
@@ -282,6 +284,7 @@ mod tests {
             sphinx_key: Key32([i + 100; 32]),
             layer,
             mix_address: format!("127.0.0.1:{}", 1000 + u16::from(i)),
+            noise_key: Key32([i + 50; 32]),
         };
         Topology {
             epoch: 7,
@@ -291,7 +294,7 @@ mod tests {
                 identity: Key32([9; 32]),
                 sphinx_key: Key32([10; 32]),
                 mix_address: "127.0.0.1:9".into(),
-                client_key: Key32([11; 32]),
+                noise_key: Key32([11; 32]),
                 client_ws: Some("ws://127.0.0.1:10".into()),
                 client_wt: None,
                 exit: true,

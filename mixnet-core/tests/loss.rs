@@ -63,7 +63,7 @@ fn corrupted_packets_are_dropped_and_retransmitted() {
         .nodes()
         .filter_map(|(_, n)| match n {
             mixnet_core::sim::mixnet::SimNode::Mix(m) => Some(m.stats().malformed),
-            mixnet_core::sim::mixnet::SimNode::Gateway(g) => Some(g.stats.malformed),
+            mixnet_core::sim::mixnet::SimNode::Gateway(g) => Some(g.gateway.stats().bad_node_packets),
             _ => None,
         })
         .sum();

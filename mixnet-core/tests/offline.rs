@@ -29,5 +29,7 @@ fn gateway_stores_for_offline_client_and_delivers_in_order() {
     net.set_client_online(&b, true);
     assert!(run_until_received(&mut net, &b, 3));
     assert_eq!(received(&net, &b), msgs, "in the order they were stored");
+    // deleted once the client acknowledged them
+    net.run_until(Duration::from_secs(1), |_| false);
     assert_eq!(net.gateway_mut(b.gateway).stored(), 0);
 }

@@ -38,7 +38,7 @@ fn replays_are_dropped_at_every_hop() {
     for (_, n) in net.net.nodes() {
         match n {
             SimNode::Mix(m) => dropped += m.stats().replays,
-            SimNode::Gateway(g) => dropped += g.stats.replays,
+            SimNode::Gateway(g) => dropped += g.gateway.stats().replays,
             SimNode::Client(_) => {}
         }
     }

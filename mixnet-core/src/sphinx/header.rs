@@ -257,6 +257,12 @@ pub fn process_packet(secret: &NodeSecret, packet: Vec<u8>) -> Result<(Processed
     Ok((process_with(&expanded, &alpha, packet)?, tag))
 }
 
+/// Whether the header MAC verifies under `expanded` (constant time).
+pub fn header_mac_ok(expanded: &ExpandedSecret, packet: &[u8]) -> bool {
+    packet.len() >= HEADER_SIZE + MIN_PAYLOAD_SIZE
+        && header_mac(expanded.mac_key(), &packet[BETA]).verify_truncated_left(&packet[GAMMA]).is_ok()
+}
+
 /// [`process_packet`] with the secret already derived by [`NodeSecret::packet_secret`].
 pub fn process_packet_with_secret(expanded: &ExpandedSecret, packet: Vec<u8>) -> Result<Processed, SphinxError> {
     if packet.len() < HEADER_SIZE + MIN_PAYLOAD_SIZE {

@@ -12,7 +12,7 @@ mod payload;
 mod surb;
 
 pub use header::{
-    ForwardHop, Processed, ProcessedFinal, build_header, build_packet, build_packet_with_secret,
+    ForwardHop, Processed, ProcessedFinal, build_header, build_packet, build_packet_with_secret, header_mac_ok,
     process_packet, process_packet_with_secret,
 };
 pub use keys::{ExpandedSecret, NodeKey, NodeSecret, PayloadKey};

@@ -1,0 +1,334 @@
+//! The client ↔ gateway session protocol (see `ws-gateway/PROTOCOL.md`).
+//!
+//! One transport message (a WebSocket binary message, or a length-prefixed record
+//! on a WebTransport stream) carries one Noise message:
+//! 1. client → gateway: Noise NK message 1, payload `[PROTOCOL_VERSION]`;
+//! 2. gateway → client: Noise NK message 2, payload `[PROTOCOL_VERSION]`;
+//! 3. then encrypted frames, `type (1) || body`; the first client frame must be
+//!    `Authenticate`, binding the client's long-term ed25519 identity to this
+//!    channel by signing the handshake hash.
+//!
+//! [`ClientSession`] is the client's side; the gateway's side is in [`crate::gateway`].
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use rand_core::CryptoRng;
+
+use crate::message::{Delivery, Transmit};
+use crate::noise::{self, Initiator, NoiseError, Transport};
+use crate::sphinx::NodeAddress;
+
+/// Version byte exchanged in the handshake.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Noise prologue: binds the handshake to this protocol.
+pub const PROLOGUE: &[u8] = b"mixnet-session-v1";
+const AUTH_CONTEXT: &[u8] = b"mixnet-auth-v1";
+/// Largest frame plaintext either side accepts.
+pub const MAX_FRAME: usize = 8192;
+
+/// Error codes the gateway sends before closing (or, for `THROTTLED`, as a notice).
+pub mod code {
+    /// A frame did not parse or was not allowed in this state.
+    pub const PROTOCOL: u16 = 1;
+    /// Authentication failed.
+    pub const AUTH_FAILED: u16 = 2;
+    /// A frame exceeded the size limit.
+    pub const TOO_LARGE: u16 = 3;
+    /// Packets were dropped by the rate limit (not fatal: the client retransmits).
+    pub const THROTTLED: u16 = 4;
+    /// The gateway is shutting down.
+    pub const SHUTDOWN: u16 = 5;
+    /// The same identity connected again; this older session is closed.
+    pub const REPLACED: u16 = 6;
+}
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// First frame: the client's identity and its signature over the handshake hash.
+    Authenticate {
+        /// ed25519 public key.
+        identity: [u8; 32],
+        /// Signature over `"mixnet-auth-v1" || handshake hash`.
+        signature: [u8; 64],
+    },
+    /// A Sphinx packet for the gateway to forward to `first_hop`.
+    SendPacket(Transmit),
+    /// Deliveries up to and including `seq` are safe with the client: delete them.
+    InboxAck(u64),
+    /// Keep-alive; answered with `Pong`.
+    Ping(u64),
+}
+
+/// Frames a gateway sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerFrame {
+    /// Authentication succeeded; `stored` deliveries are waiting and follow.
+    Authenticated {
+        /// Deliveries waiting in the inbox.
+        stored: u64,
+    },
+    /// A packet for the client, numbered for [`ClientFrame::InboxAck`].
+    Deliver {
+        /// Inbox sequence number (strictly increasing per client).
+        seq: u64,
+        /// The packet.
+        delivery: Delivery,
+    },
+    /// Answer to `Ping`.
+    Pong(u64),
+    /// An error; all codes but `THROTTLED` are followed by closing the connection.
+    Error {
+        /// One of [`code`].
+        code: u16,
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+/// Why a frame or message was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// Noise failure (decryption, replay, truncation).
+    #[error(transparent)]
+    Noise(#[from] NoiseError),
+    /// A frame does not parse.
+    #[error("malformed frame: {0}")]
+    Malformed(&'static str),
+    /// A frame is larger than [`MAX_FRAME`].
+    #[error("frame of {0} B exceeds the limit")]
+    TooLarge(usize),
+    /// Wrong protocol version.
+    #[error("unsupported protocol version {0}")]
+    Version(u8),
+    /// The frame is not allowed now.
+    #[error("unexpected frame: {0}")]
+    Unexpected(&'static str),
+    /// The identity's signature does not verify.
+    #[error("authentication failed")]
+    AuthFailed,
+    /// The gateway reported an error.
+    #[error("gateway error {code}: {message}")]
+    Gateway {
+        /// Code.
+        code: u16,
+        /// Reason.
+        message: String,
+    },
+    /// The session is closed.
+    #[error("session closed")]
+    Closed,
+}
+
+fn take<const N: usize>(b: &[u8], at: usize) -> Result<[u8; N], SessionError> {
+    b.get(at..at + N).and_then(|s| s.try_into().ok()).ok_or(SessionError::Malformed("truncated"))
+}
+
+impl ClientFrame {
+    /// Encodes the plaintext frame.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Authenticate { identity, signature } => [&[1u8][..], identity, signature].concat(),
+            Self::SendPacket(t) => [&[2u8][..], &t.first_hop.0, &t.packet].concat(),
+            Self::InboxAck(seq) => [&[3u8][..], &seq.to_be_bytes()].concat(),
+            Self::Ping(n) => [&[4u8][..], &n.to_be_bytes()].concat(),
+        }
+    }
+
+    /// Decodes a plaintext frame.
+    pub fn decode(b: &[u8]) -> Result<Self, SessionError> {
+        match b.first() {
+            Some(1) if b.len() == 97 => Ok(Self::Authenticate { identity: take(b, 1)?, signature: take(b, 33)? }),
+            Some(2) if b.len() > 33 => {
+                Ok(Self::SendPacket(Transmit { first_hop: NodeAddress(take(b, 1)?), packet: b[33..].to_vec() }))
+            }
+            Some(3) if b.len() == 9 => Ok(Self::InboxAck(u64::from_be_bytes(take(b, 1)?))),
+            Some(4) if b.len() == 9 => Ok(Self::Ping(u64::from_be_bytes(take(b, 1)?))),
+            Some(1..=4) => Err(SessionError::Malformed("wrong length")),
+            _ => Err(SessionError::Malformed("unknown frame type")),
+        }
+    }
+}
+
+impl ServerFrame {
+    /// Encodes the plaintext frame.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Authenticated { stored } => [&[0x81u8][..], &stored.to_be_bytes()].concat(),
+            Self::Deliver { seq, delivery } => {
+                [&[0x82u8][..], &seq.to_be_bytes(), &delivery.identifier, &delivery.payload].concat()
+            }
+            Self::Pong(n) => [&[0x83u8][..], &n.to_be_bytes()].concat(),
+            Self::Error { code, message } => [&[0x84u8][..], &code.to_be_bytes(), message.as_bytes()].concat(),
+        }
+    }
+
+    /// Decodes a plaintext frame.
+    pub fn decode(b: &[u8]) -> Result<Self, SessionError> {
+        match b.first() {
+            Some(0x81) if b.len() == 9 => Ok(Self::Authenticated { stored: u64::from_be_bytes(take(b, 1)?) }),
+            Some(0x82) if b.len() >= 25 => Ok(Self::Deliver {
+                seq: u64::from_be_bytes(take(b, 1)?),
+                delivery: Delivery { identifier: take(b, 9)?, payload: b[25..].to_vec() },
+            }),
+            Some(0x83) if b.len() == 9 => Ok(Self::Pong(u64::from_be_bytes(take(b, 1)?))),
+            Some(0x84) if b.len() >= 3 => Ok(Self::Error {
+                code: u16::from_be_bytes(take(b, 1)?),
+                message: String::from_utf8_lossy(&b[3..]).into_owned(),
+            }),
+            Some(0x81..=0x84) => Err(SessionError::Malformed("wrong length")),
+            _ => Err(SessionError::Malformed("unknown frame type")),
+        }
+    }
+}
+
+/// The bytes a client signs to authenticate on a channel with this handshake hash.
+pub fn auth_message(handshake_hash: &[u8; 32]) -> Vec<u8> {
+    [AUTH_CONTEXT, handshake_hash].concat()
+}
+
+/// Verifies an `Authenticate` frame against the channel's handshake hash.
+pub fn verify_auth(handshake_hash: &[u8; 32], identity: &[u8; 32], signature: &[u8; 64]) -> Result<(), SessionError> {
+    let key = VerifyingKey::from_bytes(identity).map_err(|_| SessionError::AuthFailed)?;
+    key.verify(&auth_message(handshake_hash), &Signature::from_bytes(signature)).map_err(|_| SessionError::AuthFailed)
+}
+
+/// What the client learns from a gateway message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The handshake completed; send the returned `Authenticate` frame (already
+    /// queued in [`ClientSession::poll_send`]).
+    HandshakeComplete,
+    /// The gateway accepted our identity.
+    Authenticated {
+        /// Deliveries waiting in the inbox.
+        stored: u64,
+    },
+    /// A delivery (ack it with [`ClientSession::ack_inbox`] once handled).
+    Deliver {
+        /// Inbox sequence number.
+        seq: u64,
+        /// The packet.
+        delivery: Delivery,
+    },
+    /// Keep-alive answer.
+    Pong(u64),
+    /// The gateway dropped packets over the rate limit (they will be retransmitted).
+    Throttled(String),
+}
+
+enum ClientState {
+    Handshaking(Initiator),
+    Open(Transport),
+    Closed,
+}
+
+/// The client's side of a session: handshake, authentication, frame encryption.
+pub struct ClientSession {
+    state: ClientState,
+    identity: SigningKey,
+    outgoing: std::collections::VecDeque<Vec<u8>>,
+    authenticated: bool,
+}
+
+impl ClientSession {
+    /// Starts a session with a gateway whose Noise key (from the topology) is `gateway_key`.
+    /// The first message to send is in [`Self::poll_send`].
+    pub fn start<R: CryptoRng + ?Sized>(rng: &mut R, gateway_key: &[u8; 32], identity: SigningKey) -> Self {
+        let (init, m1) = Initiator::start(rng, PROLOGUE, gateway_key, &[PROTOCOL_VERSION]);
+        let mut outgoing = std::collections::VecDeque::new();
+        outgoing.push_back(m1);
+        Self { state: ClientState::Handshaking(init), identity, outgoing, authenticated: false }
+    }
+
+    /// Whether the gateway accepted our identity.
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// The next transport message to send.
+    pub fn poll_send(&mut self) -> Option<Vec<u8>> {
+        self.outgoing.pop_front()
+    }
+
+    fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), SessionError> {
+        let ClientState::Open(t) = &mut self.state else { return Err(SessionError::Closed) };
+        let bytes = t.send.encrypt(&frame.encode())?;
+        self.outgoing.push_back(bytes);
+        Ok(())
+    }
+
+    /// Queues a packet for the gateway to forward.
+    pub fn send_packet(&mut self, transmit: Transmit) -> Result<(), SessionError> {
+        if !self.authenticated {
+            return Err(SessionError::Unexpected("not authenticated yet"));
+        }
+        self.send_frame(&ClientFrame::SendPacket(transmit))
+    }
+
+    /// Tells the gateway that deliveries up to `seq` are handled.
+    pub fn ack_inbox(&mut self, seq: u64) -> Result<(), SessionError> {
+        self.send_frame(&ClientFrame::InboxAck(seq))
+    }
+
+    /// Queues a keep-alive.
+    pub fn ping(&mut self, nonce: u64) -> Result<(), SessionError> {
+        self.send_frame(&ClientFrame::Ping(nonce))
+    }
+
+    /// Handles a transport message from the gateway. Fatal errors close the session.
+    pub fn handle_message(&mut self, message: &[u8]) -> Result<SessionEvent, SessionError> {
+        let result = self.handle_inner(message);
+        if result.is_err() {
+            self.state = ClientState::Closed;
+        }
+        result
+    }
+
+    fn handle_inner(&mut self, message: &[u8]) -> Result<SessionEvent, SessionError> {
+        match std::mem::replace(&mut self.state, ClientState::Closed) {
+            ClientState::Handshaking(init) => {
+                let (transport, payload) = init.finish(message)?;
+                if payload.first() != Some(&PROTOCOL_VERSION) {
+                    return Err(SessionError::Version(payload.first().copied().unwrap_or(0)));
+                }
+                let signature = self.identity.sign(&auth_message(&transport.handshake_hash)).to_bytes();
+                let identity = self.identity.verifying_key().to_bytes();
+                self.state = ClientState::Open(transport);
+                self.send_frame(&ClientFrame::Authenticate { identity, signature })?;
+                Ok(SessionEvent::HandshakeComplete)
+            }
+            ClientState::Open(mut t) => {
+                let plain = t.recv.decrypt(message);
+                self.state = ClientState::Open(t);
+                let plain = plain?;
+                if plain.len() > MAX_FRAME {
+                    return Err(SessionError::TooLarge(plain.len()));
+                }
+                match ServerFrame::decode(&plain)? {
+                    ServerFrame::Authenticated { stored } => {
+                        self.authenticated = true;
+                        Ok(SessionEvent::Authenticated { stored })
+                    }
+                    ServerFrame::Deliver { seq, delivery } => Ok(SessionEvent::Deliver { seq, delivery }),
+                    ServerFrame::Pong(n) => Ok(SessionEvent::Pong(n)),
+                    ServerFrame::Error { code: code::THROTTLED, message } => Ok(SessionEvent::Throttled(message)),
+                    ServerFrame::Error { code, message } => Err(SessionError::Gateway { code, message }),
+                }
+            }
+            ClientState::Closed => Err(SessionError::Closed),
+        }
+    }
+}
+
+/// The gateway's view of one handshake, for [`crate::gateway`].
+pub(crate) fn accept<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    static_secret: &crate::sphinx::NodeSecret,
+    message: &[u8],
+) -> Result<(Transport, Vec<u8>), SessionError> {
+    let (transport, reply, payload) = noise::respond(rng, PROLOGUE, static_secret, message, &[PROTOCOL_VERSION])?;
+    if payload.first() != Some(&PROTOCOL_VERSION) {
+        return Err(SessionError::Version(payload.first().copied().unwrap_or(0)));
+    }
+    Ok((transport, reply))
+}
