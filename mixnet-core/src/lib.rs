@@ -10,9 +10,11 @@ pub mod gateway;
 pub mod message;
 pub mod mix;
 pub mod noise;
+pub mod policy;
 pub mod session;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sphinx;
+pub mod stream;
 pub mod time;
 pub mod topology;

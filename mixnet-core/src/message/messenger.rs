@@ -63,6 +63,10 @@ pub struct MessengerConfig {
     pub surb_low_water: usize,
     /// How many SURBs to ask for at once.
     pub surb_request_batch: u16,
+    /// After this many replies arrived through our SURBs for one conversation, send
+    /// that many fresh SURBs, so supply follows consumption (0 disables; requests
+    /// from the replier still work).
+    pub surb_replenish_batch: u16,
     /// Most SURBs kept per anonymous sender.
     pub max_surbs_per_sender: usize,
     /// Most of our reply SURBs outstanding (oldest forgotten first).
@@ -84,6 +88,7 @@ impl Default for MessengerConfig {
             reassembly: ReassemblyConfig::default(),
             surb_low_water: 8,
             surb_request_batch: 32,
+            surb_replenish_batch: 16,
             max_surbs_per_sender: 4096,
             max_outstanding_reply_surbs: 20_000,
             reply_surb_lifetime: Duration::from_secs(24 * 3600),
@@ -263,8 +268,8 @@ enum Job {
     Fragment { message: MessageId, index: u32 },
 }
 
-/// SURBs kept back so a request for more can always be sent.
-const SURB_RESERVE: usize = 1;
+/// SURBs kept back so a request for more (and its retransmissions) can be sent.
+const SURB_RESERVE: usize = 3;
 const MAX_RECIPIENT_KEYS: usize = 1024;
 const MAX_COVER_ACKS: usize = 4096;
 
@@ -292,6 +297,7 @@ pub struct Messenger<R> {
     blocked: HashMap<SenderTag, VecDeque<Job>>,
     cover_acks: HashMap<SurbId, SurbRecovery>,
     cover_ack_order: VecDeque<SurbId>,
+    reply_arrivals: HashMap<SenderTag, u16>,
     reassembler: Reassembler,
     events: VecDeque<Event>,
     stats: MessengerStats,
@@ -325,6 +331,7 @@ impl<R: CryptoRng> Messenger<R> {
             blocked: HashMap::new(),
             cover_acks: HashMap::new(),
             cover_ack_order: VecDeque::new(),
+            reply_arrivals: HashMap::new(),
             events: VecDeque::new(),
             stats: MessengerStats::default(),
         }
@@ -618,6 +625,12 @@ impl<R: CryptoRng> Messenger<R> {
 
     fn fail(&mut self, message: MessageId, reason: SendFailure) {
         if let Some(out) = self.outbound.remove(&message) {
+            if let (true, Target::Surbs(tag)) = (out.is_surb_request, &out.target)
+                && let Some(bank) = self.banks.get_mut(tag)
+            {
+                // let a later shortage ask again
+                bank.requested = false;
+            }
             for f in out.fragments.into_iter().flatten() {
                 for id in f.ack_ids {
                     self.acks.remove(&id);
@@ -732,6 +745,7 @@ impl<R: CryptoRng> Messenger<R> {
             }
         };
         let (ack, body) = split_data(&data)?;
+        self.replenish(now, key.tag);
         // the reply is sealed to us, so its ack is ours to send
         if let Ok((packet, first_hop)) = ack_packet(&ack, self.config.ack_packet_size) {
             self.raw.push_back(Transmit { first_hop, packet });
@@ -818,6 +832,25 @@ impl<R: CryptoRng> Messenger<R> {
             }
         }
         Ok(())
+    }
+
+    /// Counts a reply that used one of our SURBs for `tag`; every
+    /// `surb_replenish_batch` replies, sends as many fresh SURBs.
+    fn replenish(&mut self, now: Instant, tag: SenderTag) {
+        let batch = self.config.surb_replenish_batch;
+        if batch == 0 {
+            return;
+        }
+        let count = self.reply_arrivals.entry(tag).or_default();
+        *count += 1;
+        if *count < batch {
+            return;
+        }
+        *count = 0;
+        let Some(&recipient) = self.tag_recipients.get(&tag) else { return };
+        if let Ok(surbs) = self.reply_surbs(now, tag, batch) {
+            let _ = self.enqueue(Target::Recipient(recipient), &Content::SurbTopUp { tag, surbs }, false);
+        }
     }
 
     fn add_surbs(&mut self, tag: SenderTag, surbs: Vec<Surb>) {
