@@ -1,1 +1,39 @@
-//! Skeleton: see README.md for what is built.
+//! The mix node server ([`mix`]) and the directory authority ([`directory`]).
+//! Each runs standalone (`mix-node mix --config …`, `mix-node directory --config …`)
+//! or embedded (localnet).
+
+pub mod directory;
+pub mod mix;
+
+/// Prints a config error and what the file should look like.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Reading or parsing the configuration failed.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Binding a listener failed.
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// Key files could not be read or written.
+    #[error("keys: {0}")]
+    Keys(std::io::Error),
+    /// The directory could not be reached.
+    #[error("directory: {0}")]
+    Directory(String),
+}
+
+/// Reads a TOML config file into `T`, naming the file in errors.
+pub fn load_config<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, StartError> {
+    let text = std::fs::read_to_string(path).map_err(|e| StartError::Config(format!("reading {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| StartError::Config(format!("{}: {e}", path.display())))
+}
+
+/// Binds a TCP listener, naming the address in errors.
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr: addr.to_owned(), error })
+}

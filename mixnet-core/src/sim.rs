@@ -559,7 +559,7 @@ pub mod mixnet {
                     noise_key: Key32(noise.public_key()),
                     client_ws: None,
                     client_wt: None,
-                    exit: false,
+                    exit: None,
                 });
                 let gw = Gateway::new(
                     GatewayConfig::default(),

@@ -10,7 +10,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rand_core::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::address::{AddressError, decode_key, encode_key};
+use crate::address::{AddressError, Recipient, decode_key, encode_key};
 use crate::sphinx::{NodeAddress, NodeKey, RouteNode};
 
 /// Number of mix layers.
@@ -89,9 +89,10 @@ pub struct Gateway {
     /// WebTransport endpoint for clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_wt: Option<WebTransportEndpoint>,
-    /// Whether it opens TCP connections for clients (exit role).
-    #[serde(default)]
-    pub exit: bool,
+    /// The address of its exit service, if it offers the exit role (TCP streams for
+    /// clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<Recipient>,
 }
 
 /// The network for one epoch.
@@ -137,7 +138,8 @@ pub enum TopologyError {
 }
 
 impl Topology {
-    /// Checks layers and uniqueness.
+    /// Checks layer numbers and uniqueness. (Empty layers are allowed: fast mode needs
+    /// none; mixnet routes report [`TopologyError::EmptyLayer`].)
     pub fn validate(&self) -> Result<(), TopologyError> {
         let mut seen = std::collections::HashSet::new();
         for m in &self.mixes {
@@ -153,12 +155,12 @@ impl Topology {
                 return Err(TopologyError::DuplicateNode(g.identity));
             }
         }
-        for layer in 1..=LAYERS as u8 {
-            if !self.mixes.iter().any(|m| m.layer == layer) {
-                return Err(TopologyError::EmptyLayer(layer));
-            }
-        }
         Ok(())
+    }
+
+    /// Gateways that run an exit, with the exit's address.
+    pub fn exits(&self) -> impl Iterator<Item = (&Gateway, Recipient)> {
+        self.gateways.iter().filter_map(|g| g.exit.map(|e| (g, e)))
     }
 
     /// The gateway with this identity.
@@ -256,6 +258,9 @@ impl Routes {
         let mut route = Vec::with_capacity(LAYERS + 1);
         for layer in 0..LAYERS {
             let candidates = &self.layers[layer];
+            if candidates.is_empty() {
+                return Err(TopologyError::EmptyLayer(layer as u8 + 1));
+            }
             let pick = candidates[(rng.next_u64() % candidates.len() as u64) as usize];
             let m = &self.topology.mixes[pick];
             let (id, key) = (m.identity, m.sphinx_key);
@@ -276,6 +281,7 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand_core::SeedableRng;
     use wasm_bindgen_test::wasm_bindgen_test;
 
     fn sample() -> Topology {
@@ -297,7 +303,7 @@ mod tests {
                 noise_key: Key32([11; 32]),
                 client_ws: Some("ws://127.0.0.1:10".into()),
                 client_wt: None,
-                exit: true,
+                exit: None,
             }],
         }
     }
@@ -318,10 +324,46 @@ mod tests {
     }
 
     #[wasm_bindgen_test(unsupported = test)]
+    fn descriptors_are_signed_by_their_identity_and_layers_are_balanced() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let d = NodeDescriptor {
+            identity: Key32(key.verifying_key().to_bytes()),
+            role: Role::Mix,
+            mix_address: "127.0.0.1:1".into(),
+            noise_key: Key32([1; 32]),
+            sphinx_keys: vec![EpochKey { epoch: 1, key: Key32([2; 32]) }],
+            client_ws: None,
+            client_wt: None,
+            exit: None,
+            signed_at_ms: 5,
+        };
+        let signed = SignedDescriptor::sign(&d, &key);
+        assert_eq!(signed.verify().unwrap(), d);
+        let mut forged = SignedDescriptor::sign(&d, &SigningKey::from_bytes(&[4; 32]));
+        assert_eq!(forged.verify(), Err(TopologyError::BadSignature));
+        forged.document = "{".into();
+        assert!(matches!(forged.verify(), Err(TopologyError::Malformed(_))));
+
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let ids: Vec<[u8; 32]> = (0..7u8).map(|i| [i; 32]).collect();
+        let layers = assign_layers(&mut rng, ids);
+        let mut counts = [0; 3];
+        for l in layers.values() {
+            counts[usize::from(*l) - 1] += 1;
+        }
+        assert_eq!(counts.iter().sum::<usize>(), 7);
+        assert!(counts.iter().all(|c| (2..=3).contains(c)), "{counts:?}");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
     fn validation_names_the_problem() {
         let mut t = sample();
         t.mixes.pop();
-        assert_eq!(t.validate(), Err(TopologyError::EmptyLayer(3)));
+        assert_eq!(t.validate(), Ok(()));
+        let mut routes = Routes::new(t).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(routes.mixnet_route(&mut rng, &[9; 32]).unwrap_err(), TopologyError::EmptyLayer(3));
+        assert_eq!(routes.fast_route(&[9; 32]).unwrap().len(), 1);
         let mut t = sample();
         t.mixes[0].layer = 4;
         assert_eq!(t.validate(), Err(TopologyError::InvalidLayer(Key32([1; 32]), 4)));
@@ -329,4 +371,93 @@ mod tests {
         t.mixes[1].identity = Key32([1; 32]);
         assert_eq!(t.validate(), Err(TopologyError::DuplicateNode(Key32([1; 32]))));
     }
+}
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A mix node (the directory assigns its layer).
+    Mix,
+    /// A gateway.
+    Gateway,
+}
+
+/// A Sphinx key for one epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochKey {
+    /// Epoch number.
+    pub epoch: u64,
+    /// X25519 public key.
+    pub key: Key32,
+}
+
+/// What a node tells the directory about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDescriptor {
+    /// ed25519 identity (signs this descriptor).
+    pub identity: Key32,
+    /// Mix or gateway.
+    pub role: Role,
+    /// `host:port` for Noise links from other nodes.
+    pub mix_address: String,
+    /// X25519 static key of its Noise links (and, for gateways, the client handshake).
+    pub noise_key: Key32,
+    /// Sphinx keys for the current and coming epochs.
+    pub sphinx_keys: Vec<EpochKey>,
+    /// Gateways: WebSocket URL for clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ws: Option<String>,
+    /// Gateways: WebTransport endpoint for clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_wt: Option<WebTransportEndpoint>,
+    /// Gateways: the address of its exit service, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<Recipient>,
+    /// Unix milliseconds when signed (the directory refuses stale or replayed descriptors).
+    pub signed_at_ms: u64,
+}
+
+/// A descriptor and its identity's signature over the exact JSON bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedDescriptor {
+    /// The JSON of a [`NodeDescriptor`].
+    pub document: String,
+    /// base58 ed25519 signature over `"mixnet-descriptor-v1\0" || document`.
+    pub signature: String,
+}
+
+const DESCRIPTOR_CONTEXT: &[u8] = b"mixnet-descriptor-v1\0";
+
+impl SignedDescriptor {
+    /// Serialises and signs with the node's identity key.
+    pub fn sign(descriptor: &NodeDescriptor, key: &SigningKey) -> Self {
+        let document = serde_json::to_string(descriptor).unwrap_or_default();
+        let signature = key.sign(&[DESCRIPTOR_CONTEXT, document.as_bytes()].concat());
+        Self { document, signature: bs58::encode(signature.to_bytes()).into_string() }
+    }
+
+    /// Parses and checks the signature against the identity inside.
+    pub fn verify(&self) -> Result<NodeDescriptor, TopologyError> {
+        let d: NodeDescriptor =
+            serde_json::from_str(&self.document).map_err(|e| TopologyError::Malformed(e.to_string()))?;
+        let key = VerifyingKey::from_bytes(&d.identity.0).map_err(|_| TopologyError::MalformedSignature)?;
+        let sig = bs58::decode(&self.signature).into_vec().map_err(|_| TopologyError::MalformedSignature)?;
+        let sig: [u8; 64] = sig.try_into().map_err(|_| TopologyError::MalformedSignature)?;
+        key.verify(&[DESCRIPTOR_CONTEXT, self.document.as_bytes()].concat(), &Signature::from_bytes(&sig))
+            .map_err(|_| TopologyError::BadSignature)?;
+        Ok(d)
+    }
+}
+
+/// Splits mixes into three layers at random (shuffled, then dealt round-robin), as
+/// the directory does at each epoch. Needs at least one mix per layer.
+pub fn assign_layers<R: Rng + ?Sized>(rng: &mut R, mut mixes: Vec<[u8; 32]>) -> HashMap<[u8; 32], u8> {
+    mixes.sort();
+    // Fisher–Yates with the injected RNG
+    for i in (1..mixes.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        mixes.swap(i, j);
+    }
+    mixes.into_iter().enumerate().map(|(i, id)| (id, (i % LAYERS) as u8 + 1)).collect()
 }

@@ -1,0 +1,31 @@
+//! What every node process needs: Noise links to other nodes ([`link`]), key files
+//! ([`keys`]), the directory client ([`directory`]) and Prometheus metrics ([`metrics`]).
+
+pub mod directory;
+pub mod keys;
+pub mod link;
+pub mod membership;
+pub mod metrics;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+/// A CSPRNG seeded from the operating system, for the core's state machines.
+pub fn os_rng() -> ChaCha20Rng {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("the operating system provides randomness");
+    ChaCha20Rng::from_seed(seed)
+}
+
+/// Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The core's time for a tokio driver: microseconds since `start`.
+pub fn core_now(start: tokio::time::Instant) -> mixnet_core::time::Instant {
+    mixnet_core::time::Instant::from_micros(start.elapsed().as_micros() as u64)
+}

@@ -1,0 +1,329 @@
+//! Node ↔ node links: TCP + Noise (`Noise_XK_25519_ChaChaPoly_BLAKE2s`, snow), one
+//! Sphinx packet per length-prefixed frame (`u16` big-endian length, then the Noise
+//! message). The connecting node knows the other's static key from the topology.
+//!
+//! [`Links`] keeps one bounded queue and one connection task per peer; `send` never
+//! blocks: when a queue is full the packet is dropped and counted (backpressure the
+//! way a mix must behave). [`serve`] accepts links and hands each packet to a callback.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use mixnet_core::sphinx::{NodeAddress, NodeSecret};
+use mixnet_core::topology::Topology;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::metrics::Counter;
+
+/// The Noise pattern of node links.
+pub const NOISE_PARAMS: &str = "Noise_XK_25519_ChaChaPoly_BLAKE2s";
+const MAX_MESSAGE: usize = 65535;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the links did.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Packets written to a link.
+    pub sent: Counter,
+    /// Packets read from a link.
+    pub received: Counter,
+    /// Packets dropped because the peer's queue was full.
+    pub dropped_queue_full: Counter,
+    /// Packets dropped because the next hop is not in the topology.
+    pub dropped_unknown_peer: Counter,
+    /// Packets lost when a connection broke mid-write.
+    pub dropped_link_error: Counter,
+    /// Failed connection attempts.
+    pub connect_failures: Counter,
+    /// Failed handshakes (either side).
+    pub handshake_failures: Counter,
+    /// Frames that were malformed or failed to decrypt (the connection is closed).
+    pub bad_frames: Counter,
+}
+
+/// How to reach a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// `host:port`.
+    pub addr: String,
+    /// Its Noise static key.
+    pub noise_key: [u8; 32],
+}
+
+struct Inner {
+    secret: [u8; 32],
+    peers: RwLock<HashMap<NodeAddress, Peer>>,
+    queues: Mutex<HashMap<NodeAddress, mpsc::Sender<Vec<u8>>>>,
+    queue_len: usize,
+    stats: Arc<LinkStats>,
+}
+
+/// Outgoing links to other nodes.
+#[derive(Clone)]
+pub struct Links {
+    inner: Arc<Inner>,
+}
+
+impl Links {
+    /// Links using our Noise key, with `queue_len` packets of buffer per peer.
+    pub fn new(noise: &NodeSecret, queue_len: usize, stats: Arc<LinkStats>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                secret: noise.to_bytes(),
+                peers: RwLock::new(HashMap::new()),
+                queues: Mutex::new(HashMap::new()),
+                queue_len,
+                stats,
+            }),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &LinkStats {
+        &self.inner.stats
+    }
+
+    /// Learns every node's address and key from a topology.
+    pub fn set_peers(&self, topology: &Topology) {
+        let mut peers = HashMap::new();
+        for m in &topology.mixes {
+            peers.insert(NodeAddress(m.identity.0), Peer { addr: m.mix_address.clone(), noise_key: m.noise_key.0 });
+        }
+        for g in &topology.gateways {
+            peers.insert(NodeAddress(g.identity.0), Peer { addr: g.mix_address.clone(), noise_key: g.noise_key.0 });
+        }
+        *self.inner.peers.write().unwrap_or_else(|e| e.into_inner()) = peers;
+    }
+
+    /// Adds or replaces one peer.
+    pub fn set_peer(&self, node: NodeAddress, peer: Peer) {
+        self.inner.peers.write().unwrap_or_else(|e| e.into_inner()).insert(node, peer);
+    }
+
+    /// Whether `node` is known.
+    pub fn knows(&self, node: &NodeAddress) -> bool {
+        self.inner.peers.read().unwrap_or_else(|e| e.into_inner()).contains_key(node)
+    }
+
+    /// Packets waiting in all queues.
+    pub fn queued(&self) -> usize {
+        let queues = self.inner.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.values().map(|q| q.max_capacity() - q.capacity()).sum()
+    }
+
+    /// Queues a packet for `to`; drops (and counts) it if the queue is full or the
+    /// peer unknown. Must be called within a tokio runtime.
+    pub fn send(&self, to: NodeAddress, packet: Vec<u8>) {
+        if !self.knows(&to) {
+            self.inner.stats.dropped_unknown_peer.inc();
+            return;
+        }
+        let mut queues = self.inner.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = queues.entry(to).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(self.inner.queue_len);
+            tokio::spawn(peer_task(self.inner.clone(), to, rx));
+            tx
+        });
+        if tx.try_send(packet).is_err() {
+            self.inner.stats.dropped_queue_full.inc();
+        }
+    }
+}
+
+async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, msg: &[u8]) -> std::io::Result<()> {
+    w.write_all(&(msg.len() as u16).to_be_bytes()).await?;
+    w.write_all(msg).await
+}
+
+async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut len = [0u8; 2];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let len = usize::from(u16::from_be_bytes(len));
+    if len == 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "empty frame"));
+    }
+    buf.resize(len, 0);
+    r.read_exact(buf).await?;
+    Ok(true)
+}
+
+fn noise_err(e: snow::Error) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+async fn connect(inner: &Inner, peer: &Peer) -> std::io::Result<(TcpStream, snow::TransportState)> {
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&peer.addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    let handshake = async {
+        let mut hs = snow::Builder::new(NOISE_PARAMS.parse().map_err(noise_err)?)
+            .local_private_key(&inner.secret)
+            .map_err(noise_err)?
+            .remote_public_key(&peer.noise_key)
+            .map_err(noise_err)?
+            .build_initiator()
+            .map_err(noise_err)?;
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let n = hs.write_message(&[], &mut buf).map_err(noise_err)?;
+        write_frame(&mut stream, &buf[..n]).await?;
+        let mut msg = Vec::new();
+        if !read_frame(&mut stream, &mut msg).await? {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed during handshake"));
+        }
+        hs.read_message(&msg, &mut buf).map_err(noise_err)?;
+        let n = hs.write_message(&[], &mut buf).map_err(noise_err)?;
+        write_frame(&mut stream, &buf[..n]).await?;
+        hs.into_transport_mode().map_err(noise_err)
+    };
+    let transport = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"))?
+        .inspect_err(|_| inner.stats.handshake_failures.inc())?;
+    Ok((stream, transport))
+}
+
+async fn peer_task(inner: Arc<Inner>, node: NodeAddress, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut pending: Option<Vec<u8>> = None;
+    loop {
+        let peer = inner.peers.read().unwrap_or_else(|e| e.into_inner()).get(&node).cloned();
+        let connected = match peer {
+            Some(p) => connect(&inner, &p).await,
+            None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "peer left the topology")),
+        };
+        let (stream, mut transport) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                inner.stats.connect_failures.inc();
+                tracing::debug!(peer = %node, error = %e, "link connect failed");
+                if rx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let mut w = BufWriter::new(stream);
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let result: std::io::Result<()> = async {
+            loop {
+                let packet = match pending.take() {
+                    Some(p) => p,
+                    None => match rx.recv().await {
+                        Some(p) => p,
+                        None => return Ok(()),
+                    },
+                };
+                let n = transport.write_message(&packet, &mut buf).map_err(noise_err)?;
+                pending = Some(packet);
+                write_frame(&mut w, &buf[..n]).await?;
+                pending = None;
+                inner.stats.sent.inc();
+                if rx.is_empty() {
+                    w.flush().await?;
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                // a packet caught mid-write is lost with the connection
+                if pending.take().is_some() {
+                    inner.stats.dropped_link_error.inc();
+                }
+                tracing::debug!(peer = %node, error = %e, "link broke; reconnecting");
+            }
+        }
+    }
+}
+
+/// Accepts node links on `listener` and calls `on_packet` with every packet received.
+pub async fn serve<F>(listener: TcpListener, noise: NodeSecret, stats: Arc<LinkStats>, on_packet: F)
+where
+    F: Fn(Vec<u8>) + Send + Sync + 'static,
+{
+    let on_packet = Arc::new(on_packet);
+    let secret = noise.to_bytes();
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        let on_packet = on_packet.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_conn(stream, secret, &stats, on_packet.as_ref()).await {
+                tracing::debug!(%peer, error = %e, "node link closed");
+            }
+        });
+    }
+}
+
+async fn serve_conn<F: Fn(Vec<u8>)>(mut stream: TcpStream, secret: [u8; 32], stats: &LinkStats, on_packet: &F) -> std::io::Result<()> {
+    let handshake = async {
+        let mut hs = snow::Builder::new(NOISE_PARAMS.parse().map_err(noise_err)?)
+            .local_private_key(&secret)
+            .map_err(noise_err)?
+            .build_responder()
+            .map_err(noise_err)?;
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut msg = Vec::new();
+        for step in 0..3 {
+            if step == 1 {
+                let n = hs.write_message(&[], &mut buf).map_err(noise_err)?;
+                write_frame(&mut stream, &buf[..n]).await?;
+                continue;
+            }
+            if !read_frame(&mut stream, &mut msg).await? {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed during handshake"));
+            }
+            hs.read_message(&msg, &mut buf).map_err(noise_err)?;
+        }
+        hs.into_transport_mode().map_err(noise_err)
+    };
+    let mut transport = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            stats.handshake_failures.inc();
+            return Err(e);
+        }
+        Err(_) => {
+            stats.handshake_failures.inc();
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"));
+        }
+    };
+    let (r, _w) = stream.split();
+    let mut r = tokio::io::BufReader::with_capacity(64 * 1024, r);
+    let mut msg = Vec::new();
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        match read_frame(&mut r, &mut msg).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                stats.bad_frames.inc();
+                return Err(e);
+            }
+        }
+        match transport.read_message(&msg, &mut buf) {
+            Ok(n) => {
+                stats.received.inc();
+                on_packet(buf[..n].to_vec());
+            }
+            Err(e) => {
+                stats.bad_frames.inc();
+                return Err(noise_err(e));
+            }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The gateway's event loop: feeds the core `Gateway` (and the exit service) with
+//! what arrives on channels, carries out their outputs, arms their timers.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mixnet_core::gateway::{ConnId, Gateway, GatewayConfig as CoreConfig, GatewayStats, Output};
+use mixnet_core::mix::NodeKeys;
+use mixnet_core::sphinx::{NodeAddress, NodeSecret};
+use mixnet_core::topology::Topology;
+use nodenet::link::{LinkStats, Links};
+use nodenet::metrics::{Counter, Exposition};
+use rand_chacha::ChaCha20Rng;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::exit::{ExitService, ExitStats, TcpEvent};
+use crate::inbox::{self, InboxCommand, InboxLimits, InboxReply};
+use crate::{ExitConfig, GatewayConfig};
+
+/// Driver-level counters (the protocol's own are `GatewayStats`).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Link counters.
+    pub links: std::sync::Arc<LinkStats>,
+    /// WebSocket connections accepted.
+    pub ws_connections: Counter,
+    /// WebSocket messages that were not binary, or over the size limit.
+    pub ws_bad_messages: Counter,
+    /// Node packets dropped because the gateway was overloaded.
+    pub dropped_overload: Counter,
+    /// Client connections closed because they did not read fast enough.
+    pub slow_clients: Counter,
+}
+
+/// A message for a client's socket task.
+pub(crate) enum WsOut {
+    Binary(Vec<u8>),
+    Close(u16, String),
+}
+
+/// Everything the actor reacts to.
+pub(crate) enum Event {
+    Connected { conn: ConnId, tx: mpsc::Sender<WsOut> },
+    Message { conn: ConnId, data: Vec<u8> },
+    Disconnected { conn: ConnId },
+    NodePacket(Vec<u8>),
+    Inbox(InboxReply),
+    Rotate(u64, NodeSecret),
+    Topology(Topology),
+    Tcp(TcpEvent),
+    Metrics(oneshot::Sender<String>),
+    Shutdown,
+}
+
+pub(crate) struct ExitKeys {
+    pub(crate) identity: [u8; 32],
+    pub(crate) encryption: NodeSecret,
+}
+
+pub(crate) struct Actor {
+    gateway: Gateway<ChaCha20Rng>,
+    start: tokio::time::Instant,
+    conns: HashMap<ConnId, mpsc::Sender<WsOut>>,
+    links: Links,
+    inbox: std::sync::mpsc::Sender<InboxCommand>,
+    metrics: std::sync::Arc<Metrics>,
+    exit: Option<ExitService>,
+    exit_identity: Option<[u8; 32]>,
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Actor {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        address: NodeAddress,
+        noise: NodeSecret,
+        (epoch, key): (u64, NodeSecret),
+        core: CoreConfig,
+        links: Links,
+        metrics: std::sync::Arc<Metrics>,
+        exit: Option<(ExitKeys, ExitConfig)>,
+        config: &GatewayConfig,
+    ) -> Result<(Self, mpsc::Sender<Event>), String> {
+        let (tx, rx) = mpsc::channel(65_536);
+        let inbox_tx = tx.clone();
+        let limits = InboxLimits {
+            per_client: config.inbox_per_client,
+            max_age: Duration::from_secs(config.inbox_max_age_secs),
+        };
+        let path = config.data_dir.as_ref().map(|d| d.join("inbox.sqlite"));
+        let inbox = inbox::start(path.as_deref(), limits, move |r| {
+            let _ = inbox_tx.blocking_send(Event::Inbox(r));
+        })?;
+        let mut gateway = Gateway::new(core, address, noise, NodeKeys::new(epoch, key), nodenet::os_rng());
+        let exit_identity = exit.as_ref().map(|(k, _)| k.identity);
+        let exit = exit.map(|(keys, cfg)| {
+            gateway.attach_local(keys.identity);
+            ExitService::new(keys.identity, keys.encryption, address.0, cfg, tx.clone())
+        });
+        let actor = Self {
+            gateway,
+            start: tokio::time::Instant::now(),
+            conns: HashMap::new(),
+            links,
+            inbox,
+            metrics,
+            exit,
+            exit_identity,
+            rx,
+        };
+        Ok((actor, tx))
+    }
+
+    fn now(&self) -> mixnet_core::time::Instant {
+        nodenet::core_now(self.start)
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            let deadline = [self.gateway.poll_timeout(), self.exit.as_ref().and_then(ExitService::poll_timeout)]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| self.start + Duration::from_micros(t.as_micros()));
+            let event = tokio::select! {
+                e = self.rx.recv() => match e {
+                    Some(e) => Some(e),
+                    None => return,
+                },
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => None,
+            };
+            let now = self.now();
+            match event {
+                Some(Event::Shutdown) => {
+                    self.gateway.shutdown();
+                    self.drain();
+                    return;
+                }
+                Some(e) => self.handle(now, e),
+                None => {
+                    self.gateway.handle_timeout(now);
+                    if let Some(x) = self.exit.as_mut() {
+                        x.handle_timeout(now);
+                    }
+                }
+            }
+            self.drain();
+        }
+    }
+
+    fn handle(&mut self, now: mixnet_core::time::Instant, event: Event) {
+        match event {
+            Event::Connected { conn, tx } => {
+                self.conns.insert(conn, tx);
+                self.gateway.handle_connect(now, conn);
+            }
+            Event::Message { conn, data } => self.gateway.handle_message(now, conn, &data),
+            Event::Disconnected { conn } => {
+                self.conns.remove(&conn);
+                self.gateway.handle_disconnect(conn);
+            }
+            Event::NodePacket(p) => self.gateway.handle_node_packet(now, p),
+            Event::Inbox(InboxReply::Stored(token, r)) => self.gateway.handle_stored(token, r),
+            Event::Inbox(InboxReply::Loaded(conn, entries)) => self.gateway.handle_inbox(conn, entries),
+            Event::Rotate(epoch, key) => {
+                self.gateway.keys_mut().rotate(epoch, key);
+                tracing::info!(epoch, "rotated Sphinx key");
+            }
+            Event::Topology(t) => {
+                self.links.set_peers(&t);
+                if let Some(x) = self.exit.as_mut() {
+                    x.set_topology(&t);
+                }
+            }
+            Event::Tcp(ev) => {
+                if let Some(x) = self.exit.as_mut() {
+                    x.handle_tcp(now, ev);
+                }
+            }
+            Event::Metrics(reply) => {
+                let _ = reply.send(self.render_metrics());
+            }
+            Event::Shutdown => {}
+        }
+    }
+
+    /// Carries out outputs until both state machines are quiet.
+    fn drain(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(o) = self.gateway.poll_output() {
+                progressed = true;
+                self.carry_out(o);
+            }
+            let now = self.now();
+            if let Some(x) = self.exit.as_mut() {
+                while let Some(t) = x.poll_transmit(now) {
+                    progressed = true;
+                    self.gateway.handle_local_packet(now, t);
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn carry_out(&mut self, o: Output) {
+        match o {
+            Output::ToClient { conn, message } => {
+                if let Some(tx) = self.conns.get(&conn)
+                    && tx.try_send(WsOut::Binary(message)).is_err()
+                {
+                    // a client that does not read: close it rather than buffer without bound
+                    self.metrics.slow_clients.inc();
+                    self.conns.remove(&conn);
+                    self.gateway.handle_disconnect(conn);
+                }
+            }
+            Output::Close { conn, code, reason } => {
+                if let Some(tx) = self.conns.remove(&conn) {
+                    let _ = tx.try_send(WsOut::Close(code, reason));
+                }
+            }
+            Output::ToNode { next_hop, packet } => self.links.send(next_hop, packet),
+            Output::Store { token, client, delivery } => {
+                let _ = self.inbox.send(InboxCommand::Store { token, client, delivery });
+            }
+            Output::LoadInbox { conn, client } => {
+                let _ = self.inbox.send(InboxCommand::Load { conn, client });
+            }
+            Output::DeleteInbox { client, up_to } => {
+                let _ = self.inbox.send(InboxCommand::Delete { client, up_to });
+            }
+            Output::LocalDeliver { client, delivery } => {
+                let now = self.now();
+                if Some(client) == self.exit_identity
+                    && let Some(x) = self.exit.as_mut()
+                {
+                    x.handle_delivery(now, delivery);
+                }
+            }
+        }
+    }
+
+    fn render_metrics(&self) -> String {
+        let s: &GatewayStats = self.gateway.stats();
+        let l = &self.metrics.links;
+        let exit: ExitStats = self.exit.as_ref().map(|x| x.stats.clone()).unwrap_or_default();
+        let mut e = Exposition::default();
+        e.counter("gateway_sessions_total", "Client sessions authenticated.", s.sessions_opened)
+            .gauge("gateway_connections", "Client connections open.", self.gateway.connections() as f64)
+            .counter("gateway_client_packets_total", "Packets from clients forwarded.", s.client_packets)
+            .counter("gateway_final_hop_packets_total", "Packets accepted as final hop.", s.final_hop_packets)
+            .counter("gateway_stored_total", "Deliveries stored in the inbox.", s.stored)
+            .counter("gateway_pushed_total", "Deliveries pushed to clients.", s.pushed)
+            .counter("gateway_acks_sent_total", "SURB-acks sent.", s.acks_sent)
+            .labelled(
+                "gateway_dropped_total",
+                "Input dropped, by reason.",
+                "reason",
+                &[
+                    ("throttled", s.throttled),
+                    ("bad_client_message", s.bad_client_messages),
+                    ("auth_failure", s.auth_failures),
+                    ("replay", s.replays),
+                    ("bad_node_packet", s.bad_node_packets),
+                    ("store_failure", s.store_failures),
+                    ("overload", self.metrics.dropped_overload.get()),
+                    ("ws_bad_message", self.metrics.ws_bad_messages.get()),
+                    ("slow_client", self.metrics.slow_clients.get()),
+                    ("link_queue_full", l.dropped_queue_full.get()),
+                    ("unknown_next_hop", l.dropped_unknown_peer.get()),
+                    ("link_error", l.dropped_link_error.get()),
+                ],
+            )
+            .counter("gateway_bad_frames_total", "Node link frames that failed to parse or decrypt.", l.bad_frames.get())
+            .counter("exit_streams_total", "Exit streams requested.", exit.streams_opened)
+            .gauge("exit_streams_open", "Exit streams alive.", self.exit.as_ref().map_or(0, |x| x.open_streams()) as f64)
+            .counter("exit_policy_denials_total", "Connections refused by the exit policy.", exit.policy_denials)
+            .counter("exit_connect_failures_total", "Connections that failed.", exit.connect_failures)
+            .counter("exit_bytes_in_total", "Bytes read from servers.", exit.bytes_in)
+            .counter("exit_bytes_out_total", "Bytes written to servers.", exit.bytes_out);
+        e.finish()
+    }
+}

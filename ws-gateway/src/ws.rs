@@ -1,0 +1,90 @@
+//! The WebSocket listener: one task per client connection moves binary messages
+//! between the socket and the actor; the actor decides everything.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::actor::{Event, Metrics, WsOut};
+
+/// Largest WebSocket message accepted (the session protocol's frames are far smaller;
+/// the core closes oversize ones with a reason before this limit is reached).
+const MAX_WS_MESSAGE: usize = 64 * 1024;
+/// Messages buffered towards one client before it counts as too slow.
+const CLIENT_QUEUE: usize = 4096;
+
+pub(crate) async fn serve(listener: TcpListener, events: mpsc::Sender<Event>, metrics: Arc<Metrics>) {
+    let next = AtomicU64::new(1);
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        let conn = next.fetch_add(1, Ordering::Relaxed);
+        let events = events.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let config = WebSocketConfig::default().max_message_size(Some(MAX_WS_MESSAGE)).max_frame_size(Some(MAX_WS_MESSAGE));
+            let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
+                Ok(ws) => ws,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "websocket handshake failed");
+                    return;
+                }
+            };
+            metrics.ws_connections.inc();
+            let (mut sink, mut source) = ws.split();
+            let (tx, mut rx) = mpsc::channel(CLIENT_QUEUE);
+            if events.send(Event::Connected { conn, tx }).await.is_err() {
+                return;
+            }
+            let writer = tokio::spawn(async move {
+                while let Some(out) = rx.recv().await {
+                    match out {
+                        WsOut::Binary(b) => {
+                            if sink.send(Message::Binary(b.into())).await.is_err() {
+                                return;
+                            }
+                        }
+                        WsOut::Close(code, reason) => {
+                            let reason: String = reason.chars().take(120).collect();
+                            let frame = CloseFrame { code: CloseCode::from(4000 + code), reason: reason.into() };
+                            let _ = sink.send(Message::Close(Some(frame))).await;
+                            return;
+                        }
+                    }
+                }
+            });
+            while let Some(msg) = source.next().await {
+                match msg {
+                    Ok(Message::Binary(b)) => {
+                        if events.send(Event::Message { conn, data: b.to_vec() }).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                    Ok(Message::Close(_)) => break,
+                    Ok(_) => {
+                        // text frames are not part of the protocol
+                        metrics.ws_bad_messages.inc();
+                        let _ = events.send(Event::Message { conn, data: vec![0xff; 1] }).await;
+                        break;
+                    }
+                    Err(e) => {
+                        metrics.ws_bad_messages.inc();
+                        tracing::debug!(%peer, error = %e, "websocket error");
+                        break;
+                    }
+                }
+            }
+            let _ = events.send(Event::Disconnected { conn }).await;
+            // let a queued close frame go out
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
+        });
+    }
+}
