@@ -1,1 +1,251 @@
-//! Skeleton: see README.md for what is built.
+//! The whole network on loopback, in one process: the directory, three layers of mix
+//! nodes, an entry gateway and an exit gateway, all on OS-chosen ports. Each is the
+//! same server that runs standalone from a TOML config; here they are started from
+//! code. [`client`] is a native client for tests and services.
+
+pub mod client;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mix_node::StartError;
+use mix_node::directory::{self, DirectoryConfig, RunningDirectory};
+use mix_node::mix::{self, MixConfig, RunningMix};
+use mixnet_core::address::{Recipient, encode_key};
+use mixnet_core::message::{MessengerConfig, RouteMode};
+use mixnet_core::policy::ExitPolicy;
+use mixnet_core::topology::Topology;
+use nodenet::directory::DirectoryClient;
+use serde::Serialize;
+use ws_gateway::{ExitConfig, GatewayConfig, RunningGateway};
+
+use crate::client::ClientConfig;
+
+/// How to run the local network.
+#[derive(Debug, Clone)]
+pub struct LocalnetConfig {
+    /// Route mode clients should use (also the exit's own acks).
+    pub mode: RouteMode,
+    /// Mix nodes per layer.
+    pub mixes_per_layer: usize,
+    /// Where nodes keep keys and the inbox (a temporary directory if unset).
+    pub data_dir: Option<PathBuf>,
+    /// Epoch length.
+    pub epoch_ms: u64,
+    /// Nodes silent this long leave the topology.
+    pub node_ttl_ms: u64,
+    /// How often nodes re-register (and re-read the topology).
+    pub heartbeat_ms: u64,
+    /// What the exit may connect to (loopback allowed: this is a local network).
+    pub exit_policy: ExitPolicy,
+}
+
+impl Default for LocalnetConfig {
+    fn default() -> Self {
+        Self {
+            mode: RouteMode::Mixnet,
+            mixes_per_layer: 2,
+            data_dir: None,
+            epoch_ms: 3_600_000,
+            node_ttl_ms: 6_000,
+            heartbeat_ms: 1_000,
+            exit_policy: ExitPolicy::localnet(),
+        }
+    }
+}
+
+/// What a client needs to use the local network (written as JSON).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalnetInfo {
+    /// Directory URL.
+    pub directory: String,
+    /// Directory key (base58).
+    pub directory_key: String,
+    /// Route mode.
+    pub mode: RouteMode,
+    /// The entry gateway (identity, base58).
+    pub entry_gateway: String,
+    /// Its WebSocket URL.
+    pub entry_ws: String,
+    /// The exit gateway (identity, base58).
+    pub exit_gateway: String,
+    /// Its WebSocket URL.
+    pub exit_ws: String,
+    /// The exit service's address.
+    pub exit_address: String,
+    /// Every mix node: address and metrics URL.
+    pub mixes: Vec<NodeInfo>,
+}
+
+/// A node's address and metrics URL.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    /// Identity (base58).
+    pub identity: String,
+    /// `http://…/metrics`.
+    pub metrics: String,
+}
+
+/// A running local network.
+pub struct Localnet {
+    /// The directory.
+    pub directory: RunningDirectory,
+    /// Mix nodes (`None` once killed).
+    pub mixes: Vec<Option<RunningMix>>,
+    /// Gateway 0 is the entry, gateway 1 the exit (`None` while down).
+    pub gateways: Vec<Option<RunningGateway>>,
+    gateway_configs: Vec<GatewayConfig>,
+    config: LocalnetConfig,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Localnet {
+    /// Starts everything and waits until the directory publishes every node.
+    pub async fn start(config: LocalnetConfig) -> Result<Self, StartError> {
+        let (data_dir, tmp) = match &config.data_dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let t = tempfile::tempdir().map_err(StartError::Keys)?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let directory = directory::start(DirectoryConfig {
+            data_dir: Some(data_dir.join("directory")),
+            epoch_ms: config.epoch_ms,
+            node_ttl_ms: config.node_ttl_ms,
+            ..DirectoryConfig::default()
+        })
+        .await?;
+        let dir_url = directory.url();
+        let dir_key = encode_key(&directory.key.to_bytes());
+
+        let mut mixes = Vec::new();
+        for i in 0..config.mixes_per_layer * 3 {
+            let m = mix::start(MixConfig {
+                metrics_listen: Some("127.0.0.1:0".into()),
+                directory: dir_url.clone(),
+                directory_key: dir_key.clone(),
+                data_dir: Some(data_dir.join(format!("mix-{i}"))),
+                workers: 1,
+                heartbeat_ms: config.heartbeat_ms,
+                ..MixConfig::default()
+            })
+            .await?;
+            mixes.push(Some(m));
+        }
+        let mut gateways = Vec::new();
+        let mut gateway_configs = Vec::new();
+        for (i, exit) in [false, true].into_iter().enumerate() {
+            let mut gc = GatewayConfig {
+                metrics_listen: Some("127.0.0.1:0".into()),
+                directory: dir_url.clone(),
+                directory_key: dir_key.clone(),
+                data_dir: Some(data_dir.join(format!("gateway-{i}"))),
+                heartbeat_ms: config.heartbeat_ms,
+                exit: exit.then(|| ExitConfig { policy: config.exit_policy.clone(), mode: config.mode, ..ExitConfig::default() }),
+                ..GatewayConfig::default()
+            };
+            let g = ws_gateway::start(gc.clone()).await?;
+            // a restart keeps the same ports, so URLs in the topology stay valid
+            gc.listen = g.mix_addr.to_string();
+            gc.ws_listen = g.ws_addr.to_string();
+            gc.metrics_listen = g.metrics_addr.map(|a| a.to_string());
+            gateways.push(Some(g));
+            gateway_configs.push(gc);
+        }
+        let net = Self { directory, mixes, gateways, gateway_configs, config, _tmp: tmp };
+        net.wait_for_topology(|t| t.mixes.len() == net.live_mixes() && t.gateways.len() == 2, Duration::from_secs(20))
+            .await
+            .map_err(|_| StartError::Directory("not every node appeared in the topology within 20 s".into()))?;
+        Ok(net)
+    }
+
+    fn live_mixes(&self) -> usize {
+        self.mixes.iter().flatten().count()
+    }
+
+    /// Polls the directory until `done(topology)` or `timeout`.
+    pub async fn wait_for_topology(&self, done: impl Fn(&Topology) -> bool, timeout: Duration) -> Result<Topology, String> {
+        let client = DirectoryClient::new(&self.directory.url(), self.directory.key);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match client.topology().await {
+                Ok(t) if done(&t) => return Ok(t),
+                Ok(_) | Err(_) if tokio::time::Instant::now() >= deadline => return Err("timed out".into()),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    fn gateway(&self, i: usize) -> &RunningGateway {
+        self.gateways[i].as_ref().expect("gateway is running")
+    }
+
+    /// The exit service's address.
+    pub fn exit_address(&self) -> Recipient {
+        self.gateway(1).exit.expect("gateway 1 runs the exit")
+    }
+
+    /// What a client needs, as written to the JSON file.
+    pub fn info(&self) -> LocalnetInfo {
+        let (entry, exit) = (self.gateway(0), self.gateway(1));
+        LocalnetInfo {
+            directory: self.directory.url(),
+            directory_key: encode_key(&self.directory.key.to_bytes()),
+            mode: self.config.mode,
+            entry_gateway: entry.address.to_string(),
+            entry_ws: entry.ws_url.clone(),
+            exit_gateway: exit.address.to_string(),
+            exit_ws: exit.ws_url.clone(),
+            exit_address: self.exit_address().to_string(),
+            mixes: self
+                .mixes
+                .iter()
+                .flatten()
+                .map(|m| NodeInfo {
+                    identity: m.address.to_string(),
+                    metrics: m.metrics_addr.map(|a| format!("http://{a}/metrics")).unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A client configuration for gateway `i`, in this network's mode, refreshing the
+    /// topology every second (so it notices dead nodes quickly).
+    pub fn client_config(&self, i: usize) -> ClientConfig {
+        let mut c = ClientConfig::new(&self.directory.url(), &encode_key(&self.directory.key.to_bytes()));
+        c.gateway = Some(self.gateway(i).address.to_string());
+        c.messenger = MessengerConfig { mode: self.config.mode, ..MessengerConfig::default() };
+        c.topology_refresh = Duration::from_secs(1);
+        c
+    }
+
+    /// Kills mix `i` abruptly (the directory drops it after `node_ttl_ms`).
+    pub fn kill_mix(&mut self, i: usize) -> Option<mixnet_core::sphinx::NodeAddress> {
+        self.mixes[i].take().map(|m| m.address)
+    }
+
+    /// Stops gateway `i` (closing client sessions with a reason).
+    pub async fn stop_gateway(&mut self, i: usize) {
+        if let Some(g) = self.gateways[i].take() {
+            g.shutdown().await;
+        }
+    }
+
+    /// Starts gateway `i` again with the same keys, inbox and ports.
+    pub async fn start_gateway(&mut self, i: usize) -> Result<(), StartError> {
+        let g = ws_gateway::start(self.gateway_configs[i].clone()).await?;
+        self.gateways[i] = Some(g);
+        Ok(())
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(mut self) {
+        for i in 0..self.gateways.len() {
+            self.stop_gateway(i).await;
+        }
+        self.mixes.clear();
+    }
+}

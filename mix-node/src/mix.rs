@@ -139,6 +139,8 @@ pub struct RunningMix {
     pub metrics_addr: Option<SocketAddr>,
     /// Its counters.
     pub metrics: Arc<MixMetrics>,
+    /// Its outgoing links (fault injection in tests).
+    pub links: Links,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -151,6 +153,11 @@ impl Drop for RunningMix {
 }
 
 impl RunningMix {
+    /// The Prometheus exposition (what `GET /metrics` serves).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(self.links.queued())
+    }
+
     /// Stops the node (also on drop); its workers exit when their queues close.
     pub fn stop(self) {}
 }
@@ -340,5 +347,5 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
         }));
     }
     tracing::info!(address = %address, %mix_addr, workers, "mix node running");
-    Ok(RunningMix { address, mix_addr, metrics_addr, metrics, tasks })
+    Ok(RunningMix { address, mix_addr, metrics_addr, metrics, links, tasks })
 }

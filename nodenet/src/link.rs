@@ -43,6 +43,8 @@ pub struct LinkStats {
     pub handshake_failures: Counter,
     /// Frames that were malformed or failed to decrypt (the connection is closed).
     pub bad_frames: Counter,
+    /// Packets dropped on purpose by fault injection (tests only).
+    pub dropped_injected: Counter,
 }
 
 /// How to reach a peer.
@@ -60,6 +62,8 @@ struct Inner {
     queues: Mutex<HashMap<NodeAddress, mpsc::Sender<Vec<u8>>>>,
     queue_len: usize,
     stats: Arc<LinkStats>,
+    /// Probability of dropping a packet on send, for fault tests (0 in production).
+    loss: std::sync::atomic::AtomicU64,
 }
 
 /// Outgoing links to other nodes.
@@ -78,6 +82,7 @@ impl Links {
                 queues: Mutex::new(HashMap::new()),
                 queue_len,
                 stats,
+                loss: std::sync::atomic::AtomicU64::new(0f64.to_bits()),
             }),
         }
     }
@@ -115,9 +120,19 @@ impl Links {
         queues.values().map(|q| q.max_capacity() - q.capacity()).sum()
     }
 
+    /// Fault injection for tests: drop each packet sent with probability `p`.
+    pub fn set_injected_loss(&self, p: f64) {
+        self.inner.loss.store(p.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Queues a packet for `to`; drops (and counts) it if the queue is full or the
     /// peer unknown. Must be called within a tokio runtime.
     pub fn send(&self, to: NodeAddress, packet: Vec<u8>) {
+        let loss = f64::from_bits(self.inner.loss.load(std::sync::atomic::Ordering::Relaxed));
+        if loss > 0.0 && (getrandom::u64().unwrap_or(u64::MAX) as f64 / u64::MAX as f64) < loss {
+            self.inner.stats.dropped_injected.inc();
+            return;
+        }
         if !self.knows(&to) {
             self.inner.stats.dropped_unknown_peer.inc();
             return;

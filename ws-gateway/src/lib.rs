@@ -129,11 +129,20 @@ pub struct RunningGateway {
     pub exit: Option<Recipient>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Outgoing node links (fault injection in tests).
+    pub links: Links,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     shutdown: tokio::sync::mpsc::Sender<actor::Event>,
 }
 
 impl RunningGateway {
+    /// The Prometheus exposition (what `GET /metrics` serves).
+    pub async fn metrics_text(&self) -> String {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = self.shutdown.send(actor::Event::Metrics(tx)).await;
+        rx.await.unwrap_or_default()
+    }
+
     /// Closes client sessions with a reason, then stops (dropping also stops, abruptly).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(actor::Event::Shutdown).await;
@@ -268,6 +277,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         metrics_addr,
         exit: exit_address,
         metrics,
+        links,
         tasks,
         shutdown: events,
     })
