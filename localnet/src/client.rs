@@ -115,6 +115,10 @@ pub struct Client {
     pub address: Recipient,
     cmd: mpsc::UnboundedSender<Cmd>,
     events: mpsc::UnboundedReceiver<ClientEvent>,
+    /// Events read while waiting for something else, so `recv` and `delivered`
+    /// do not lose each other's events.
+    received: std::collections::VecDeque<ReceivedMessage>,
+    outcomes: HashMap<MessageId, Option<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -217,7 +221,7 @@ impl Client {
                 }
             }
         });
-        Ok(Self { address, cmd: cmd_tx, events: replay_rx, task })
+        Ok(Self { address, cmd: cmd_tx, events: replay_rx, received: Default::default(), outcomes: HashMap::new(), task })
     }
 
     async fn ask<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, ClientError> {
@@ -246,18 +250,34 @@ impl Client {
         self.ask(Cmd::Stats).await
     }
 
-    /// The next event.
+    /// The next event (messages and outcomes already buffered by `recv` /
+    /// `delivered` are not repeated here).
     pub async fn next_event(&mut self) -> Option<ClientEvent> {
         self.events.recv().await
+    }
+
+    fn keep(&mut self, e: ClientEvent) {
+        match e {
+            ClientEvent::Received(m) => self.received.push_back(m),
+            ClientEvent::Delivered(id) => {
+                self.outcomes.insert(id, None);
+            }
+            ClientEvent::Failed(id, why) => {
+                self.outcomes.insert(id, Some(why));
+            }
+            ClientEvent::Connected { .. } | ClientEvent::Disconnected(_) => {}
+        }
     }
 
     /// The next received message, waiting at most `timeout`.
     pub async fn recv(&mut self, timeout: Duration) -> Option<ReceivedMessage> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            if let Some(m) = self.received.pop_front() {
+                return Some(m);
+            }
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(ClientEvent::Received(m))) => return Some(m),
-                Ok(Some(_)) => {}
+                Ok(Some(e)) => self.keep(e),
                 _ => return None,
             }
         }
@@ -267,10 +287,11 @@ impl Client {
     pub async fn delivered(&mut self, id: MessageId, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            if let Some(outcome) = self.outcomes.remove(&id) {
+                return outcome.is_none();
+            }
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(ClientEvent::Delivered(d))) if d == id => return true,
-                Ok(Some(ClientEvent::Failed(d, _))) if d == id => return false,
-                Ok(Some(_)) => {}
+                Ok(Some(e)) => self.keep(e),
                 _ => return false,
             }
         }

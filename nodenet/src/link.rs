@@ -271,12 +271,18 @@ where
 {
     let on_packet = Arc::new(on_packet);
     let secret = noise.to_bytes();
+    // connections live in this set, so stopping the listener stops them too
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let Ok((stream, peer)) = accepted else { continue };
         let _ = stream.set_nodelay(true);
         let on_packet = on_packet.clone();
         let stats = stats.clone();
-        tokio::spawn(async move {
+        conns.spawn(async move {
             if let Err(e) = serve_conn(stream, secret, &stats, on_packet.as_ref()).await {
                 tracing::debug!(%peer, error = %e, "node link closed");
             }

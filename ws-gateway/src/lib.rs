@@ -144,9 +144,15 @@ impl RunningGateway {
     }
 
     /// Closes client sessions with a reason, then stops (dropping also stops, abruptly).
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(actor::Event::Shutdown).await;
+        // give the close frames a moment, then stop every task and wait until the
+        // listeners are closed (so a restart can bind the same ports)
         tokio::time::sleep(Duration::from_millis(50)).await;
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
     }
 }
 

@@ -22,13 +22,19 @@ const CLIENT_QUEUE: usize = 4096;
 
 pub(crate) async fn serve(listener: TcpListener, events: mpsc::Sender<Event>, metrics: Arc<Metrics>) {
     let next = AtomicU64::new(1);
+    // connections live in this set, so stopping the listener stops them too
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let Ok((stream, peer)) = accepted else { continue };
         let _ = stream.set_nodelay(true);
         let conn = next.fetch_add(1, Ordering::Relaxed);
         let events = events.clone();
         let metrics = metrics.clone();
-        tokio::spawn(async move {
+        conns.spawn(async move {
             let config = WebSocketConfig::default().max_message_size(Some(MAX_WS_MESSAGE)).max_frame_size(Some(MAX_WS_MESSAGE));
             let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
                 Ok(ws) => ws,
