@@ -403,7 +403,8 @@ impl Driver {
                     continue;
                 }
             };
-            let reason = match tokio_tungstenite::connect_async(url.as_str()).await {
+            // small frames must not wait for Nagle and delayed ACKs (40 ms each)
+            let reason = match tokio_tungstenite::connect_async_with_config(url.as_str(), None, true).await {
                 Ok((ws, _)) => {
                     backoff = Duration::from_millis(100);
                     match self.session(ws, &mut cmds).await {

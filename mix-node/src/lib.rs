@@ -37,3 +37,14 @@ pub fn load_config<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Re
 pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
     tokio::net::TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr: addr.to_owned(), error })
 }
+
+/// Checks that a node's config names its directory.
+pub fn require_directory(url: &str, key: &str) -> Result<(), StartError> {
+    if url.is_empty() {
+        return Err(StartError::Config("`directory` (the directory's URL) is not set".into()));
+    }
+    if key.is_empty() {
+        return Err(StartError::Config("`directory_key` (the key the directory prints at start) is not set".into()));
+    }
+    Ok(())
+}

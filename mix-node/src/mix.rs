@@ -278,6 +278,7 @@ async fn delay_queue(mut rx: mpsc::UnboundedReceiver<(Duration, NodeAddress, Vec
 
 /// Starts a mix node: registers with the directory, then serves.
 pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
+    crate::require_directory(&config.directory, &config.directory_key)?;
     let identity = NodeIdentity::load_or_create(config.data_dir.as_deref()).map_err(StartError::Keys)?;
     let address = identity.address();
     let noise = identity.noise.clone();
@@ -302,8 +303,8 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
         template,
         Duration::from_millis(config.heartbeat_ms),
     );
-    let (info, key) = membership.join(Duration::from_secs(30)).await.map_err(|e| StartError::Directory(e.to_string()))?;
-    let keys = Arc::new(RwLock::new(NodeKeys::new(info.epoch, key)));
+    let (info, keys) = membership.join(Duration::from_secs(30)).await.map_err(|e| StartError::Directory(e.to_string()))?;
+    let keys = Arc::new(RwLock::new(keys));
 
     let metrics = Arc::new(MixMetrics::default());
     let links = Links::new(&noise, config.link_queue, metrics.links.clone());
@@ -330,8 +331,8 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
     let peers = links.clone();
     tasks.push(membership.spawn(
         info.epoch,
-        move |epoch, key| {
-            rotate.write().unwrap_or_else(|e| e.into_inner()).rotate(epoch, key);
+        move |epoch, key, next| {
+            rotate.write().unwrap_or_else(|e| e.into_inner()).rotate(epoch, key, Some(next));
             tracing::info!(epoch, "rotated Sphinx key");
         },
         move |t| peers.set_peers(&t),

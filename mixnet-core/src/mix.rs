@@ -89,27 +89,44 @@ struct EpochKey {
     replay: ReplayFilter,
 }
 
-/// A node's Sphinx keys: the current epoch's and, during the overlap, the previous
-/// one's, each with its own replay filter (dropped with the key). `process` takes
-/// `&self`, so worker threads can share it.
+/// A node's Sphinx keys: the current epoch's, the next one's (clients may already
+/// use it near the boundary) and, during the overlap, the previous one's, each with
+/// its own replay filter (dropped with the key). `process` takes `&self`, so worker
+/// threads can share it.
 pub struct NodeKeys {
+    /// Newest first.
     keys: Vec<EpochKey>,
+    current: u64,
 }
 
+/// Keys held at most: previous, current, next.
+const HELD_KEYS: usize = 3;
+
 impl NodeKeys {
-    /// Keys holding only `secret` for `epoch`.
+    /// Keys holding only `secret` for `epoch`, which is current.
     pub fn new(epoch: u64, secret: NodeSecret) -> Self {
-        Self { keys: vec![EpochKey { epoch, secret, replay: ReplayFilter::default() }] }
+        Self { keys: vec![EpochKey { epoch, secret, replay: ReplayFilter::default() }], current: epoch }
     }
 
-    /// Makes `secret` current for `epoch`; the previous current key stays for the overlap,
-    /// older ones are dropped with their replay filters.
-    pub fn rotate(&mut self, epoch: u64, secret: NodeSecret) {
+    /// Adds the key of `epoch` (if new), keeping the newest three.
+    pub fn add(&mut self, epoch: u64, secret: NodeSecret) {
         if self.keys.iter().any(|k| k.epoch == epoch) {
             return;
         }
-        self.keys.insert(0, EpochKey { epoch, secret, replay: ReplayFilter::default() });
-        self.keys.truncate(2);
+        self.keys.push(EpochKey { epoch, secret, replay: ReplayFilter::default() });
+        self.keys.sort_by(|a, b| b.epoch.cmp(&a.epoch));
+        self.keys.truncate(HELD_KEYS);
+    }
+
+    /// Makes `epoch` current, adding its key and the next epoch's; the previous key
+    /// stays for the overlap, older ones go with their replay filters.
+    pub fn rotate(&mut self, epoch: u64, secret: NodeSecret, next: Option<NodeSecret>) {
+        self.add(epoch, secret);
+        if let Some(n) = next {
+            self.add(epoch + 1, n);
+        }
+        self.current = epoch;
+        self.keys.retain(|k| k.epoch + 1 >= epoch);
     }
 
     /// Epochs whose keys are held, newest first.
@@ -130,7 +147,9 @@ impl NodeKeys {
     /// Processes a packet with whichever held key it was built for; replays are refused.
     pub fn process(&self, packet: Vec<u8>) -> Result<Processed, MixError> {
         let mut last = MixError::Sphinx(SphinxError::InvalidMac);
-        for key in &self.keys {
+        // the current key first: nearly every packet is for it
+        let current = self.keys.iter().filter(|k| k.epoch == self.current);
+        for key in current.chain(self.keys.iter().filter(|k| k.epoch != self.current)) {
             let expanded = key.secret.packet_secret(&packet)?;
             if !sphinx::header_mac_ok(&expanded, &packet) {
                 continue;
@@ -256,5 +275,42 @@ impl Mix {
     /// When the next packet is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.queue.peek().map(|s| s.0.at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sphinx::{Delay, Destination, DestinationAddress, NodeKey, PacketSize, RouteNode};
+    use rand_core::SeedableRng;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn packet_for(secret: &NodeSecret, seed: u64) -> Vec<u8> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let route = [
+            RouteNode { address: NodeAddress([1; 32]), key: NodeKey::new(secret.public_key()) },
+            RouteNode { address: NodeAddress([2; 32]), key: NodeKey::new(NodeSecret::from_bytes([9; 32]).public_key()) },
+        ];
+        let dest = Destination { address: DestinationAddress([3; 32]), identifier: [0; 16] };
+        sphinx::build_packet(&mut rng, &route, &dest, &[Delay(0); 2], b"x", PacketSize::Ack.payload_len()).unwrap()
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn keys_of_the_previous_current_and_next_epoch_work_and_older_ones_go() {
+        let k = |e: u8| NodeSecret::from_bytes([e; 32]);
+        let mut keys = NodeKeys::new(5, k(5));
+        keys.add(6, k(6));
+        assert!(keys.process(packet_for(&k(5), 1)).is_ok());
+        assert!(keys.process(packet_for(&k(6), 2)).is_ok(), "next epoch's packets are accepted early");
+        keys.rotate(6, k(6), Some(k(7)));
+        assert_eq!(keys.epochs(), vec![7, 6, 5]);
+        assert!(keys.process(packet_for(&k(5), 3)).is_ok(), "the previous epoch overlaps");
+        keys.rotate(7, k(7), Some(k(8)));
+        assert_eq!(keys.epochs(), vec![8, 7, 6]);
+        assert_eq!(keys.process(packet_for(&k(5), 4)).err(), Some(MixError::Sphinx(SphinxError::InvalidMac)));
+        // replays are per key
+        let p = packet_for(&k(7), 5);
+        assert!(keys.process(p.clone()).is_ok());
+        assert_eq!(keys.process(p).err(), Some(MixError::Replay));
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mixnet_core::mix::NodeKeys;
 use mixnet_core::sphinx::NodeSecret;
 use mixnet_core::topology::{EpochKey, Key32, NodeDescriptor, SignedDescriptor, Topology};
 
@@ -38,14 +39,15 @@ impl Membership {
         Ok(SignedDescriptor::sign(&d, &id.signing))
     }
 
-    /// Registers once (retrying for up to `patience`); returns the epoch and its key.
-    pub async fn join(&self, patience: Duration) -> Result<(EpochInfo, NodeSecret), DirectoryError> {
+    /// Registers once (retrying for up to `patience`); returns the epoch and the keys
+    /// for it and the next one.
+    pub async fn join(&self, patience: Duration) -> Result<(EpochInfo, NodeKeys), DirectoryError> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             match self.register_once().await {
                 Ok(info) => {
-                    let key = self.identity.lock().unwrap_or_else(|e| e.into_inner()).sphinx_key(info.epoch);
-                    return Ok((info, key.map_err(|e| DirectoryError::Refused { status: 0, body: e.to_string() })?));
+                    let keys = self.keys_for(info.epoch).map_err(|e| DirectoryError::Refused { status: 0, body: e.to_string() })?;
+                    return Ok((info, keys));
                 }
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 Err(e) => {
@@ -56,6 +58,14 @@ impl Membership {
         }
     }
 
+    /// The keys a node holds in `epoch`: that epoch's and the next one's.
+    fn keys_for(&self, epoch: u64) -> std::io::Result<NodeKeys> {
+        let mut id = self.identity.lock().unwrap_or_else(|e| e.into_inner());
+        let mut keys = NodeKeys::new(epoch, id.sphinx_key(epoch)?);
+        keys.add(epoch + 1, id.sphinx_key(epoch + 1)?);
+        Ok(keys)
+    }
+
     async fn register_once(&self) -> Result<EpochInfo, DirectoryError> {
         let info = self.client.epoch().await?;
         let signed = self.descriptor(info.epoch).map_err(|e| DirectoryError::Refused { status: 0, body: e.to_string() })?;
@@ -64,12 +74,12 @@ impl Membership {
     }
 
     /// Keeps registering every heartbeat (at most a third of the directory's TTL);
-    /// calls `on_epoch` with the new epoch's key when it changes and `on_topology`
-    /// with every topology fetched.
+    /// when the epoch changes calls `on_epoch(epoch, its key, the next epoch's key)`;
+    /// calls `on_topology` with every topology fetched.
     pub fn spawn(
         self,
         mut epoch: u64,
-        on_epoch: impl Fn(u64, NodeSecret) + Send + Sync + 'static,
+        on_epoch: impl Fn(u64, NodeSecret, NodeSecret) + Send + Sync + 'static,
         on_topology: impl Fn(Topology) + Send + Sync + 'static,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
@@ -78,12 +88,16 @@ impl Membership {
                     Ok(info) => {
                         if info.epoch != epoch {
                             epoch = info.epoch;
-                            let key = self.identity.lock().unwrap_or_else(|e| e.into_inner()).sphinx_key(epoch);
-                            match key {
-                                Ok(k) => on_epoch(epoch, k),
-                                Err(e) => tracing::error!(error = %e, "cannot load the new epoch's key"),
+                            let keys = {
+                                let mut id = self.identity.lock().unwrap_or_else(|e| e.into_inner());
+                                let keys = id.sphinx_key(epoch).and_then(|k| Ok((k, id.sphinx_key(epoch + 1)?)));
+                                id.prune_sphinx_keys(epoch.saturating_sub(1));
+                                keys
+                            };
+                            match keys {
+                                Ok((k, next)) => on_epoch(epoch, k, next),
+                                Err(e) => tracing::error!(error = %e, "cannot load the new epoch's keys"),
                             }
-                            self.identity.lock().unwrap_or_else(|e| e.into_inner()).prune_sphinx_keys(epoch.saturating_sub(1));
                         }
                         match self.client.topology().await {
                             Ok(t) => on_topology(t),

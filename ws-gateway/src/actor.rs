@@ -45,7 +45,7 @@ pub(crate) enum Event {
     Disconnected { conn: ConnId },
     NodePacket(Vec<u8>),
     Inbox(InboxReply),
-    Rotate(u64, NodeSecret),
+    Rotate(u64, NodeSecret, NodeSecret),
     Topology(Topology),
     Tcp(TcpEvent),
     Metrics(oneshot::Sender<String>),
@@ -74,7 +74,7 @@ impl Actor {
     pub(crate) fn new(
         address: NodeAddress,
         noise: NodeSecret,
-        (epoch, key): (u64, NodeSecret),
+        keys: NodeKeys,
         core: CoreConfig,
         links: Links,
         metrics: std::sync::Arc<Metrics>,
@@ -91,7 +91,7 @@ impl Actor {
         let inbox = inbox::start(path.as_deref(), limits, move |r| {
             let _ = inbox_tx.blocking_send(Event::Inbox(r));
         })?;
-        let mut gateway = Gateway::new(core, address, noise, NodeKeys::new(epoch, key), nodenet::os_rng());
+        let mut gateway = Gateway::new(core, address, noise, keys, nodenet::os_rng());
         let exit_identity = exit.as_ref().map(|(k, _)| k.identity);
         let exit = exit.map(|(keys, cfg)| {
             gateway.attach_local(keys.identity);
@@ -162,8 +162,8 @@ impl Actor {
             Event::NodePacket(p) => self.gateway.handle_node_packet(now, p),
             Event::Inbox(InboxReply::Stored(token, r)) => self.gateway.handle_stored(token, r),
             Event::Inbox(InboxReply::Loaded(conn, entries)) => self.gateway.handle_inbox(conn, entries),
-            Event::Rotate(epoch, key) => {
-                self.gateway.keys_mut().rotate(epoch, key);
+            Event::Rotate(epoch, key, next) => {
+                self.gateway.keys_mut().rotate(epoch, key, Some(next));
                 tracing::info!(epoch, "rotated Sphinx key");
             }
             Event::Topology(t) => {

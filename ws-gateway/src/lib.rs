@@ -170,6 +170,7 @@ fn exit_identity(dir: Option<&std::path::Path>) -> Result<NodeIdentity, StartErr
 
 /// Starts a gateway: registers with the directory, then serves.
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> {
+    mix_node::require_directory(&config.directory, &config.directory_key)?;
     let identity = NodeIdentity::load_or_create(config.data_dir.as_deref()).map_err(StartError::Keys)?;
     let address = identity.address();
     let noise = identity.noise.clone();
@@ -214,7 +215,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         template,
         Duration::from_millis(config.heartbeat_ms),
     );
-    let (info, key) = membership.join(Duration::from_secs(30)).await.map_err(|e| StartError::Directory(e.to_string()))?;
+    let (info, keys) = membership.join(Duration::from_secs(30)).await.map_err(|e| StartError::Directory(e.to_string()))?;
 
     let link_stats = Arc::new(LinkStats::default());
     let links = Links::new(&noise, config.link_queue, link_stats.clone());
@@ -223,7 +224,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
     let (actor, events) = actor::Actor::new(
         address,
         noise.clone(),
-        (info.epoch, key),
+        keys,
         core,
         links.clone(),
         metrics.clone(),
@@ -247,8 +248,8 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
     let (ev_epoch, ev_topo) = (events.clone(), events.clone());
     tasks.push(membership.spawn(
         info.epoch,
-        move |epoch, key| {
-            let _ = ev_epoch.try_send(actor::Event::Rotate(epoch, key));
+        move |epoch, key, next| {
+            let _ = ev_epoch.try_send(actor::Event::Rotate(epoch, key, next));
         },
         move |t| {
             let _ = ev_topo.try_send(actor::Event::Topology(t));
