@@ -34,9 +34,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .init();
+    mix_node::cli::init_tracing("warn");
     let cli = Cli::parse();
     let config = LocalnetConfig {
         mode: match cli.mode {

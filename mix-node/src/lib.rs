@@ -48,3 +48,20 @@ pub fn require_directory(url: &str, key: &str) -> Result<(), StartError> {
     }
     Ok(())
 }
+
+/// What the command-line entry points share.
+pub mod cli {
+    /// Logs to stderr, filtered by `RUST_LOG` (default `default`).
+    pub fn init_tracing(default: &str) {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into()))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+
+    /// Prints `error: …` and exits with status 1.
+    pub fn fail(e: impl std::fmt::Display) -> ! {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    }
+}

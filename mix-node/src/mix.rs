@@ -3,8 +3,6 @@
 //! packet held for its header delay, then forwarded over Noise links out. Bounded
 //! queues drop and count when full. `GET /metrics` exposes Prometheus counters.
 
-use std::collections::BinaryHeap;
-use std::cmp::Reverse;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use mixnet_core::mix::{MixError, NodeKeys};
+use mixnet_core::mix::{DelayQueue, MixError, NodeKeys};
 use mixnet_core::sphinx::{NodeAddress, Processed};
 use mixnet_core::topology::{self, Key32, NodeDescriptor, Role};
 use nodenet::directory::DirectoryClient;
@@ -162,30 +160,6 @@ impl RunningMix {
     pub fn stop(self) {}
 }
 
-struct Scheduled {
-    at: Instant,
-    seq: u64,
-    next_hop: NodeAddress,
-    packet: Vec<u8>,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
-    }
-}
-
 /// Spreads packets over worker threads; drops when all are full.
 struct Dispatcher {
     workers: Vec<SyncSender<Vec<u8>>>,
@@ -252,27 +226,25 @@ fn spawn_workers(
         .collect()
 }
 
-/// Holds each packet for its delay, then forwards it.
+/// Holds each packet for its delay (the core's `DelayQueue`), then forwards it.
 async fn delay_queue(mut rx: mpsc::UnboundedReceiver<(Duration, NodeAddress, Vec<u8>)>, links: Links, metrics: Arc<MixMetrics>) {
-    let mut heap: BinaryHeap<Reverse<Scheduled>> = BinaryHeap::new();
-    let mut seq = 0u64;
+    let start = Instant::now();
+    let mut queue = DelayQueue::default();
     loop {
-        let next = heap.peek().map(|s| s.0.at);
+        let next = queue.next_due().map(|t| start + Duration::from_micros(t.as_micros()));
         tokio::select! {
             item = rx.recv() => {
                 let Some((delay, next_hop, packet)) = item else { return };
-                seq += 1;
-                heap.push(Reverse(Scheduled { at: Instant::now() + delay, seq, next_hop, packet }));
+                queue.push(nodenet::core_now(start) + delay, next_hop, packet);
             }
             _ = async { tokio::time::sleep_until(next.unwrap_or_else(Instant::now)).await }, if next.is_some() => {}
         }
-        let now = Instant::now();
-        while heap.peek().is_some_and(|s| s.0.at <= now) {
-            let Reverse(s) = heap.pop().expect("peeked");
+        let now = nodenet::core_now(start);
+        while let Some((next_hop, packet)) = queue.pop_due(now) {
             metrics.packets_out.inc();
-            links.send(s.next_hop, s.packet);
+            links.send(next_hop, packet);
         }
-        metrics.queued_delay.store(heap.len(), Ordering::Relaxed);
+        metrics.queued_delay.store(queue.len(), Ordering::Relaxed);
     }
 }
 

@@ -114,7 +114,7 @@ impl NodeKeys {
             return;
         }
         self.keys.push(EpochKey { epoch, secret, replay: ReplayFilter::default() });
-        self.keys.sort_by(|a, b| b.epoch.cmp(&a.epoch));
+        self.keys.sort_by_key(|k| std::cmp::Reverse(k.epoch));
         self.keys.truncate(HELD_KEYS);
     }
 
@@ -200,20 +200,58 @@ impl Ord for Scheduled {
     }
 }
 
+/// Packets held until their send time, earliest first (ties in arrival order).
+#[derive(Default)]
+pub struct DelayQueue {
+    heap: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+}
+
+impl DelayQueue {
+    /// Holds `packet` for `next_hop` until `at`.
+    pub fn push(&mut self, at: Instant, next_hop: NodeAddress, packet: Vec<u8>) {
+        self.seq += 1;
+        self.heap.push(Reverse(Scheduled { at, seq: self.seq, next_hop, packet }));
+    }
+
+    /// The next packet due at `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(NodeAddress, Vec<u8>)> {
+        if self.heap.peek()?.0.at > now {
+            return None;
+        }
+        let Reverse(s) = self.heap.pop()?;
+        Some((s.next_hop, s.packet))
+    }
+
+    /// When the next packet is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|s| s.0.at)
+    }
+
+    /// Packets held.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
 /// One mix node's packet handling (single-threaded; a multi-core driver shares
 /// [`NodeKeys`] between workers and schedules delays itself).
 pub struct Mix {
     keys: NodeKeys,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: DelayQueue,
     max_queue: usize,
-    seq: u64,
     stats: MixStats,
 }
 
 impl Mix {
     /// A mix with `keys`, holding at most `max_queue` packets.
     pub fn new(keys: NodeKeys, max_queue: usize) -> Self {
-        Self { keys, queue: BinaryHeap::new(), max_queue, seq: 0, stats: MixStats::default() }
+        Self { keys, queue: DelayQueue::default(), max_queue, stats: MixStats::default() }
     }
 
     /// The node's keys (to rotate them).
@@ -250,13 +288,7 @@ impl Mix {
         let processed = self.keys.process(packet)?;
         match processed {
             Processed::Forward(f) => {
-                self.seq += 1;
-                self.queue.push(Reverse(Scheduled {
-                    at: now + f.delay.to_duration(),
-                    seq: self.seq,
-                    next_hop: f.next_hop,
-                    packet: f.packet,
-                }));
+                self.queue.push(now + f.delay.to_duration(), f.next_hop, f.packet);
                 Ok(())
             }
             Processed::Final(_) => Err(MixError::UnexpectedFinalHop),
@@ -265,16 +297,12 @@ impl Mix {
 
     /// The next packet whose delay has passed.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<(NodeAddress, Vec<u8>)> {
-        if self.queue.peek()?.0.at > now {
-            return None;
-        }
-        let Reverse(s) = self.queue.pop()?;
-        Some((s.next_hop, s.packet))
+        self.queue.pop_due(now)
     }
 
     /// When the next packet is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.queue.peek().map(|s| s.0.at)
+        self.queue.next_due()
     }
 }
 

@@ -29,3 +29,23 @@ pub fn unix_ms() -> u64 {
 pub fn core_now(start: tokio::time::Instant) -> mixnet_core::time::Instant {
     mixnet_core::time::Instant::from_micros(start.elapsed().as_micros() as u64)
 }
+
+/// Accepts connections until dropped, running `handle` for each (with `TCP_NODELAY`
+/// set). Connections live in a `JoinSet` owned by this future, so stopping the
+/// listener stops them too.
+pub async fn accept_each<F, Fut>(listener: tokio::net::TcpListener, mut handle: F)
+where
+    F: FnMut(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let Ok((stream, peer)) = accepted else { continue };
+        let _ = stream.set_nodelay(true);
+        conns.spawn(handle(stream, peer));
+    }
+}

@@ -271,23 +271,16 @@ where
 {
     let on_packet = Arc::new(on_packet);
     let secret = noise.to_bytes();
-    // connections live in this set, so stopping the listener stops them too
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-        };
-        let Ok((stream, peer)) = accepted else { continue };
-        let _ = stream.set_nodelay(true);
+    crate::accept_each(listener, move |stream, peer| {
         let on_packet = on_packet.clone();
         let stats = stats.clone();
-        conns.spawn(async move {
+        async move {
             if let Err(e) = serve_conn(stream, secret, &stats, on_packet.as_ref()).await {
                 tracing::debug!(%peer, error = %e, "node link closed");
             }
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn serve_conn<F: Fn(Vec<u8>)>(mut stream: TcpStream, secret: [u8; 32], stats: &LinkStats, on_packet: &F) -> std::io::Result<()> {

@@ -22,19 +22,11 @@ const CLIENT_QUEUE: usize = 4096;
 
 pub(crate) async fn serve(listener: TcpListener, events: mpsc::Sender<Event>, metrics: Arc<Metrics>) {
     let next = AtomicU64::new(1);
-    // connections live in this set, so stopping the listener stops them too
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-        };
-        let Ok((stream, peer)) = accepted else { continue };
-        let _ = stream.set_nodelay(true);
+    nodenet::accept_each(listener, move |stream, peer| {
         let conn = next.fetch_add(1, Ordering::Relaxed);
         let events = events.clone();
         let metrics = metrics.clone();
-        conns.spawn(async move {
+        async move {
             let config = WebSocketConfig::default().max_message_size(Some(MAX_WS_MESSAGE)).max_frame_size(Some(MAX_WS_MESSAGE));
             let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
                 Ok(ws) => ws,
@@ -91,6 +83,7 @@ pub(crate) async fn serve(listener: TcpListener, events: mpsc::Sender<Event>, me
             let _ = events.send(Event::Disconnected { conn }).await;
             // let a queued close frame go out
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
-        });
-    }
+        }
+    })
+    .await;
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use mix_node::cli::{fail, init_tracing};
 use mix_node::{directory, load_config, mix};
 
 #[derive(Parser)]
@@ -56,16 +57,10 @@ node_ttl_ms = 30000                    # nodes silent this long leave the topolo
 max_clock_skew_ms = 300000
 "#;
 
-fn fail(e: impl std::fmt::Display) -> ! {
-    eprintln!("error: {e}");
-    std::process::exit(1)
-}
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    init_tracing("info");
     match Cli::parse().command {
         Command::Mix { example_config: true, .. } => print!("{MIX_EXAMPLE}"),
         Command::Directory { example_config: true, .. } => print!("{DIRECTORY_EXAMPLE}"),

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use mix_node::cli::{fail, init_tracing};
 
 #[derive(Parser)]
 #[command(version, about = "Gateway of the mixnet: WebSocket clients, inbox, exit role")]
@@ -40,16 +41,10 @@ allow_loopback = false
 allow_private = false
 "#;
 
-fn fail(e: impl std::fmt::Display) -> ! {
-    eprintln!("error: {e}");
-    std::process::exit(1)
-}
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    init_tracing("info");
     let cli = Cli::parse();
     if cli.example_config {
         print!("{EXAMPLE}");
