@@ -96,15 +96,20 @@ pub fn start(
                 }
                 if last_expiry.elapsed() > Duration::from_secs(60) {
                     last_expiry = std::time::Instant::now();
-                    let cutoff = nodenet::unix_ms().saturating_sub(limits.max_age.as_millis() as u64);
-                    if let Err(e) = db.execute("DELETE FROM inbox WHERE created_ms < ?1", params![cutoff as i64]) {
-                        tracing::error!(error = %e, "inbox expiry failed");
-                    }
+                    expire(&db, nodenet::unix_ms(), limits.max_age);
                 }
             }
         })
         .map_err(|e| e.to_string())?;
     Ok(tx)
+}
+
+/// Deletes entries older than `max_age` at `now_ms`.
+fn expire(db: &Connection, now_ms: u64, max_age: Duration) {
+    let cutoff = now_ms.saturating_sub(max_age.as_millis() as u64);
+    if let Err(e) = db.execute("DELETE FROM inbox WHERE created_ms < ?1", params![cutoff as i64]) {
+        tracing::error!(error = %e, "inbox expiry failed");
+    }
 }
 
 fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>) -> Vec<InboxReply> {
@@ -138,6 +143,8 @@ fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>)
                 replies.push(InboxReply::Stored(token, r.unwrap_or_else(|e| Err(e.to_string()))));
             }
             InboxCommand::Load { conn, client } => {
+                // never hand out what has expired, even between periodic sweeps
+                expire(&tx, nodenet::unix_ms(), limits.max_age);
                 let rows = (|| -> rusqlite::Result<Vec<(u64, Delivery)>> {
                     let mut stmt = tx.prepare_cached(
                         "SELECT seq, identifier, payload FROM inbox WHERE client = ?1 ORDER BY seq",
@@ -186,4 +193,59 @@ fn r_or_log(r: rusqlite::Result<Vec<(u64, Delivery)>>) -> Vec<(u64, Delivery)> {
         tracing::error!(error = %e, "inbox load failed");
         Vec::new()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(i: u8) -> Delivery {
+        Delivery { identifier: [i; 16], payload: vec![i; 5] }
+    }
+
+    fn run(db: &mut Connection, limits: InboxLimits, cmds: Vec<InboxCommand>) -> Vec<InboxReply> {
+        run_batch(db, limits, cmds)
+    }
+
+    #[test]
+    fn stores_in_order_caps_per_client_deletes_on_ack_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.sqlite");
+        let limits = InboxLimits { per_client: 3, max_age: Duration::from_secs(60) };
+        let mut db = open(Some(&path)).unwrap();
+        let stores: Vec<_> = (1..=4u8).map(|i| InboxCommand::Store { token: u64::from(i), client: [1; 32], delivery: d(i) }).collect();
+        let replies = run(&mut db, limits, stores);
+        let seqs: Vec<Result<u64, String>> = replies
+            .into_iter()
+            .map(|r| match r {
+                InboxReply::Stored(_, s) => s,
+                InboxReply::Loaded(..) => panic!(),
+            })
+            .collect();
+        assert!(seqs[..3].iter().all(Result::is_ok));
+        assert!(seqs[3].as_ref().unwrap_err().contains("inbox full"), "{seqs:?}");
+        // another client is not affected by the first one's cap
+        let other = run(&mut db, limits, vec![InboxCommand::Store { token: 9, client: [2; 32], delivery: d(9) }]);
+        assert!(matches!(&other[0], InboxReply::Stored(9, Ok(_))));
+        drop(db);
+
+        let mut db = open(Some(&path)).unwrap();
+        let second = *seqs[1].as_ref().unwrap();
+        let loaded = run(
+            &mut db,
+            limits,
+            vec![InboxCommand::Delete { client: [1; 32], up_to: second }, InboxCommand::Load { conn: 5, client: [1; 32] }],
+        );
+        match &loaded[0] {
+            InboxReply::Loaded(5, entries) => {
+                assert_eq!(entries.len(), 1);
+                assert_eq!(entries[0].1, d(3));
+            }
+            _ => panic!(),
+        }
+        // an hour later everything has expired
+        expire(&db, nodenet::unix_ms() + 3_600_000, limits.max_age);
+        let loaded = run(&mut db, limits, vec![InboxCommand::Load { conn: 6, client: [2; 32] }]);
+        assert!(matches!(&loaded[0], InboxReply::Loaded(6, e) if e.is_empty()));
+    }
 }
