@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod client;
 pub mod gateway;
 pub mod message;
 pub mod mix;

@@ -308,22 +308,22 @@ impl<A: Ord + Clone + core::hash::Hash, E: Endpoint<A>> SimNet<A, E> {
 
 pub mod mixnet {
     //! The core's state machines on a [`SimNet`]: mixes in three layers, gateways
-    //! ([`Gateway`] with an in-memory inbox) and clients ([`ClientSession`] +
-    //! [`Messenger`]), speaking the real session protocol to their gateway.
+    //! ([`Gateway`] with an in-memory inbox) and clients (the core's [`Client`]),
+    //! speaking the real session protocol to their gateway.
 
     use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
     use std::time::Duration;
 
     use ed25519_dalek::SigningKey;
+    use crate::client::{Client, ClientEvent, LoopixConfig};
     use rand_chacha::{ChaCha8Rng, ChaCha20Rng};
     use rand_core::{Rng, SeedableRng};
 
     use super::{Endpoint, LinkConfig, SimNet};
     use crate::address::Recipient;
     use crate::gateway::{ConnId, Gateway, GatewayConfig, Output};
-    use crate::message::{ClientKeys, Delivery, Event, Messenger, MessengerConfig, ReceivedMessage};
+    use crate::message::{Delivery, Messenger, MessengerConfig, ReceivedMessage};
     use crate::mix::{Mix, NodeKeys};
-    use crate::session::{ClientSession, SessionEvent};
     use crate::sphinx::{NodeAddress, NodeSecret};
     use crate::time::Instant;
     use crate::topology::{Gateway as GatewayInfo, Key32, MixNode, Routes, Topology};
@@ -388,34 +388,34 @@ pub mod mixnet {
         }
     }
 
-    /// A client: a session with its gateway and a [`Messenger`], sending as fast as it builds.
+    /// A client: the core's [`Client`] (session, messenger, Loopix streams) attached
+    /// to its gateway; the connection is modelled as always openable.
     pub struct SimClient {
         gateway: NodeAddress,
-        gateway_key: [u8; 32],
-        signing: SigningKey,
-        rng: ChaCha20Rng,
-        session: ClientSession,
         /// The state machine under test.
-        pub messenger: Messenger<ChaCha20Rng>,
+        pub client: Client<ChaCha20Rng>,
         /// Events so far.
-        pub events: Vec<Event>,
+        pub events: Vec<ClientEvent>,
+        /// Transport messages sent to the gateway (all of them, for rate checks).
+        pub sent: u64,
     }
 
     impl SimClient {
         fn drain(&mut self) {
-            while let Some(e) = self.messenger.poll_event() {
+            while let Some(e) = self.client.poll_event() {
                 self.events.push(e);
             }
         }
 
-        fn reconnect(&mut self) {
-            self.session = ClientSession::start(&mut self.rng, &self.gateway_key, self.signing.clone());
+        /// The messenger inside.
+        pub fn messenger(&self) -> &Messenger<ChaCha20Rng> {
+            self.client.messenger()
         }
 
         /// Received messages so far.
         pub fn received(&self) -> impl Iterator<Item = &ReceivedMessage> {
             self.events.iter().filter_map(|e| match e {
-                Event::Received(m) => Some(m),
+                ClientEvent::Message(m) => Some(m),
                 _ => None,
             })
         }
@@ -459,10 +459,7 @@ pub mod mixnet {
                     g.run_outputs();
                 }
                 Self::Client(c) => {
-                    if let Ok(SessionEvent::Deliver { seq, delivery }) = c.session.handle_message(&bytes) {
-                        c.messenger.handle_delivery(now, delivery);
-                        let _ = c.session.ack_inbox(seq);
-                    }
+                    c.client.handle_message(now, &bytes);
                     c.drain();
                 }
             }
@@ -471,7 +468,10 @@ pub mod mixnet {
         fn handle_timeout(&mut self, now: Instant) {
             match self {
                 Self::Client(c) => {
-                    c.messenger.handle_timeout(now);
+                    c.client.handle_timeout(now);
+                    if c.client.wants_connection(now) {
+                        c.client.handle_connected(now);
+                    }
                     c.drain();
                 }
                 Self::Gateway(g) => {
@@ -487,16 +487,9 @@ pub mod mixnet {
                 Self::Mix(m) => m.poll_transmit(now),
                 Self::Gateway(g) => g.out.pop_front(),
                 Self::Client(c) => {
-                    if let Some(m) = c.session.poll_send() {
-                        return Some((c.gateway, m));
-                    }
-                    if !c.session.is_authenticated() {
-                        return None;
-                    }
-                    let t = c.messenger.poll_transmit(now);
-                    c.drain();
-                    c.session.send_packet(t?).ok()?;
-                    c.session.poll_send().map(|m| (c.gateway, m))
+                    let m = c.client.poll_transmit()?;
+                    c.sent += 1;
+                    Some((c.gateway, m))
                 }
             }
         }
@@ -505,7 +498,7 @@ pub mod mixnet {
             match self {
                 Self::Mix(m) => m.poll_timeout(),
                 Self::Gateway(g) => g.gateway.poll_timeout(),
-                Self::Client(c) => c.messenger.poll_timeout(),
+                Self::Client(c) => c.client.poll_timeout(),
             }
         }
     }
@@ -595,28 +588,31 @@ pub mod mixnet {
             Self { net, topology, rng }
         }
 
-        /// Adds a client at gateway number `gateway`; returns its address. It connects at once.
+        /// Adds a client at gateway number `gateway`, sending immediately without
+        /// cover; returns its address. It connects at once.
         pub fn add_client(&mut self, gateway: usize, config: MessengerConfig) -> Recipient {
+            self.add_client_with(gateway, config, LoopixConfig::immediate())
+        }
+
+        /// Adds a client with the given traffic shaping.
+        pub fn add_client_with(&mut self, gateway: usize, config: MessengerConfig, loopix: LoopixConfig) -> Recipient {
             let signing = SigningKey::from_bytes(&key(&mut self.rng));
             let identity = signing.verifying_key().to_bytes();
             let info = self.topology.gateways[gateway].clone();
             let gw = info.identity.0;
-            let keys = ClientKeys { identity, encryption: NodeSecret::from_bytes(key(&mut self.rng)) };
-            let mut messenger = Messenger::new(config, keys, gw, ChaCha20Rng::seed_from_u64(self.rng.next_u64()));
-            messenger.set_routes(Routes::new(self.topology.clone()).expect("valid topology"));
-            let address = messenger.self_address();
-            let mut rng = ChaCha20Rng::seed_from_u64(self.rng.next_u64());
-            let session = ClientSession::start(&mut rng, &info.noise_key.0, signing.clone());
-            let client = SimClient {
-                gateway: NodeAddress(gw),
-                gateway_key: info.noise_key.0,
+            let mut client = Client::new(
+                config,
+                loopix,
                 signing,
-                rng,
-                session,
-                messenger,
-                events: vec![],
-            };
-            self.net.add(NodeAddress(identity), SimNode::Client(client));
+                NodeSecret::from_bytes(key(&mut self.rng)),
+                gw,
+                info.noise_key.0,
+                ChaCha20Rng::seed_from_u64(self.rng.next_u64()),
+                ChaCha20Rng::seed_from_u64(self.rng.next_u64()),
+            );
+            client.set_routes(Routes::new(self.topology.clone()).expect("valid topology"));
+            let address = client.self_address();
+            self.net.add(NodeAddress(identity), SimNode::Client(SimClient { gateway: NodeAddress(gw), client, events: vec![], sent: 0 }));
             // the client's own connection is reliable (TCP/QUIC in production); faults
             // apply between nodes
             let latency = LinkConfig::ideal(Duration::from_millis(2));
@@ -654,10 +650,12 @@ pub mod mixnet {
         pub fn set_client_online(&mut self, address: &Recipient, online: bool) {
             let addr = NodeAddress(address.identity);
             self.net.set_down(&addr, !online);
-            if online {
-                self.client_mut(address).reconnect();
-            } else {
+            if !online {
                 self.gateway_mut(address.gateway).disconnect(&addr);
+                let now = self.net.now();
+                let c = self.client_mut(address);
+                c.client.handle_disconnected(now, "offline");
+                c.drain();
             }
         }
 

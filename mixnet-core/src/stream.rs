@@ -612,24 +612,29 @@ impl ExitStreams {
         self.forget_if_done(key);
     }
 
-    /// Feed the messenger's `Delivered` / `Failed` events: they open the read window or
-    /// break the stream.
+    /// A reply of ours was acknowledged: the read window opens.
+    pub fn delivered(&mut self, id: MessageId) {
+        let Some((key, len)) = self.replies.remove(&id) else { return };
+        let Some(s) = self.streams.get_mut(&key) else { return };
+        s.in_flight = s.in_flight.saturating_sub(len);
+        if s.paused && s.in_flight < self.window {
+            s.paused = false;
+            self.actions.push_back(ExitAction::ReadReady { key });
+        }
+    }
+
+    /// A reply of ours was given up: its stream is broken.
+    pub fn failed(&mut self, id: MessageId) {
+        if let Some((key, _)) = self.replies.remove(&id) {
+            self.fail(key);
+        }
+    }
+
+    /// Feeds a messenger event ([`Self::delivered`] / [`Self::failed`]).
     pub fn handle_messenger_event(&mut self, event: &Event) {
         match event {
-            Event::Delivered(id) => {
-                let Some((key, len)) = self.replies.remove(id) else { return };
-                let Some(s) = self.streams.get_mut(&key) else { return };
-                s.in_flight = s.in_flight.saturating_sub(len);
-                if s.paused && s.in_flight < self.window {
-                    s.paused = false;
-                    self.actions.push_back(ExitAction::ReadReady { key });
-                }
-            }
-            Event::Failed { id, .. } => {
-                if let Some((key, _)) = self.replies.remove(id) {
-                    self.fail(key);
-                }
-            }
+            Event::Delivered(id) => self.delivered(*id),
+            Event::Failed { id, .. } => self.failed(*id),
             _ => {}
         }
     }

@@ -15,7 +15,7 @@ fn message_to_self_arrives_and_is_acknowledged() {
     for mode in [RouteMode::Mixnet, RouteMode::Fast] {
         let mut net = SimMixnet::new(1, link(), 2, 2);
         let me = net.add_client(0, config(mode));
-        let id = net.client_mut(&me).messenger.send(Instant::ZERO, me, b"hello me", 0).unwrap();
+        let id = net.client_mut(&me).client.send(Instant::ZERO, me, b"hello me", 0).unwrap();
         assert!(run_until_received(&mut net, &me, 1));
         assert_eq!(received(&net, &me), vec![b"hello me".to_vec()]);
         assert!(run_until_delivered(&mut net, &me, id), "{mode:?}: no Delivered event");
@@ -31,7 +31,7 @@ fn a_to_b_across_gateways_in_both_modes() {
         let msgs: Vec<_> = (0..5).map(|i| payload(i, 100 + 700 * usize::from(i))).collect();
         let ids: Vec<_> = msgs
             .iter()
-            .map(|m| net.client_mut(&a).messenger.send(Instant::ZERO, b, m, 0).unwrap())
+            .map(|m| net.client_mut(&a).client.send(Instant::ZERO, b, m, 0).unwrap())
             .collect();
         assert!(run_until_received(&mut net, &b, msgs.len()));
         let mut got = received(&net, &b);
@@ -44,7 +44,7 @@ fn a_to_b_across_gateways_in_both_modes() {
         }
         // nothing was delivered to the sender and nobody saw malformed input
         assert!(received(&net, &a).is_empty());
-        assert_eq!(net.client(&b).messenger.stats().dropped, 0);
+        assert_eq!(net.client(&b).client.stats().messenger.dropped, 0);
     }
 }
 
@@ -54,12 +54,12 @@ fn one_megabyte_message_arrives_intact() {
     let a = net.add_client(0, config(RouteMode::Mixnet));
     let b = net.add_client(1, config(RouteMode::Mixnet));
     let big = payload(9, 1 << 20);
-    let id = net.client_mut(&a).messenger.send(Instant::ZERO, b, &big, 0).unwrap();
+    let id = net.client_mut(&a).client.send(Instant::ZERO, b, &big, 0).unwrap();
     assert!(run_until_received(&mut net, &b, 1));
     assert_eq!(received(&net, &b)[0], big);
     assert!(run_until_delivered(&mut net, &a, id));
     // every packet on the wire had the same size
-    assert_eq!(net.client(&a).messenger.stats().retransmissions, 0);
+    assert_eq!(net.client(&a).client.stats().messenger.retransmissions, 0);
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -68,14 +68,14 @@ fn every_packet_on_the_wire_has_the_same_size() {
     let a = net.add_client(0, config(RouteMode::Mixnet));
     let b = net.add_client(1, config(RouteMode::Mixnet));
     net.net.start_capture();
-    let id = net.client_mut(&a).messenger.send(Instant::ZERO, b, &payload(1, 5000), 4).unwrap();
+    let id = net.client_mut(&a).client.send(Instant::ZERO, b, &payload(1, 5000), 4).unwrap();
     let ok = run_until_delivered(&mut net, &a, id);
-    assert!(ok, "a: {:?} {:?}\nb: {:?} {:?}", net.client(&a).events, net.client(&a).messenger.stats(), net.client(&b).events.len(), net.client(&b).messenger.stats());
+    assert!(ok, "a: {:?} {:?}\nb: {:?} {:?}", net.client(&a).events, net.client(&a).client.stats().messenger, net.client(&b).events.len(), net.client(&b).client.stats().messenger);
     let tag = net.client(&b).received().next().unwrap().sender_tag.unwrap();
-    net.client_mut(&b).messenger.reply(Instant::ZERO, tag, b"short reply").unwrap();
+    net.client_mut(&b).client.reply(Instant::ZERO, tag, b"short reply").unwrap();
     assert!(run_until_received(&mut net, &a, 1));
     // also a cover packet
-    let cover = net.client_mut(&a).messenger.cover_packet(Instant::ZERO).unwrap();
+    let cover = net.client_mut(&a).client.messenger_mut().cover_packet(Instant::ZERO).unwrap();
     let nodes: Vec<[u8; 32]> = net
         .topology
         .mixes

@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use mixnet_core::message::{Event, RouteMode};
+use mixnet_core::client::ClientEvent;
+use mixnet_core::message::RouteMode;
 use mixnet_core::sim::LinkConfig;
 use mixnet_core::sim::mixnet::SimMixnet;
 use mixnet_core::time::Instant;
@@ -18,7 +19,7 @@ fn all_arrive_once(seed: u64, link: LinkConfig, mode: RouteMode) -> u64 {
     let a = net.add_client(0, config(mode));
     let b = net.add_client(1, config(mode));
     let msgs: Vec<_> = (0..8).map(|i| payload(i, 300 + 2000 * usize::from(i))).collect();
-    let ids: Vec<_> = msgs.iter().map(|m| net.client_mut(&a).messenger.send(Instant::ZERO, b, m, 0).unwrap()).collect();
+    let ids: Vec<_> = msgs.iter().map(|m| net.client_mut(&a).client.send(Instant::ZERO, b, m, 0).unwrap()).collect();
     for id in &ids {
         assert!(run_until_delivered(&mut net, &a, *id), "message {id} never acknowledged");
     }
@@ -30,7 +31,7 @@ fn all_arrive_once(seed: u64, link: LinkConfig, mode: RouteMode) -> u64 {
     want.sort();
     assert_eq!(got, want, "each message exactly once");
     assert!(failures(&net, &a).is_empty());
-    net.client(&a).messenger.stats().retransmissions
+    net.client(&a).client.stats().messenger.retransmissions
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -52,7 +53,7 @@ fn corrupted_packets_are_dropped_and_retransmitted() {
     let a = net.add_client(0, config(RouteMode::Mixnet));
     let b = net.add_client(1, config(RouteMode::Mixnet));
     let m = payload(3, 20_000);
-    let id = net.client_mut(&a).messenger.send(Instant::ZERO, b, &m, 0).unwrap();
+    let id = net.client_mut(&a).client.send(Instant::ZERO, b, &m, 0).unwrap();
     assert!(run_until_delivered(&mut net, &a, id));
     assert!(run_until_received(&mut net, &b, 1));
     assert_eq!(received(&net, &b), vec![m]);
@@ -67,7 +68,7 @@ fn corrupted_packets_are_dropped_and_retransmitted() {
             _ => None,
         })
         .sum();
-    let dropped_at_clients = net.client(&a).messenger.stats().dropped + net.client(&b).messenger.stats().dropped;
+    let dropped_at_clients = net.client(&a).client.stats().messenger.dropped + net.client(&b).client.stats().messenger.dropped;
     assert!(malformed_at_mixes + dropped_at_clients > 0);
-    assert!(net.client(&b).events.iter().all(|e| !matches!(e, Event::Failed { .. })));
+    assert!(net.client(&b).events.iter().all(|e| !matches!(e, ClientEvent::Failed { .. })));
 }

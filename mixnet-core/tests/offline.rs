@@ -19,7 +19,7 @@ fn gateway_stores_for_offline_client_and_delivers_in_order() {
     let b = net.add_client(1, config(RouteMode::Fast));
     net.set_client_online(&b, false);
     let msgs: Vec<_> = (0..3).map(|i| payload(i, 50)).collect();
-    let ids: Vec<_> = msgs.iter().map(|m| net.client_mut(&a).messenger.send(Instant::ZERO, b, m, 0).unwrap()).collect();
+    let ids: Vec<_> = msgs.iter().map(|m| net.client_mut(&a).client.send(Instant::ZERO, b, m, 0).unwrap()).collect();
     for id in ids {
         assert!(run_until_delivered(&mut net, &a, id), "stored counts as delivered");
     }

@@ -17,7 +17,7 @@ fn replays_are_dropped_at_every_hop() {
     let a = net.add_client(0, config(RouteMode::Mixnet));
     let b = net.add_client(1, config(RouteMode::Mixnet));
     net.net.start_capture();
-    net.client_mut(&a).messenger.send(Instant::ZERO, b, b"once", 0).unwrap();
+    net.client_mut(&a).client.send(Instant::ZERO, b, b"once", 0).unwrap();
     assert!(run_until_received(&mut net, &b, 1));
     net.run_until(Duration::from_secs(5), |_| false);
     // replay every packet that was sent between nodes (mixes and gateways)

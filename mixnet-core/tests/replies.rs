@@ -16,15 +16,15 @@ fn recipient_replies_through_surbs() {
         let mut net = SimMixnet::new(seed, link(), 2, 2);
         let a = net.add_client(0, config(mode));
         let b = net.add_client(1, config(mode));
-        net.client_mut(&a).messenger.send(Instant::ZERO, b, b"question", 5).unwrap();
+        net.client_mut(&a).client.send(Instant::ZERO, b, b"question", 5).unwrap();
         assert!(run_until_received(&mut net, &b, 1));
         let msg = net.client(&b).received().next().unwrap().clone();
         assert_eq!(msg.data, b"question");
         // b learns a tag, not a's address
         let tag = msg.sender_tag.expect("sender tag");
         assert!(msg.reply_from.is_none());
-        assert_eq!(net.client(&b).messenger.surbs_for(&tag), 5);
-        let id = net.client_mut(&b).messenger.reply(Instant::ZERO, tag, b"answer").unwrap();
+        assert_eq!(net.client(&b).messenger().surbs_for(&tag), 5);
+        let id = net.client_mut(&b).client.reply(Instant::ZERO, tag, b"answer").unwrap();
         assert!(run_until_received(&mut net, &a, 1));
         let reply = net.client(&a).received().next().unwrap().clone();
         assert_eq!(reply.data, b"answer");
@@ -39,12 +39,12 @@ fn long_reply_tops_up_surbs_on_demand() {
     let mut net = SimMixnet::new(32, lossy(0.03), 2, 2);
     let a = net.add_client(0, config(RouteMode::Mixnet));
     let b = net.add_client(1, config(RouteMode::Mixnet));
-    net.client_mut(&a).messenger.send(Instant::ZERO, b, b"send me a lot", 3).unwrap();
+    net.client_mut(&a).client.send(Instant::ZERO, b, b"send me a lot", 3).unwrap();
     assert!(run_until_received(&mut net, &b, 1));
     let tag = net.client(&b).received().next().unwrap().sender_tag.unwrap();
     // 60 fragments: far more than the 3 SURBs b holds
     let big = payload(7, 95_000);
-    let id = net.client_mut(&b).messenger.reply(Instant::ZERO, tag, &big).unwrap();
+    let id = net.client_mut(&b).client.reply(Instant::ZERO, tag, &big).unwrap();
     assert!(run_until_received(&mut net, &a, 1));
     assert_eq!(received(&net, &a), vec![big]);
     assert!(run_until_delivered(&mut net, &b, id));
@@ -55,6 +55,6 @@ fn long_reply_tops_up_surbs_on_demand() {
 fn reply_to_an_unknown_tag_is_refused() {
     let mut net = SimMixnet::new(33, link(), 1, 1);
     let a = net.add_client(0, config(RouteMode::Fast));
-    let err = net.client_mut(&a).messenger.reply(Instant::ZERO, [1; 16], b"x").unwrap_err();
+    let err = net.client_mut(&a).client.reply(Instant::ZERO, [1; 16], b"x").unwrap_err();
     assert_eq!(err, mixnet_core::message::SendError::UnknownSenderTag);
 }

@@ -15,7 +15,7 @@ fn run(seed: u64) -> (Vec<String>, String, Instant) {
     let a = net.add_client(0, config(RouteMode::Mixnet));
     let b = net.add_client(1, config(RouteMode::Mixnet));
     for i in 0..3 {
-        net.client_mut(&a).messenger.send(Instant::ZERO, b, &payload(i, 4000), 0).unwrap();
+        net.client_mut(&a).client.send(Instant::ZERO, b, &payload(i, 4000), 0).unwrap();
     }
     assert!(run_until_received(&mut net, &b, 3));
     let events = net.client(&a).events.iter().chain(&net.client(&b).events).map(|e| format!("{e:?}")).collect();

@@ -10,7 +10,8 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 use common::*;
 use mixnet_core::address::Recipient;
-use mixnet_core::message::{Event, RouteMode};
+use mixnet_core::client::ClientEvent;
+use mixnet_core::message::RouteMode;
 use mixnet_core::sim::mixnet::SimMixnet;
 use mixnet_core::stream::{ExitAction, ExitStreams, StreamEvent, Streams};
 
@@ -32,29 +33,34 @@ impl Harness {
         Self { net, client, exit, streams: Streams::default(), exit_streams: ExitStreams::default(), seen: (0, 0), events: vec![] }
     }
 
-    /// Moves events between the messengers and the stream state machines; the exit echoes.
+    /// Moves events between the clients and the stream state machines; the exit echoes.
     fn pump(&mut self) {
         let now = self.net.net.now();
-        let new: Vec<Event> = self.net.client(&self.client).events[self.seen.0..].to_vec();
+        let new: Vec<ClientEvent> = self.net.client(&self.client).events[self.seen.0..].to_vec();
         self.seen.0 += new.len();
         for e in new {
-            if let Event::Received(m) = e {
+            if let ClientEvent::Message(m) = e {
                 assert!(self.streams.handle_message(&m), "client got a non-stream message");
             }
         }
         while let Some(e) = self.streams.poll_event() {
             self.events.push(e);
         }
-        let new: Vec<Event> = self.net.client(&self.exit).events[self.seen.1..].to_vec();
+        let new: Vec<ClientEvent> = self.net.client(&self.exit).events[self.seen.1..].to_vec();
         self.seen.1 += new.len();
-        let m = &mut self.net.client_mut(&self.exit).messenger;
+        let client = &mut self.net.client_mut(&self.exit).client;
         for e in new {
-            self.exit_streams.handle_messenger_event(&e);
-            if let Event::Received(msg) = e {
-                assert!(msg.reply_from.is_none() && msg.sender_tag.is_some());
-                self.exit_streams.handle_message(msg);
+            match e {
+                ClientEvent::Delivered(id) => self.exit_streams.delivered(id),
+                ClientEvent::Failed { id, .. } => self.exit_streams.failed(id),
+                ClientEvent::Message(msg) => {
+                    assert!(msg.reply_from.is_none() && msg.sender_tag.is_some());
+                    self.exit_streams.handle_message(msg);
+                }
+                _ => {}
             }
         }
+        let m = client.messenger_mut();
         while let Some(a) = self.exit_streams.poll_action() {
             match a {
                 ExitAction::Connect { key, host, port } => {
@@ -69,6 +75,7 @@ impl Harness {
                 ExitAction::Abort { .. } | ExitAction::ReadReady { .. } => {}
             }
         }
+        client.flush(now);
     }
 
     fn run_until(&mut self, mut done: impl FnMut(&[StreamEvent]) -> bool) -> bool {
@@ -104,20 +111,21 @@ fn echo_through_the_exit_in_order_with_loss() {
         let mut h = Harness::new(seed, 0.05, mode);
         let now = h.net.net.now();
         let exit = h.exit;
-        let m = &mut h.net.client_mut(&h.client).messenger;
-        let id = h.streams.open(m, now, exit, "echo", 7, 42).unwrap();
+        let c = &mut h.net.client_mut(&h.client).client;
+        let id = h.streams.open(c.messenger_mut(), now, exit, "echo", 7, 42).unwrap();
         let data = payload(3, 200_000);
-        h.streams.write(m, now, id, &data).unwrap();
-        h.streams.close(m, now, id).unwrap();
+        h.streams.write(c.messenger_mut(), now, id, &data).unwrap();
+        h.streams.close(c.messenger_mut(), now, id).unwrap();
+        c.flush(now);
         let ok = h.run_until(|ev| ev.contains(&StreamEvent::Closed(42, None)));
         assert!(
             ok,
             "{mode:?}: stream never closed; got {} bytes, events {:?}\nclient {:?}\nexit {:?}\nexit events {:?}",
             echoed(&h.events, 42).len(),
             h.events.iter().filter(|e| !matches!(e, StreamEvent::Data(..))).collect::<Vec<_>>(),
-            h.net.client(&h.client).messenger.stats(),
-            h.net.client(&h.exit).messenger.stats(),
-            h.net.client(&h.exit).events.iter().filter(|e| !matches!(e, Event::Received(_) | Event::Delivered(_))).collect::<Vec<_>>(),
+            h.net.client(&h.client).client.stats().messenger,
+            h.net.client(&h.exit).client.stats().messenger,
+            h.net.client(&h.exit).events.iter().filter(|e| !matches!(e, ClientEvent::Message(_) | ClientEvent::Delivered(_))).collect::<Vec<_>>(),
         );
         assert_eq!(h.events[0], StreamEvent::Opened(42));
         assert_eq!(echoed(&h.events, 42), data, "{mode:?}: echo differs");
@@ -132,8 +140,9 @@ fn refused_connections_are_reported() {
     let mut h = Harness::new(62, 0.0, RouteMode::Fast);
     let now = h.net.net.now();
     let exit = h.exit;
-    let m = &mut h.net.client_mut(&h.client).messenger;
-    h.streams.open(m, now, exit, "nowhere", 1, 7).unwrap();
+    let c = &mut h.net.client_mut(&h.client).client;
+    h.streams.open(c.messenger_mut(), now, exit, "nowhere", 1, 7).unwrap();
+    c.flush(now);
     assert!(h.run_until(|ev| !ev.is_empty()));
     assert_eq!(h.events, vec![StreamEvent::OpenFailed(7, "connection refused".into())]);
 }

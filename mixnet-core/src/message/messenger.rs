@@ -298,6 +298,8 @@ pub struct Messenger<R> {
     cover_acks: HashMap<SurbId, SurbRecovery>,
     cover_ack_order: VecDeque<SurbId>,
     reply_arrivals: HashMap<SenderTag, u16>,
+    /// Hops of the packet `poll_transmit` / `cover_packet` returned last.
+    last_route: Vec<NodeAddress>,
     reassembler: Reassembler,
     events: VecDeque<Event>,
     stats: MessengerStats,
@@ -332,6 +334,7 @@ impl<R: CryptoRng> Messenger<R> {
             cover_acks: HashMap::new(),
             cover_ack_order: VecDeque::new(),
             reply_arrivals: HashMap::new(),
+            last_route: Vec::new(),
             events: VecDeque::new(),
             stats: MessengerStats::default(),
         }
@@ -365,6 +368,12 @@ impl<R: CryptoRng> Messenger<R> {
     /// SURBs held for replies to `tag`.
     pub fn surbs_for(&self, tag: &SenderTag) -> usize {
         self.banks.get(tag).map_or(0, |b| b.surbs.len())
+    }
+
+    /// The hops of the packet last returned by [`Self::poll_transmit`] or
+    /// [`Self::cover_packet`] (only the first hop for packets sent by SURB).
+    pub fn last_route(&self) -> &[NodeAddress] {
+        &self.last_route
     }
 
     /// Installs a (new) topology; later packets use it.
@@ -510,6 +519,7 @@ impl<R: CryptoRng> Messenger<R> {
     /// The next real packet, built now (route, SURB-ack, sealing), if any is queued.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if let Some(t) = self.raw.pop_front() {
+            self.last_route = vec![t.first_hop];
             return Some(t);
         }
         self.routes.as_ref()?;
@@ -548,6 +558,7 @@ impl<R: CryptoRng> Messenger<R> {
                     &data,
                     PacketSize::Regular.payload_len(),
                 )?;
+                self.last_route = route.iter().map(|r| r.address).collect();
                 (Transmit { first_hop: route[0].address, packet }, sphinx::total_delay(&delays))
             }
             Target::Surbs(tag) => {
@@ -557,6 +568,7 @@ impl<R: CryptoRng> Messenger<R> {
                 };
                 data[super::ACK_SURB_LEN..super::ACK_SURB_LEN + FRAGMENT_LEN].copy_from_slice(&encoded[..]);
                 let (packet, first_hop) = surb.use_surb(&data, PacketSize::Regular.payload_len())?;
+                self.last_route = vec![first_hop];
                 // the SURB's creator chose its delays; assume its route is like ours
                 let assumed = match self.config.mode {
                     RouteMode::Mixnet => self.config.average_hop_delay * (crate::topology::LAYERS as u32 + 1),
@@ -620,6 +632,7 @@ impl<R: CryptoRng> Messenger<R> {
             }
         }
         self.stats.cover_sent += 1;
+        self.last_route = route.iter().map(|r| r.address).collect();
         Some(Transmit { first_hop: route[0].address, packet })
     }
 

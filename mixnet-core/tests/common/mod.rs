@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use mixnet_core::address::Recipient;
-use mixnet_core::message::{Event, MessageId, MessengerConfig, RouteMode};
+use mixnet_core::client::ClientEvent;
+use mixnet_core::message::{MessageId, MessengerConfig, RouteMode};
 use mixnet_core::sim::LinkConfig;
 use mixnet_core::sim::mixnet::SimMixnet;
 
@@ -35,11 +36,11 @@ pub fn received(net: &SimMixnet, who: &Recipient) -> Vec<Vec<u8>> {
 }
 
 pub fn delivered(net: &SimMixnet, who: &Recipient, id: MessageId) -> bool {
-    net.client(who).events.contains(&Event::Delivered(id))
+    net.client(who).events.contains(&ClientEvent::Delivered(id))
 }
 
-pub fn failures(net: &SimMixnet, who: &Recipient) -> Vec<Event> {
-    net.client(who).events.iter().filter(|e| matches!(e, Event::Failed { .. })).cloned().collect()
+pub fn failures(net: &SimMixnet, who: &Recipient) -> Vec<ClientEvent> {
+    net.client(who).events.iter().filter(|e| matches!(e, ClientEvent::Failed { .. })).cloned().collect()
 }
 
 /// Runs until `who` has received `n` messages (or a minute of simulated time).
@@ -55,7 +56,7 @@ pub fn run_until_received(net: &mut SimMixnet, who: &Recipient, n: usize) -> boo
 pub fn run_until_delivered(net: &mut SimMixnet, who: &Recipient, id: MessageId) -> bool {
     let addr = mixnet_core::sphinx::NodeAddress(who.identity);
     net.run_until(Duration::from_secs(120), |net| match net.node(&addr) {
-        Some(mixnet_core::sim::mixnet::SimNode::Client(c)) => c.events.contains(&Event::Delivered(id)),
+        Some(mixnet_core::sim::mixnet::SimNode::Client(c)) => c.events.contains(&ClientEvent::Delivered(id)),
         _ => false,
     })
 }
