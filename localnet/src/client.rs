@@ -13,8 +13,8 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
 use mixnet_core::address::Recipient;
-use mixnet_core::message::{ClientKeys, Event, MessageId, Messenger, MessengerConfig, MessengerStats, ReceivedMessage, SenderTag};
-use mixnet_core::session::{ClientSession, SessionEvent};
+use mixnet_core::client::{Client as CoreClient, ClientEvent as CoreEvent, ConnectionState, LoopixConfig};
+use mixnet_core::message::{MessageId, MessengerConfig, MessengerStats, ReceivedMessage, SenderTag};
 use mixnet_core::sphinx::NodeSecret;
 use mixnet_core::stream::{StreamEvent, StreamId, Streams};
 use mixnet_core::topology::{Routes, Topology, directory_key};
@@ -36,6 +36,9 @@ pub struct ClientConfig {
     pub gateway: Option<String>,
     /// Messenger tunables (mode, delays, retransmission…).
     pub messenger: MessengerConfig,
+    /// Traffic shaping (default: send immediately, no cover — this client serves
+    /// tests and services; browsers use the Loopix defaults).
+    pub loopix: LoopixConfig,
     /// How often the topology is re-fetched.
     pub topology_refresh: Duration,
     /// 32-byte seed of the long-term identity (random if unset).
@@ -52,6 +55,7 @@ impl ClientConfig {
             directory_key: directory_key.into(),
             gateway: None,
             messenger: MessengerConfig::default(),
+            loopix: LoopixConfig::immediate(),
             topology_refresh: Duration::from_secs(30),
             identity_seed: None,
             encryption_seed: None,
@@ -100,11 +104,8 @@ pub enum ClientEvent {
     Delivered(MessageId),
     /// A message was given up.
     Failed(MessageId, String),
-    /// The gateway connection is up (`stored` deliveries follow).
-    Connected {
-        /// Deliveries waiting in the inbox.
-        stored: u64,
-    },
+    /// The gateway connection is up (stored deliveries follow).
+    Connected,
     /// The gateway connection dropped; the client reconnects.
     Disconnected(String),
 }
@@ -168,19 +169,25 @@ impl Client {
             rng.fill_bytes(&mut s);
             s
         }));
-        let keys = ClientKeys { identity: signing.verifying_key().to_bytes(), encryption };
-        let mut messenger = Messenger::new(config.messenger.clone(), keys, gw.gateway, nodenet::os_rng());
-        messenger.set_routes(Routes::new(topology.clone()).map_err(|e| ClientError::Directory(e.to_string()))?);
-        let address = messenger.self_address();
+        let mut client = CoreClient::new(
+            config.messenger.clone(),
+            config.loopix.clone(),
+            signing,
+            encryption,
+            gw.gateway,
+            gateway_key,
+            nodenet::os_rng(),
+            nodenet::os_rng(),
+        );
+        client.set_routes(Routes::new(topology.clone()).map_err(|e| ClientError::Directory(e.to_string()))?);
+        let address = client.self_address();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let driver = Driver {
             config,
             dir,
-            gateway_key,
-            signing,
             rng,
-            messenger,
+            client,
             streams: Streams::default(),
             stream_tx: HashMap::new(),
             pending_open: HashMap::new(),
@@ -193,8 +200,8 @@ impl Client {
         let mut early = Vec::new();
         loop {
             match tokio::time::timeout(Duration::from_secs(10), ev_rx.recv()).await {
-                Ok(Some(ClientEvent::Connected { stored })) => {
-                    early.push(ClientEvent::Connected { stored });
+                Ok(Some(ClientEvent::Connected)) => {
+                    early.push(ClientEvent::Connected);
                     break;
                 }
                 Ok(Some(ClientEvent::Disconnected(reason))) => {
@@ -265,7 +272,7 @@ impl Client {
             ClientEvent::Failed(id, why) => {
                 self.outcomes.insert(id, Some(why));
             }
-            ClientEvent::Connected { .. } | ClientEvent::Disconnected(_) => {}
+            ClientEvent::Connected | ClientEvent::Disconnected(_) => {}
         }
     }
 
@@ -363,10 +370,8 @@ impl AsyncWrite for MixStream {
 struct Driver {
     config: ClientConfig,
     dir: DirectoryClient,
-    gateway_key: [u8; 32],
-    signing: SigningKey,
     rng: ChaCha20Rng,
-    messenger: Messenger<ChaCha20Rng>,
+    client: CoreClient<ChaCha20Rng>,
     streams: Streams,
     stream_tx: HashMap<StreamId, mpsc::UnboundedSender<StreamItem>>,
     pending_open: HashMap<StreamId, (oneshot::Sender<Result<MixStream, ClientError>>, MixStream)>,
@@ -383,82 +388,95 @@ impl Driver {
         nodenet::core_now(self.start)
     }
 
-    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
-        let mut backoff = Duration::from_millis(100);
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.client.poll_timeout().map(|t| self.start + Duration::from_micros(t.as_micros()))
+    }
+
+    /// Waits (handling commands and timers) until the core wants a connection; `false`
+    /// when the application went away.
+    async fn wait_for_connect(&mut self, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> bool {
         loop {
-            // look the gateway up again on every connection: its URL may have changed
-            let url = match fetch_topology(&self.dir).await.and_then(|t| {
-                let (_, key, url) = pick_gateway(&t, Some(&mixnet_core::address::encode_key(&self.messenger.self_address().gateway)))?;
-                self.gateway_key = key;
-                if let Ok(r) = Routes::new(t) {
-                    self.messenger.set_routes(r);
+            let now = self.now();
+            if self.client.wants_connection(now) {
+                return true;
+            }
+            let deadline = self.deadline();
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(c) => self.handle_cmd(c),
+                    None => return false,
+                },
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
+                    let now = self.now();
+                    self.client.handle_timeout(now);
                 }
-                Ok(url)
-            }) {
-                Ok(u) => u,
+            }
+            self.pump_events();
+        }
+    }
+
+    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+        loop {
+            if !self.wait_for_connect(&mut cmds).await {
+                return;
+            }
+            // look the gateway up again on every connection: its URL or key may have changed
+            let gateway = mixnet_core::address::encode_key(&self.client.self_address().gateway);
+            let found = fetch_topology(&self.dir).await.and_then(|t| {
+                let (_, key, url) = pick_gateway(&t, Some(&gateway))?;
+                Ok((t, key, url))
+            });
+            let (topology, key, url) = match found {
+                Ok(f) => f,
                 Err(e) => {
-                    let _ = self.events.send(ClientEvent::Disconnected(e.to_string()));
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    let now = self.now();
+                    self.client.handle_disconnected(now, &e.to_string());
+                    self.pump_events();
                     continue;
                 }
             };
-            // small frames must not wait for Nagle and delayed ACKs (40 ms each)
-            let reason = match tokio_tungstenite::connect_async_with_config(url.as_str(), None, true).await {
-                Ok((ws, _)) => {
-                    backoff = Duration::from_millis(100);
-                    match self.session(ws, &mut cmds).await {
-                        Ok(()) => return,
-                        Err(r) => r,
-                    }
-                }
-                Err(e) => format!("connecting to {url}: {e}"),
-            };
-            if self.events.send(ClientEvent::Disconnected(reason)).is_err() {
-                return;
+            self.client.set_gateway_key(key);
+            if let Ok(r) = Routes::new(topology) {
+                self.client.set_routes(r);
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            // small frames must not wait for Nagle and delayed ACKs (40 ms each)
+            let result = match tokio_tungstenite::connect_async_with_config(url.as_str(), None, true).await {
+                Ok((ws, _)) => self.session(ws, &mut cmds).await,
+                Err(e) => Err(format!("connecting to {url}: {e}")),
+            };
+            match result {
+                Ok(()) => return,
+                Err(reason) => {
+                    let now = self.now();
+                    self.client.handle_disconnected(now, &reason);
+                    self.pump_events();
+                }
+            }
         }
     }
 
     /// Runs one gateway connection; `Ok` when the application went away.
     async fn session(&mut self, ws: Ws, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> Result<(), String> {
         let (mut sink, mut source) = ws.split();
-        let mut session = ClientSession::start(&mut self.rng, &self.gateway_key, self.signing.clone());
+        let now = self.now();
+        self.client.handle_connected(now);
         let mut refresh = tokio::time::interval(self.config.topology_refresh);
         refresh.tick().await;
         loop {
-            // send what is ready
-            while let Some(m) = session.poll_send() {
+            while let Some(m) = self.client.poll_transmit() {
                 sink.send(Message::Binary(m.into())).await.map_err(|e| e.to_string())?;
             }
-            if session.is_authenticated() {
-                let now = self.now();
-                while let Some(t) = self.messenger.poll_transmit(now) {
-                    session.send_packet(t).map_err(|e| e.to_string())?;
-                    while let Some(m) = session.poll_send() {
-                        sink.send(Message::Binary(m.into())).await.map_err(|e| e.to_string())?;
-                    }
-                }
-            }
             self.pump_events();
-            let deadline = self.messenger.poll_timeout().map(|t| self.start + Duration::from_micros(t.as_micros()));
+            if self.client.state() == ConnectionState::Disconnected {
+                return Err("session ended".into());
+            }
+            let deadline = self.deadline();
             tokio::select! {
                 msg = source.next() => match msg {
-                    Some(Ok(Message::Binary(b))) => match session.handle_message(&b) {
-                        Ok(SessionEvent::Deliver { seq, delivery }) => {
-                            let now = self.now();
-                            self.messenger.handle_delivery(now, delivery);
-                            session.ack_inbox(seq).map_err(|e| e.to_string())?;
-                        }
-                        Ok(SessionEvent::Authenticated { stored }) => {
-                            let _ = self.events.send(ClientEvent::Connected { stored });
-                        }
-                        Ok(SessionEvent::Throttled(m)) => tracing::debug!(%m, "throttled by the gateway"),
-                        Ok(_) => {}
-                        Err(e) => return Err(e.to_string()),
-                    },
+                    Some(Ok(Message::Binary(b))) => {
+                        let now = self.now();
+                        self.client.handle_message(now, &b);
+                    }
                     Some(Ok(Message::Close(f))) => return Err(f.map(|f| format!("closed by gateway: {} ({})", f.reason, f.code)).unwrap_or_else(|| "closed by gateway".into())),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(e.to_string()),
@@ -472,12 +490,12 @@ impl Driver {
                     if let Ok(t) = fetch_topology(&self.dir).await
                         && let Ok(r) = Routes::new(t)
                     {
-                        self.messenger.set_routes(r);
+                        self.client.set_routes(r);
                     }
                 }
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
                     let now = self.now();
-                    self.messenger.handle_timeout(now);
+                    self.client.handle_timeout(now);
                 }
             }
         }
@@ -487,19 +505,18 @@ impl Driver {
         let now = self.now();
         match c {
             Cmd::Send(to, data, surbs, reply) => {
-                let _ = reply.send(self.messenger.send(now, to, &data, surbs).map_err(ClientError::from));
+                let _ = reply.send(self.client.send(now, to, &data, surbs).map_err(ClientError::from));
             }
             Cmd::Reply(tag, data, reply) => {
-                let _ = reply.send(self.messenger.reply(now, tag, &data).map_err(ClientError::from));
+                let _ = reply.send(self.client.reply(now, tag, &data).map_err(ClientError::from));
             }
             Cmd::Open(exit, host, port, reply) => {
                 let id = self.rng.next_u64();
-                match self.streams.open(&mut self.messenger, now, exit, &host, port, id) {
+                match self.streams.open(self.client.messenger_mut(), now, exit, &host, port, id) {
                     Ok(_) => {
                         let (tx, rx) = mpsc::unbounded_channel();
                         self.stream_tx.insert(id, tx);
-                        // the stream's writes come back to us through this command channel
-                        let stream = MixStream { id, cmd: self.self_cmd(), rx, buf: Vec::new(), pos: 0, done: false };
+                        let stream = MixStream { id, cmd: self.cmd_loopback.clone(), rx, buf: Vec::new(), pos: 0, done: false };
                         self.pending_open.insert(id, (reply, stream));
                     }
                     Err(e) => {
@@ -508,41 +525,46 @@ impl Driver {
                 }
             }
             Cmd::Write(id, data) => {
-                if let Err(e) = self.streams.write(&mut self.messenger, now, id, &data)
+                if let Err(e) = self.streams.write(self.client.messenger_mut(), now, id, &data)
                     && let Some(tx) = self.stream_tx.remove(&id)
                 {
                     let _ = tx.send(StreamItem::End(Some(e.to_string())));
                 }
             }
             Cmd::Close(id) => {
-                let _ = self.streams.close(&mut self.messenger, now, id);
+                let _ = self.streams.close(self.client.messenger_mut(), now, id);
             }
             Cmd::Stats(reply) => {
-                let _ = reply.send(self.messenger.stats().clone());
+                let _ = reply.send(self.client.stats().messenger);
             }
         }
-    }
-
-    fn self_cmd(&self) -> mpsc::UnboundedSender<Cmd> {
-        self.cmd_loopback.clone()
+        self.client.flush(now);
     }
 
     fn pump_events(&mut self) {
-        while let Some(e) = self.messenger.poll_event() {
-            match e {
-                Event::Received(m) => {
-                    if !self.streams.handle_message(&m) {
-                        let _ = self.events.send(ClientEvent::Received(m));
+        while let Some(e) = self.client.poll_event() {
+            let out = match e {
+                CoreEvent::Message(m) => {
+                    if self.streams.handle_message(&m) {
+                        continue;
                     }
+                    ClientEvent::Received(m)
                 }
-                Event::Delivered(id) => {
-                    let _ = self.events.send(ClientEvent::Delivered(id));
+                CoreEvent::Delivered(id) => ClientEvent::Delivered(id),
+                CoreEvent::Failed { id, reason } => ClientEvent::Failed(id, reason),
+                CoreEvent::State(ConnectionState::Connected, _) => ClientEvent::Connected,
+                CoreEvent::State(ConnectionState::Disconnected, reason) => ClientEvent::Disconnected(reason.unwrap_or_default()),
+                CoreEvent::State(ConnectionState::Connecting, _) => continue,
+                CoreEvent::Throttled(m) => {
+                    tracing::debug!(%m, "throttled by the gateway");
+                    continue;
                 }
-                Event::Failed { id, reason } => {
-                    let _ = self.events.send(ClientEvent::Failed(id, reason.to_string()));
+                CoreEvent::Dropped(e) => {
+                    tracing::debug!(error = %e, "client dropped inbound data");
+                    continue;
                 }
-                Event::Dropped(e) => tracing::debug!(error = %e, "client dropped inbound data"),
-            }
+            };
+            let _ = self.events.send(out);
         }
         while let Some(e) = self.streams.poll_event() {
             match e {
