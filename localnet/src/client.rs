@@ -10,7 +10,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
 use mixnet_core::address::Recipient;
 use mixnet_core::client::{Client as CoreClient, ClientEvent as CoreEvent, ConnectionState, LoopixConfig};
@@ -163,7 +162,7 @@ impl Client {
             rng.fill_bytes(&mut s);
             s
         });
-        let signing = SigningKey::from_bytes(&seed);
+        let signing = NodeSecret::from_bytes(seed);
         let encryption = NodeSecret::from_bytes(config.encryption_seed.unwrap_or_else(|| {
             let mut s = [0u8; 32];
             rng.fill_bytes(&mut s);

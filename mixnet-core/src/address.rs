@@ -1,8 +1,9 @@
 //! Client addresses: `identity.encryption@gateway`, each part a base58 32-byte key.
 //!
-//! `identity` is the client's ed25519 key (also its Sphinx destination address),
-//! `encryption` its X25519 key for end-to-end payload encryption, `gateway` the
-//! identity key of the gateway that holds its inbox.
+//! `identity` is the client's long-term X25519 key (its Sphinx destination address;
+//! it also authenticates the client to its gateway), `encryption` its X25519 key for
+//! end-to-end payload encryption, `gateway` the identity key of the gateway that
+//! holds its inbox.
 
 use core::fmt;
 use core::str::FromStr;

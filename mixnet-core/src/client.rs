@@ -16,7 +16,6 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
 use rand_core::CryptoRng;
 
 use crate::address::Recipient;
@@ -131,7 +130,7 @@ pub struct Client<R> {
     loopix: LoopixConfig,
     messenger: Messenger<R>,
     timing: R,
-    signing: SigningKey,
+    identity: crate::sphinx::NodeSecret,
     gateway_key: [u8; 32],
     session: Option<ClientSession>,
     state: ConnectionState,
@@ -146,7 +145,7 @@ pub struct Client<R> {
 }
 
 impl<R: CryptoRng> Client<R> {
-    /// A client with long-term `signing` identity and `encryption` key, whose gateway is
+    /// A client with long-term `identity` and `encryption` keys, whose gateway is
     /// `gateway` with Noise key `gateway_key`. `rng` feeds the protocol, `timing` the
     /// Poisson streams (both must be cryptographically secure). It wants a connection
     /// at once.
@@ -154,7 +153,7 @@ impl<R: CryptoRng> Client<R> {
     pub fn new(
         messenger: MessengerConfig,
         loopix: LoopixConfig,
-        signing: SigningKey,
+        identity: crate::sphinx::NodeSecret,
         encryption: crate::sphinx::NodeSecret,
         gateway: [u8; 32],
         gateway_key: [u8; 32],
@@ -162,12 +161,12 @@ impl<R: CryptoRng> Client<R> {
         timing: R,
     ) -> Self {
         let loopix = if messenger.mode == RouteMode::Fast { LoopixConfig::immediate() } else { loopix };
-        let keys = ClientKeys { identity: signing.verifying_key().to_bytes(), encryption };
+        let keys = ClientKeys { identity: identity.public_key(), encryption };
         Self {
             loopix,
             messenger: Messenger::new(messenger, keys, gateway, rng),
             timing,
-            signing,
+            identity,
             gateway_key,
             session: None,
             state: ConnectionState::Disconnected,
@@ -234,7 +233,7 @@ impl<R: CryptoRng> Client<R> {
 
     /// The driver opened a connection: start the handshake.
     pub fn handle_connected(&mut self, _now: Instant) {
-        let mut session = ClientSession::start(&mut self.timing, &self.gateway_key, self.signing.clone());
+        let mut session = ClientSession::start(&mut self.timing, &self.gateway_key, self.identity.clone());
         while let Some(m) = session.poll_send() {
             self.out.push_back(m);
         }

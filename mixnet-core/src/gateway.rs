@@ -353,12 +353,12 @@ impl<R: CryptoRng> Gateway<R> {
             }
             ConnState::AwaitAuth(t) => {
                 let plain = t.recv.decrypt(message).map_err(|e| (code::AUTH_FAILED, e.into()))?;
-                let ClientFrame::Authenticate { identity, signature } =
+                let ClientFrame::Authenticate { identity, tag } =
                     ClientFrame::decode(&plain).map_err(|e| (code::PROTOCOL, e))?
                 else {
                     return Err((code::PROTOCOL, SessionError::Unexpected("first frame must be Authenticate")));
                 };
-                session::verify_auth(&t.handshake_hash, &identity, &signature).map_err(|e| (code::AUTH_FAILED, e))?;
+                session::verify_auth(&self.noise, &t.handshake_hash, &identity, &tag).map_err(|e| (code::AUTH_FAILED, e))?;
                 let ConnState::AwaitAuth(t) = std::mem::replace(&mut c.state, ConnState::AwaitHello) else {
                     unreachable!("matched above")
                 };

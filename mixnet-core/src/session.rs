@@ -5,23 +5,27 @@
 //! 1. client → gateway: Noise NK message 1, payload `[PROTOCOL_VERSION]`;
 //! 2. gateway → client: Noise NK message 2, payload `[PROTOCOL_VERSION]`;
 //! 3. then encrypted frames, `type (1) || body`; the first client frame must be
-//!    `Authenticate`, binding the client's long-term ed25519 identity to this
-//!    channel by signing the handshake hash.
+//!    `Authenticate`, binding the client's long-term X25519 identity to this channel
+//!    with a MAC over the handshake hash keyed by DH(identity, gateway key) — only
+//!    the identity's holder (or the gateway) can compute it, and nothing is signed,
+//!    so the proof is deniable.
 //!
 //! [`ClientSession`] is the client's side; the gateway's side is in [`crate::gateway`].
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use zeroize::Zeroize;
 use rand_core::CryptoRng;
 
 use crate::message::{Delivery, Transmit};
 use crate::noise::{self, Initiator, NoiseError, Transport};
-use crate::sphinx::NodeAddress;
+use crate::sphinx::{NodeAddress, NodeSecret};
 
 /// Version byte exchanged in the handshake.
 pub const PROTOCOL_VERSION: u8 = 1;
 /// Noise prologue: binds the handshake to this protocol.
 pub const PROLOGUE: &[u8] = b"mixnet-session-v1";
-const AUTH_CONTEXT: &[u8] = b"mixnet-auth-v1";
+const AUTH_CONTEXT: &[u8] = b"mixnet-auth-v1\0";
 /// Largest frame plaintext either side accepts.
 pub const MAX_FRAME: usize = 8192;
 
@@ -44,12 +48,13 @@ pub mod code {
 /// Frames a client sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
-    /// First frame: the client's identity and its signature over the handshake hash.
+    /// First frame: the client's identity and its proof over the handshake hash.
     Authenticate {
-        /// ed25519 public key.
+        /// X25519 public key (the first part of the client's address).
         identity: [u8; 32],
-        /// Signature over `"mixnet-auth-v1" || handshake hash`.
-        signature: [u8; 64],
+        /// HMAC-SHA256 keyed by DH(identity, gateway key) over
+        /// `"mixnet-auth-v1\0" || handshake hash`.
+        tag: [u8; 32],
     },
     /// A Sphinx packet for the gateway to forward to `first_hop`.
     SendPacket(Transmit),
@@ -127,7 +132,7 @@ impl ClientFrame {
     /// Encodes the plaintext frame.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::Authenticate { identity, signature } => [&[1u8][..], identity, signature].concat(),
+            Self::Authenticate { identity, tag } => [&[1u8][..], identity, tag].concat(),
             Self::SendPacket(t) => [&[2u8][..], &t.first_hop.0, &t.packet].concat(),
             Self::InboxAck(seq) => [&[3u8][..], &seq.to_be_bytes()].concat(),
             Self::Ping(n) => [&[4u8][..], &n.to_be_bytes()].concat(),
@@ -137,7 +142,7 @@ impl ClientFrame {
     /// Decodes a plaintext frame.
     pub fn decode(b: &[u8]) -> Result<Self, SessionError> {
         match b.first() {
-            Some(1) if b.len() == 97 => Ok(Self::Authenticate { identity: take(b, 1)?, signature: take(b, 33)? }),
+            Some(1) if b.len() == 65 => Ok(Self::Authenticate { identity: take(b, 1)?, tag: take(b, 33)? }),
             Some(2) if b.len() > 33 => {
                 Ok(Self::SendPacket(Transmit { first_hop: NodeAddress(take(b, 1)?), packet: b[33..].to_vec() }))
             }
@@ -181,15 +186,33 @@ impl ServerFrame {
     }
 }
 
-/// The bytes a client signs to authenticate on a channel with this handshake hash.
-pub fn auth_message(handshake_hash: &[u8; 32]) -> Vec<u8> {
-    [AUTH_CONTEXT, handshake_hash].concat()
+fn auth_mac(shared: &mut [u8; 32], handshake_hash: &[u8; 32]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(shared).expect("HMAC takes any key length");
+    shared.zeroize();
+    mac.update(AUTH_CONTEXT);
+    mac.update(handshake_hash);
+    mac
 }
 
-/// Verifies an `Authenticate` frame against the channel's handshake hash.
-pub fn verify_auth(handshake_hash: &[u8; 32], identity: &[u8; 32], signature: &[u8; 64]) -> Result<(), SessionError> {
-    let key = VerifyingKey::from_bytes(identity).map_err(|_| SessionError::AuthFailed)?;
-    key.verify(&auth_message(handshake_hash), &Signature::from_bytes(signature)).map_err(|_| SessionError::AuthFailed)
+/// The client's proof of its identity on a channel with this handshake hash.
+pub fn auth_tag(identity: &NodeSecret, gateway_key: &[u8; 32], handshake_hash: &[u8; 32]) -> [u8; 32] {
+    let mut shared = identity.diffie_hellman(gateway_key);
+    auth_mac(&mut shared, handshake_hash).finalize().into_bytes().into()
+}
+
+/// Verifies an `Authenticate` frame (constant time) with the gateway's static secret.
+pub fn verify_auth(
+    gateway: &NodeSecret,
+    handshake_hash: &[u8; 32],
+    identity: &[u8; 32],
+    tag: &[u8; 32],
+) -> Result<(), SessionError> {
+    let mut shared = gateway.diffie_hellman(identity);
+    if shared == [0u8; 32] {
+        // a small-order "identity" would make the proof forgeable
+        return Err(SessionError::AuthFailed);
+    }
+    auth_mac(&mut shared, handshake_hash).verify_slice(tag).map_err(|_| SessionError::AuthFailed)
 }
 
 /// What the client learns from a gateway message.
@@ -225,7 +248,8 @@ enum ClientState {
 /// The client's side of a session: handshake, authentication, frame encryption.
 pub struct ClientSession {
     state: ClientState,
-    identity: SigningKey,
+    identity: NodeSecret,
+    gateway_key: [u8; 32],
     outgoing: std::collections::VecDeque<Vec<u8>>,
     authenticated: bool,
 }
@@ -233,11 +257,11 @@ pub struct ClientSession {
 impl ClientSession {
     /// Starts a session with a gateway whose Noise key (from the topology) is `gateway_key`.
     /// The first message to send is in [`Self::poll_send`].
-    pub fn start<R: CryptoRng + ?Sized>(rng: &mut R, gateway_key: &[u8; 32], identity: SigningKey) -> Self {
+    pub fn start<R: CryptoRng + ?Sized>(rng: &mut R, gateway_key: &[u8; 32], identity: NodeSecret) -> Self {
         let (init, m1) = Initiator::start(rng, PROLOGUE, gateway_key, &[PROTOCOL_VERSION]);
         let mut outgoing = std::collections::VecDeque::new();
         outgoing.push_back(m1);
-        Self { state: ClientState::Handshaking(init), identity, outgoing, authenticated: false }
+        Self { state: ClientState::Handshaking(init), identity, gateway_key: *gateway_key, outgoing, authenticated: false }
     }
 
     /// Whether the gateway accepted our identity.
@@ -291,10 +315,10 @@ impl ClientSession {
                 if payload.first() != Some(&PROTOCOL_VERSION) {
                     return Err(SessionError::Version(payload.first().copied().unwrap_or(0)));
                 }
-                let signature = self.identity.sign(&auth_message(&transport.handshake_hash)).to_bytes();
-                let identity = self.identity.verifying_key().to_bytes();
+                let tag = auth_tag(&self.identity, &self.gateway_key, &transport.handshake_hash);
+                let identity = self.identity.public_key();
                 self.state = ClientState::Open(transport);
-                self.send_frame(&ClientFrame::Authenticate { identity, signature })?;
+                self.send_frame(&ClientFrame::Authenticate { identity, tag })?;
                 Ok(SessionEvent::HandshakeComplete)
             }
             ClientState::Open(mut t) => {
@@ -323,7 +347,7 @@ impl ClientSession {
 /// The gateway's view of one handshake, for [`crate::gateway`].
 pub(crate) fn accept<R: CryptoRng + ?Sized>(
     rng: &mut R,
-    static_secret: &crate::sphinx::NodeSecret,
+    static_secret: &NodeSecret,
     message: &[u8],
 ) -> Result<(Transport, Vec<u8>), SessionError> {
     let (transport, reply, payload) = noise::respond(rng, PROLOGUE, static_secret, message, &[PROTOCOL_VERSION])?;

@@ -314,7 +314,6 @@ pub mod mixnet {
     use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
     use std::time::Duration;
 
-    use ed25519_dalek::SigningKey;
     use crate::client::{Client, ClientEvent, LoopixConfig};
     use rand_chacha::{ChaCha8Rng, ChaCha20Rng};
     use rand_core::{Rng, SeedableRng};
@@ -596,8 +595,8 @@ pub mod mixnet {
 
         /// Adds a client with the given traffic shaping.
         pub fn add_client_with(&mut self, gateway: usize, config: MessengerConfig, loopix: LoopixConfig) -> Recipient {
-            let signing = SigningKey::from_bytes(&key(&mut self.rng));
-            let identity = signing.verifying_key().to_bytes();
+            let signing = NodeSecret::from_bytes(key(&mut self.rng));
+            let identity = signing.public_key();
             let info = self.topology.gateways[gateway].clone();
             let gw = info.identity.0;
             let mut client = Client::new(

@@ -4,7 +4,6 @@
 
 use wasm_bindgen_test::wasm_bindgen_test;
 
-use ed25519_dalek::SigningKey;
 use mixnet_core::gateway::{Gateway, GatewayConfig, Output};
 use mixnet_core::message::{Delivery, Transmit};
 use mixnet_core::mix::NodeKeys;
@@ -38,7 +37,7 @@ fn outputs(gw: &mut Gateway<ChaCha20Rng>) -> Vec<Output> {
 }
 
 /// Runs the handshake for a client on `conn`; answers LoadInbox with `inbox`.
-fn connect(s: &mut Setup, conn: u64, key: &SigningKey, inbox: Vec<(u64, Delivery)>) -> (ClientSession, Vec<SessionEvent>) {
+fn connect(s: &mut Setup, conn: u64, key: &NodeSecret, inbox: Vec<(u64, Delivery)>) -> (ClientSession, Vec<SessionEvent>) {
     let mut client = ClientSession::start(&mut s.rng, &s.noise_public, key.clone());
     s.gw.handle_connect(Instant::ZERO, conn);
     let m1 = client.poll_send().unwrap();
@@ -72,19 +71,19 @@ fn delivery(i: u8) -> Delivery {
 #[wasm_bindgen_test(unsupported = test)]
 fn authenticates_and_replays_the_inbox_in_order() {
     let mut s = setup(GatewayConfig::default());
-    let key = SigningKey::from_bytes(&[5; 32]);
+    let key = NodeSecret::from_bytes([5; 32]);
     let inbox = vec![(3, delivery(3)), (7, delivery(7))];
     let (mut client, events) = connect(&mut s, 1, &key, inbox);
     assert_eq!(events[0], SessionEvent::HandshakeComplete);
     assert_eq!(events[1], SessionEvent::Authenticated { stored: 2 });
     assert_eq!(events[2], SessionEvent::Deliver { seq: 3, delivery: delivery(3) });
     assert_eq!(events[3], SessionEvent::Deliver { seq: 7, delivery: delivery(7) });
-    assert!(s.gw.is_connected(&key.verifying_key().to_bytes()));
+    assert!(s.gw.is_connected(&key.public_key()));
     client.ack_inbox(7).unwrap();
     s.gw.handle_message(Instant::ZERO, 1, &client.poll_send().unwrap());
     assert_eq!(
         outputs(&mut s.gw),
-        vec![Output::DeleteInbox { client: key.verifying_key().to_bytes(), up_to: 7 }]
+        vec![Output::DeleteInbox { client: key.public_key(), up_to: 7 }]
     );
     // a packet is forwarded to its first hop
     let packet = vec![0u8; PacketSize::Regular.packet_len()];
@@ -108,14 +107,14 @@ fn garbage_before_and_after_the_handshake_closes_with_a_reason() {
     assert_eq!(closed_with(&outputs(&mut s.gw)), Some(code::AUTH_FAILED));
     assert_eq!(s.gw.stats().auth_failures, 1);
 
-    let key = SigningKey::from_bytes(&[5; 32]);
+    let key = NodeSecret::from_bytes([5; 32]);
     let (_, _) = connect(&mut s, 2, &key, vec![]);
     // a frame that decrypts under no key
     s.gw.handle_message(Instant::ZERO, 2, &[0u8; 64]);
     let outs = outputs(&mut s.gw);
     assert_eq!(closed_with(&outs), Some(code::PROTOCOL));
     assert_eq!(s.gw.stats().bad_client_messages, 1);
-    assert!(!s.gw.is_connected(&key.verifying_key().to_bytes()));
+    assert!(!s.gw.is_connected(&key.public_key()));
 
     // oversize
     let (_, _) = connect(&mut s, 3, &key, vec![]);
@@ -127,7 +126,7 @@ fn garbage_before_and_after_the_handshake_closes_with_a_reason() {
 #[wasm_bindgen_test(unsupported = test)]
 fn a_packet_of_the_wrong_size_is_a_protocol_violation() {
     let mut s = setup(GatewayConfig::default());
-    let key = SigningKey::from_bytes(&[5; 32]);
+    let key = NodeSecret::from_bytes([5; 32]);
     let (mut client, _) = connect(&mut s, 1, &key, vec![]);
     client.send_packet(Transmit { first_hop: NodeAddress([4; 32]), packet: vec![0; 1000] }).unwrap();
     s.gw.handle_message(Instant::ZERO, 1, &client.poll_send().unwrap());
@@ -148,7 +147,7 @@ fn a_packet_of_the_wrong_size_is_a_protocol_violation() {
 fn over_the_rate_limit_packets_are_dropped_and_the_client_told() {
     let config = GatewayConfig { rate_per_sec: 10, burst: 5, ..GatewayConfig::default() };
     let mut s = setup(config);
-    let key = SigningKey::from_bytes(&[5; 32]);
+    let key = NodeSecret::from_bytes([5; 32]);
     let (mut client, _) = connect(&mut s, 1, &key, vec![]);
     let packet = vec![0u8; PacketSize::Regular.packet_len()];
     for _ in 0..8 {
@@ -187,7 +186,7 @@ fn unauthenticated_connections_time_out() {
 #[wasm_bindgen_test(unsupported = test)]
 fn a_second_connection_of_the_same_identity_replaces_the_first() {
     let mut s = setup(GatewayConfig::default());
-    let key = SigningKey::from_bytes(&[5; 32]);
+    let key = NodeSecret::from_bytes([5; 32]);
     let _ = connect(&mut s, 1, &key, vec![]);
     let mut client = ClientSession::start(&mut s.rng, &s.noise_public, key.clone());
     s.gw.handle_connect(Instant::ZERO, 2);
@@ -197,5 +196,5 @@ fn a_second_connection_of_the_same_identity_replaces_the_first() {
     s.gw.handle_message(Instant::ZERO, 2, &client.poll_send().unwrap());
     let outs = outputs(&mut s.gw);
     assert!(outs.contains(&Output::Close { conn: 1, code: code::REPLACED, reason: "the same identity connected again".into() }));
-    assert!(s.gw.is_connected(&key.verifying_key().to_bytes()));
+    assert!(s.gw.is_connected(&key.public_key()));
 }

@@ -99,7 +99,7 @@ impl Default for MessengerConfig {
 /// The client's keys.
 #[derive(Debug, Clone)]
 pub struct ClientKeys {
-    /// ed25519 identity public key (the Sphinx destination address).
+    /// Identity public key (X25519; the Sphinx destination address).
     pub identity: [u8; 32],
     /// X25519 secret for end-to-end encryption.
     pub encryption: NodeSecret,
