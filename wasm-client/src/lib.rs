@@ -1,1 +1,497 @@
-//! Skeleton: see README.md for what is built.
+//! The browser driver of the mixnet client. All protocol logic is in
+//! `mixnet_core::client::Client`; this crate only moves bytes between it and a
+//! WebSocket, arms one timer from `performance.now()`, fetches and verifies the
+//! topology, and turns the core's events into JavaScript objects.
+//!
+//! Single-threaded, for a WebWorker. No panic is expected on any input (the core is
+//! fuzzed); should one happen anyway it is reported as a `fatal` event before the
+//! instance stops.
+
+mod options;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use ed25519_dalek::VerifyingKey;
+use js_sys::{Array, Function, Object, Reflect, Uint8Array};
+use mixnet_core::address::{Recipient, encode_key};
+use mixnet_core::client::{Client, ClientEvent, ConnectionState, PacketKind};
+use mixnet_core::message::SenderTag;
+use mixnet_core::sphinx::NodeSecret;
+use mixnet_core::time::Instant;
+use mixnet_core::topology::{Routes, SignedTopology, Topology, directory_key};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+
+pub use options::ClientOptions;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &Function, ms: f64) -> f64;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: f64);
+    #[wasm_bindgen(js_name = setInterval)]
+    fn set_interval(f: &Function, ms: f64) -> f64;
+    #[wasm_bindgen(js_name = clearInterval)]
+    fn clear_interval(id: f64);
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+    #[wasm_bindgen(js_name = fetch)]
+    fn fetch(url: &str) -> js_sys::Promise;
+}
+
+fn seeded_rng() -> ChaCha20Rng {
+    let mut seed = [0u8; 32];
+    // crypto.getRandomValues never fails in browsers and workers
+    getrandom::fill(&mut seed).expect("crypto.getRandomValues is available");
+    ChaCha20Rng::from_seed(seed)
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
+    let _ = Reflect::set(o, &JsValue::from_str(k), &v.into());
+}
+
+async fn fetch_text(url: &str) -> Result<String, String> {
+    let resp = wasm_bindgen_futures::JsFuture::from(fetch(url)).await.map_err(|e| format!("fetching {url}: {e:?}"))?;
+    let resp: web_sys::Response = resp.dyn_into().map_err(|_| "fetch returned no Response".to_string())?;
+    if !resp.ok() {
+        return Err(format!("fetching {url}: HTTP {}", resp.status()));
+    }
+    let text = wasm_bindgen_futures::JsFuture::from(resp.text().map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|e| format!("reading {url}: {e:?}"))?;
+    text.as_string().ok_or_else(|| "response is not text".into())
+}
+
+/// Fetches the topology and verifies the directory's signature.
+async fn fetch_topology(directory: &str, key: &VerifyingKey) -> Result<Topology, String> {
+    let text = fetch_text(&format!("{}/v1/topology", directory.trim_end_matches('/'))).await?;
+    let signed: SignedTopology = serde_json::from_str(&text).map_err(|e| format!("topology is not valid JSON: {e}"))?;
+    signed.verify(key).map_err(|e| e.to_string())
+}
+
+fn pick_gateway(t: &Topology, wanted: Option<&str>) -> Result<([u8; 32], [u8; 32], String), String> {
+    let g = match wanted {
+        Some(id) => {
+            let key = mixnet_core::address::decode_key(id, "gateway").map_err(|e| e.to_string())?;
+            t.gateway(&key).ok_or_else(|| format!("gateway {id} is not in the topology"))?
+        }
+        None => t.gateways.iter().find(|g| g.client_ws.is_some()).ok_or("no gateway offers WebSocket")?,
+    };
+    let url = g.client_ws.clone().ok_or("the gateway has no WebSocket URL")?;
+    Ok((g.identity.0, g.noise_key.0, url))
+}
+
+struct Socket {
+    ws: WebSocket,
+    _on_open: Closure<dyn FnMut(JsValue)>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // clear the handlers first: a closure called after being dropped is an error
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        self.ws.set_onerror(None);
+        let _ = self.ws.close();
+    }
+}
+
+struct Inner {
+    client: Client<ChaCha20Rng>,
+    directory: String,
+    directory_key: VerifyingKey,
+    gateway: [u8; 32],
+    gateway_url: String,
+    socket: Option<Socket>,
+    timer: Option<(f64, Closure<dyn FnMut()>)>,
+    refresh: Option<(f64, Closure<dyn FnMut()>)>,
+    on_event: Function,
+    started: f64,
+    stopped: bool,
+}
+
+type Shared = Rc<RefCell<Inner>>;
+
+impl Inner {
+    fn now(&self) -> Instant {
+        Instant::from_micros(((performance_now() - self.started).max(0.0) * 1000.0) as u64)
+    }
+}
+
+/// Runs after every input: opens a connection when wanted, sends what is queued,
+/// re-arms the timer, then (with no borrow held) emits events to JavaScript.
+fn step(shared: &Shared) {
+    let (events, on_event) = {
+        let mut guard = shared.borrow_mut();
+        let inner = &mut *guard;
+        if inner.stopped {
+            return;
+        }
+        let now = inner.now();
+        if inner.client.state() == ConnectionState::Disconnected {
+            inner.socket = None;
+        }
+        if inner.socket.is_none() && inner.client.wants_connection(now) {
+            match open_socket(shared, &inner.gateway_url) {
+                Ok(s) => inner.socket = Some(s),
+                Err(e) => inner.client.handle_disconnected(now, &e),
+            }
+        }
+        while let Some(m) = inner.client.poll_transmit() {
+            let sent = match &inner.socket {
+                Some(s) if s.ws.ready_state() == WebSocket::OPEN => s.ws.send_with_u8_array(&m).map_err(|e| format!("{e:?}")),
+                _ => Err("not connected".into()),
+            };
+            if let Err(e) = sent {
+                inner.client.handle_disconnected(now, &format!("send failed: {e}"));
+                inner.socket = None;
+                break;
+            }
+        }
+        let mut events = Vec::new();
+        while let Some(e) = inner.client.poll_event() {
+            events.push(e);
+        }
+        if let Some((id, _)) = inner.timer.take() {
+            clear_timeout(id);
+        }
+        if let Some(at) = inner.client.poll_timeout() {
+            let delay_ms = at.saturating_duration_since(now).as_secs_f64() * 1000.0;
+            let weak = Rc::downgrade(shared);
+            let cb = Closure::<dyn FnMut()>::new(move || {
+                if let Some(shared) = weak.upgrade() {
+                    {
+                        let mut inner = shared.borrow_mut();
+                        let now = inner.now();
+                        inner.client.handle_timeout(now);
+                    }
+                    step(&shared);
+                }
+            });
+            let id = set_timeout(cb.as_ref().unchecked_ref(), delay_ms);
+            inner.timer = Some((id, cb));
+        }
+        (events, inner.on_event.clone())
+    };
+    for e in events {
+        let _ = on_event.call1(&JsValue::NULL, &event_to_js(e));
+    }
+}
+
+fn open_socket(shared: &Shared, url: &str) -> Result<Socket, String> {
+    let ws = WebSocket::new(url).map_err(|e| format!("cannot open {url}: {e:?}"))?;
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    let weak = Rc::downgrade(shared);
+    let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+        if let Some(s) = weak.upgrade() {
+            {
+                let mut inner = s.borrow_mut();
+                let now = inner.now();
+                inner.client.handle_connected(now);
+            }
+            step(&s);
+        }
+    });
+    let weak = Rc::downgrade(shared);
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+        if let Some(s) = weak.upgrade() {
+            let bytes = Uint8Array::new(&e.data()).to_vec();
+            {
+                let mut inner = s.borrow_mut();
+                let now = inner.now();
+                inner.client.handle_message(now, &bytes);
+            }
+            step(&s);
+        }
+    });
+    let weak = Rc::downgrade(shared);
+    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
+        if let Some(s) = weak.upgrade() {
+            {
+                let mut inner = s.borrow_mut();
+                let now = inner.now();
+                let reason = if e.reason().is_empty() {
+                    format!("connection closed ({})", e.code())
+                } else {
+                    format!("connection closed ({}): {}", e.code(), e.reason())
+                };
+                if inner.client.state() != ConnectionState::Disconnected {
+                    inner.client.handle_disconnected(now, &reason);
+                }
+                inner.socket = None;
+            }
+            step(&s);
+        }
+    });
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    Ok(Socket { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close })
+}
+
+fn event_to_js(e: ClientEvent) -> JsValue {
+    let o = Object::new();
+    match e {
+        ClientEvent::Message(m) => {
+            set(&o, "type", "message");
+            set(&o, "data", Uint8Array::from(m.data.as_slice()));
+            set(&o, "senderTag", m.sender_tag.map(|t| bs58::encode(t).into_string()).map_or(JsValue::NULL, JsValue::from));
+            set(&o, "replyFrom", m.reply_from.map(|r| r.to_string()).map_or(JsValue::NULL, JsValue::from));
+        }
+        ClientEvent::Delivered(id) => {
+            set(&o, "type", "delivered");
+            set(&o, "id", id as f64);
+        }
+        ClientEvent::Failed { id, reason } => {
+            set(&o, "type", "failed");
+            set(&o, "id", id as f64);
+            set(&o, "reason", reason);
+        }
+        ClientEvent::State(state, reason) => {
+            set(&o, "type", "state");
+            set(
+                &o,
+                "state",
+                match state {
+                    ConnectionState::Connected => "connected",
+                    ConnectionState::Connecting => "connecting",
+                    ConnectionState::Disconnected => "disconnected",
+                },
+            );
+            set(&o, "reason", reason.map_or(JsValue::NULL, JsValue::from));
+        }
+        ClientEvent::Throttled(m) => {
+            set(&o, "type", "throttled");
+            set(&o, "message", m);
+        }
+        ClientEvent::Dropped(r) => {
+            set(&o, "type", "dropped");
+            set(&o, "reason", r);
+        }
+    }
+    o.into()
+}
+
+fn decode_tag(s: &str) -> Result<SenderTag, JsError> {
+    let v = bs58::decode(s).into_vec().map_err(|_| js_err("senderTag is not base58"))?;
+    v.try_into().map_err(|_| js_err("senderTag must be 16 bytes"))
+}
+
+thread_local! {
+    static FATAL: RefCell<Option<Function>> = const { RefCell::new(None) };
+}
+
+fn install_panic_hook(on_event: &Function) {
+    FATAL.with(|f| *f.borrow_mut() = Some(on_event.clone()));
+    std::panic::set_hook(Box::new(|info| {
+        FATAL.with(|f| {
+            if let Some(cb) = f.borrow().as_ref() {
+                let o = Object::new();
+                set(&o, "type", "fatal");
+                set(&o, "message", info.to_string());
+                let _ = cb.call1(&JsValue::NULL, &o);
+            }
+        });
+    }));
+}
+
+/// A mixnet client running in this worker.
+#[wasm_bindgen]
+pub struct MixnetClient {
+    shared: Shared,
+    address: Recipient,
+}
+
+#[wasm_bindgen]
+impl MixnetClient {
+    /// Fetches and verifies the topology, then starts connecting. `options` is the
+    /// JSON of [`ClientOptions`]; `on_event` receives event objects
+    /// (`{type: 'state' | 'message' | 'delivered' | 'failed' | 'throttled' | 'dropped' | 'fatal', …}`).
+    pub async fn create(options: String, on_event: Function) -> Result<Self, JsError> {
+        install_panic_hook(&on_event);
+        let started = performance_now();
+        let o = ClientOptions::parse(&options).map_err(js_err)?;
+        let key = directory_key(&o.directory_key).map_err(js_err)?;
+        let topology = fetch_topology(&o.directory, &key).await.map_err(js_err)?;
+        let (gateway, gateway_key, gateway_url) = pick_gateway(&topology, o.gateway.as_deref()).map_err(js_err)?;
+        let mut rng = seeded_rng();
+        let (signing, encryption) = match &o.identity {
+            Some(s) => {
+                let bytes = bs58::decode(s).into_vec().map_err(|_| js_err("identity is not base58"))?;
+                if bytes.len() != 64 {
+                    return Err(js_err("identity must be 64 bytes (from generateIdentity())"));
+                }
+                let mut a = [0u8; 32];
+                let mut b = [0u8; 32];
+                a.copy_from_slice(&bytes[..32]);
+                b.copy_from_slice(&bytes[32..]);
+                (NodeSecret::from_bytes(a), NodeSecret::from_bytes(b))
+            }
+            None => (NodeSecret::random(&mut rng), NodeSecret::random(&mut rng)),
+        };
+        let mut client = Client::new(o.messenger(), o.loopix(), signing, encryption, gateway, gateway_key, rng, seeded_rng());
+        client.set_routes(Routes::new(topology).map_err(js_err)?);
+        let address = client.self_address();
+        let shared = Rc::new(RefCell::new(Inner {
+            client,
+            directory: o.directory.clone(),
+            directory_key: key,
+            gateway,
+            gateway_url,
+            socket: None,
+            timer: None,
+            refresh: None,
+            on_event,
+            started,
+            stopped: false,
+        }));
+        start_refresh(&shared, o.topology_refresh_ms);
+        step(&shared);
+        Ok(Self { shared, address })
+    }
+
+    /// Our address, `identity.encryption@gateway`.
+    #[wasm_bindgen(getter, js_name = selfAddress)]
+    pub fn self_address(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// Queues `data` for `recipient`, attaching `reply_surbs` SURBs; returns the message id.
+    pub fn send(&self, recipient: &str, data: &[u8], reply_surbs: u16) -> Result<f64, JsError> {
+        let to: Recipient = recipient.parse().map_err(js_err)?;
+        let id = {
+            let mut inner = self.shared.borrow_mut();
+            let now = inner.now();
+            inner.client.send(now, to, data, reply_surbs).map_err(js_err)?
+        };
+        step(&self.shared);
+        Ok(id as f64)
+    }
+
+    /// Answers the anonymous sender `sender_tag` through its SURBs; returns the message id.
+    pub fn reply(&self, sender_tag: &str, data: &[u8]) -> Result<f64, JsError> {
+        let tag = decode_tag(sender_tag)?;
+        let id = {
+            let mut inner = self.shared.borrow_mut();
+            let now = inner.now();
+            inner.client.reply(now, tag, data).map_err(js_err)?
+        };
+        step(&self.shared);
+        Ok(id as f64)
+    }
+
+    /// Counters and the routes of recent packets.
+    pub fn stats(&self) -> JsValue {
+        let inner = self.shared.borrow();
+        let s = inner.client.stats();
+        let o = Object::new();
+        set(&o, "state", format!("{:?}", inner.client.state()).to_lowercase());
+        set(&o, "realSent", s.real_sent as f64);
+        set(&o, "coverSent", s.cover_sent as f64);
+        set(&o, "deliveries", s.deliveries as f64);
+        set(&o, "connections", s.connections as f64);
+        set(&o, "retransmissions", s.messenger.retransmissions as f64);
+        set(&o, "acksReceived", s.messenger.acks_received as f64);
+        set(&o, "coverReceived", s.messenger.cover_received as f64);
+        set(&o, "messagesReceived", s.messenger.messages_received as f64);
+        set(&o, "messagesDelivered", s.messenger.messages_delivered as f64);
+        set(&o, "messagesFailed", s.messenger.messages_failed as f64);
+        set(&o, "dropped", s.messenger.dropped as f64);
+        set(&o, "uptimeMs", performance_now() - inner.started);
+        let routes = Array::new();
+        for r in inner.client.recent_routes() {
+            let ro = Object::new();
+            set(&ro, "atMs", r.at.as_micros() as f64 / 1000.0);
+            set(&ro, "kind", if r.kind == PacketKind::Real { "real" } else { "cover" });
+            let hops = Array::new();
+            for h in &r.hops {
+                hops.push(&JsValue::from(encode_key(&h.0)));
+            }
+            set(&ro, "hops", hops);
+            routes.push(&ro);
+        }
+        set(&o, "routes", routes);
+        o.into()
+    }
+
+    /// Closes the connection and stops all timers.
+    pub fn disconnect(&self) {
+        let mut inner = self.shared.borrow_mut();
+        inner.stopped = true;
+        inner.socket = None;
+        if let Some((id, _)) = inner.timer.take() {
+            clear_timeout(id);
+        }
+        if let Some((id, _)) = inner.refresh.take() {
+            clear_interval(id);
+        }
+    }
+}
+
+fn start_refresh(shared: &Shared, every_ms: f64) {
+    if every_ms <= 0.0 {
+        return;
+    }
+    let weak = Rc::downgrade(shared);
+    let cb = Closure::<dyn FnMut()>::new(move || {
+        let Some(shared) = weak.upgrade() else { return };
+        let (dir, key, gateway) = {
+            let i = shared.borrow();
+            (i.directory.clone(), i.directory_key, i.gateway)
+        };
+        wasm_bindgen_futures::spawn_local(async move {
+            let Ok(t) = fetch_topology(&dir, &key).await else { return };
+            let found = t.gateway(&gateway).map(|g| (g.noise_key.0, g.client_ws.clone()));
+            {
+                let mut i = shared.borrow_mut();
+                if let Some((noise, url)) = found {
+                    i.client.set_gateway_key(noise);
+                    if let Some(url) = url {
+                        i.gateway_url = url;
+                    }
+                }
+                if let Ok(r) = Routes::new(t) {
+                    i.client.set_routes(r);
+                }
+            }
+            step(&shared);
+        });
+    });
+    let id = set_interval(cb.as_ref().unchecked_ref(), every_ms);
+    shared.borrow_mut().refresh = Some((id, cb));
+}
+
+/// Builds `n` 4-hop Sphinx packets with 2048 B of data (keys prepared, as the client
+/// does) and returns packets per second, for the in-browser benchmark.
+#[wasm_bindgen(js_name = benchBuildPackets)]
+pub fn bench_build_packets(n: u32) -> f64 {
+    use mixnet_core::sphinx::{self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, PacketSize, RouteNode};
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let route: Vec<RouteNode> = (0..4u8)
+        .map(|i| RouteNode {
+            address: NodeAddress([i; 32]),
+            key: NodeKey::prepared(NodeSecret::from_bytes([i + 1; 32]).public_key()),
+        })
+        .collect();
+    let dest = Destination { address: DestinationAddress([9; 32]), identifier: [0; 16] };
+    let delays = [Delay(15_000_000); 4];
+    let data = [0x42u8; 2048];
+    let start = performance_now();
+    for _ in 0..n {
+        let p = sphinx::build_packet(&mut rng, &route, &dest, &delays, &data, PacketSize::Regular.payload_len());
+        std::hint::black_box(p.ok());
+    }
+    f64::from(n) / ((performance_now() - start) / 1000.0)
+}

@@ -1,0 +1,111 @@
+//! What JavaScript passes to `MixnetClient.create` (as JSON).
+
+use std::time::Duration;
+
+use mixnet_core::client::LoopixConfig;
+use mixnet_core::message::{MessengerConfig, RouteMode};
+use serde::Deserialize;
+
+/// Client options; every field but the directory has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientOptions {
+    /// Directory URL, e.g. `http://127.0.0.1:8000`.
+    pub directory: String,
+    /// The directory's base58 ed25519 key; the topology must be signed by it.
+    pub directory_key: String,
+    /// Gateway identity (base58); the first gateway offering WebSocket if unset.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// `mixnet` (default) or `fast`.
+    #[serde(default = "mixnet")]
+    pub mode: RouteMode,
+    /// Mean delay of the real-traffic Poisson stream, ms (20).
+    #[serde(default = "d20")]
+    pub send_delay_ms: f64,
+    /// Mean delay of the loop-cover stream, ms (200); 0 disables loop cover.
+    #[serde(default = "d200")]
+    pub loop_cover_ms: f64,
+    /// Mean per-hop delay of our packets, ms (15).
+    #[serde(default = "d15")]
+    pub hop_delay_ms: f64,
+    /// Mean per-hop delay of our SURB-acks, ms (15).
+    #[serde(default = "d15")]
+    pub ack_delay_ms: f64,
+    /// `false` sends packets as soon as they are built and no cover (less private).
+    #[serde(default = "yes")]
+    pub cover_traffic: bool,
+    /// How often the topology is re-fetched, ms (30 000).
+    #[serde(default = "d30000")]
+    pub topology_refresh_ms: f64,
+    /// 64 bytes, base58: ed25519 seed then X25519 secret. Keep it to keep the address
+    /// (and the gateway inbox); random if unset.
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+fn mixnet() -> RouteMode {
+    RouteMode::Mixnet
+}
+fn d15() -> f64 {
+    15.0
+}
+fn d20() -> f64 {
+    20.0
+}
+fn d200() -> f64 {
+    200.0
+}
+fn d30000() -> f64 {
+    30_000.0
+}
+fn yes() -> bool {
+    true
+}
+
+fn ms(v: f64) -> Duration {
+    Duration::from_secs_f64(v.max(0.0) / 1000.0)
+}
+
+impl ClientOptions {
+    /// Parses and checks the options, naming the bad field.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let o: Self = serde_json::from_str(json).map_err(|e| format!("invalid options: {e}"))?;
+        for (name, v) in [
+            ("sendDelayMs", o.send_delay_ms),
+            ("loopCoverMs", o.loop_cover_ms),
+            ("hopDelayMs", o.hop_delay_ms),
+            ("ackDelayMs", o.ack_delay_ms),
+            ("topologyRefreshMs", o.topology_refresh_ms),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("invalid options: {name} must be a non-negative number of milliseconds"));
+            }
+        }
+        if o.directory.is_empty() {
+            return Err("invalid options: directory is required".into());
+        }
+        Ok(o)
+    }
+
+    /// The messenger's configuration.
+    pub fn messenger(&self) -> MessengerConfig {
+        MessengerConfig {
+            mode: self.mode,
+            average_hop_delay: ms(self.hop_delay_ms),
+            average_ack_delay: ms(self.ack_delay_ms),
+            ..MessengerConfig::default()
+        }
+    }
+
+    /// The traffic shaping.
+    pub fn loopix(&self) -> LoopixConfig {
+        if !self.cover_traffic {
+            return LoopixConfig::immediate();
+        }
+        LoopixConfig {
+            send_delay_mean: (self.send_delay_ms > 0.0).then(|| ms(self.send_delay_ms)),
+            loop_cover_mean: (self.loop_cover_ms > 0.0).then(|| ms(self.loop_cover_ms)),
+        }
+    }
+}
