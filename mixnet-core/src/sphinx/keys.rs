@@ -12,8 +12,9 @@
 //! `c·Y` for `c` a product of clamped scalars. Keys on the twist (no Edwards form)
 //! fall back to the reference's chain.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{EdwardsBasepointTable, EdwardsPoint};
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use curve25519_dalek::scalar::{Scalar, clamp_integer};
@@ -160,13 +161,30 @@ impl NodeSecret {
 
     /// The public key, a Montgomery u-coordinate.
     pub fn public_key(&self) -> [u8; 32] {
-        MontgomeryPoint::mul_base_clamped(self.0).to_bytes()
+        mul_base_clamped(self.0)
     }
 
     /// X25519 with `point`.
     pub fn diffie_hellman(&self, point: &[u8; 32]) -> [u8; 32] {
         MontgomeryPoint(*point).mul_clamped(self.0).to_bytes()
     }
+}
+
+/// The basepoint's table, built on first use. curve25519-dalek can embed one
+/// (`precomputed-tables`), but that adds 38 KB of incompressible constants to the
+/// browser client; building it takes well under a millisecond.
+fn basepoint_table() -> &'static EdwardsBasepointTable {
+    static TABLE: OnceLock<EdwardsBasepointTable> = OnceLock::new();
+    TABLE.get_or_init(|| EdwardsBasepointTable::create(&ED25519_BASEPOINT_POINT))
+}
+
+/// X25519 of the basepoint: the basepoint has prime order, so reducing the clamped
+/// scalar mod ℓ gives the same point as X25519's unreduced one.
+fn mul_base_clamped(secret: [u8; 32]) -> [u8; 32] {
+    let mut k = Scalar::from_bytes_mod_order(clamp_integer(secret));
+    let out = basepoint_table().mul_base(&k).to_montgomery().to_bytes();
+    k.zeroize();
+    out
 }
 
 /// A node's public Sphinx key, prepared for the client's linear derivation.
@@ -253,7 +271,7 @@ pub(super) struct RouteKeys {
 
 /// Derives α₀ and every hop's expanded secret from the initial secret `x`.
 pub(super) fn derive_route_keys(initial_secret: &[u8; 32], route: &[&NodeKey]) -> RouteKeys {
-    let alpha = MontgomeryPoint::mul_base_clamped(*initial_secret).to_bytes();
+    let alpha = mul_base_clamped(*initial_secret);
     // product of clamped scalars so far, mod ℓ, and the raw clamped factors for the twist fallback
     let mut product = Scalar::from_bytes_mod_order(clamp_integer(*initial_secret));
     let mut factors: Vec<[u8; 32]> = vec![*initial_secret];
