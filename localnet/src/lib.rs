@@ -4,6 +4,8 @@
 //! code. [`client`] is a native client for tests and services.
 
 pub mod client;
+pub mod publish;
+pub mod web;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,8 +76,18 @@ pub struct LocalnetInfo {
     pub exit_ws: String,
     /// The exit service's address.
     pub exit_address: String,
+    /// The entry gateway's Prometheus metrics URL.
+    pub entry_metrics: String,
+    /// The exit gateway's Prometheus metrics URL.
+    pub exit_metrics: String,
     /// Every mix node: address and metrics URL.
     pub mixes: Vec<NodeInfo>,
+    /// The demo's anonymous publishing service, when it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_service: Option<String>,
+    /// The demo site's URL, when it is served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo: Option<String>,
 }
 
 /// A node's address and metrics URL.
@@ -86,6 +98,10 @@ pub struct NodeInfo {
     pub identity: String,
     /// `http://…/metrics`.
     pub metrics: String,
+}
+
+fn metrics_url(addr: Option<std::net::SocketAddr>) -> String {
+    addr.map(|a| format!("http://{a}/metrics")).unwrap_or_default()
 }
 
 /// A running local network.
@@ -200,15 +216,19 @@ impl Localnet {
             exit_gateway: exit.address.to_string(),
             exit_ws: exit.ws_url.clone(),
             exit_address: self.exit_address().to_string(),
+            entry_metrics: metrics_url(entry.metrics_addr),
+            exit_metrics: metrics_url(exit.metrics_addr),
             mixes: self
                 .mixes
                 .iter()
                 .flatten()
                 .map(|m| NodeInfo {
                     identity: m.address.to_string(),
-                    metrics: m.metrics_addr.map(|a| format!("http://{a}/metrics")).unwrap_or_default(),
+                    metrics: metrics_url(m.metrics_addr),
                 })
                 .collect(),
+            publish_service: None,
+            demo: None,
         }
     }
 

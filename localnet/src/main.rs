@@ -1,9 +1,13 @@
-//! `cargo run -p localnet -- [--mode fast|mixnet]`: the whole network on loopback.
-//! Writes what a browser client needs to a JSON file and prints it; Ctrl-C stops it.
+//! `cargo run -p localnet -- [--mode fast|mixnet]`: the whole network on loopback,
+//! the demo's publishing service and the demo site. Writes what a browser client
+//! needs to a JSON file and prints it; Ctrl-C (or SIGTERM) stops it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
+use localnet::publish::PublishService;
+use localnet::web::{self, WebConfig};
 use localnet::{Localnet, LocalnetConfig};
 use mixnet_core::message::RouteMode;
 
@@ -30,6 +34,33 @@ struct Cli {
     /// Where to write the client info JSON.
     #[arg(long, default_value = "localnet.json")]
     out: PathBuf,
+    /// Where the demo site is served (`host:port`; if the port is taken, another is chosen).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: String,
+    /// The built demo site.
+    #[arg(long, default_value = "demo-site/dist")]
+    site: PathBuf,
+    /// Serve `POST /_control/gateways/{i}/{stop|start}` (for test suites).
+    #[arg(long)]
+    control: bool,
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    eprintln!("localnet: {what}: {e}");
+    std::process::exit(1);
+}
+
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[tokio::main]
@@ -45,22 +76,41 @@ async fn main() {
         data_dir: cli.data_dir,
         ..LocalnetConfig::default()
     };
-    let net = match Localnet::start(config).await {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("localnet failed to start: {e}");
-            std::process::exit(1);
+    let net = Localnet::start(config).await.unwrap_or_else(|e| fail("failed to start", e));
+    let mut info = net.info();
+    let mut service_config = net.client_config(1);
+    service_config.topology_refresh = std::time::Duration::from_secs(5);
+    let publish = PublishService::start(service_config).await.unwrap_or_else(|e| fail("publishing service", e));
+    info.publish_service = Some(publish.address.to_string());
+    let mixes = net.mixes.len();
+    let listener = match tokio::net::TcpListener::bind(&cli.http).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let host = cli.http.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+            eprintln!("localnet: {} is taken; serving the demo on another port", cli.http);
+            tokio::net::TcpListener::bind(format!("{host}:0")).await.unwrap_or_else(|e| fail("web server", e))
         }
+        Err(e) => fail(&format!("web server on {}", cli.http), e),
     };
-    let info = serde_json::to_string_pretty(&net.info()).expect("serialisable");
-    if let Err(e) = std::fs::write(&cli.out, &info) {
-        eprintln!("cannot write {}: {e}", cli.out.display());
-        std::process::exit(1);
+    let demo_url = format!("http://{}/", listener.local_addr().unwrap_or_else(|e| fail("web server", e)));
+    info.demo = Some(demo_url.clone());
+    let net = Arc::new(tokio::sync::Mutex::new(net));
+    let web_config = WebConfig { site: cli.site.clone(), control: cli.control };
+    let web = web::start(listener, web_config, net.clone(), info.clone(), Some(Arc::new(publish)))
+        .unwrap_or_else(|e| fail("web server", e));
+    let text = serde_json::to_string_pretty(&info).expect("serialisable");
+    if let Err(e) = std::fs::write(&cli.out, &text) {
+        fail(&format!("cannot write {}", cli.out.display()), e);
     }
-    println!("{info}");
-    println!("localnet is up ({} mix nodes, entry and exit gateways); info written to {}", net.mixes.len(), cli.out.display());
+    println!("{text}");
+    println!("localnet is up ({mixes} mix nodes, entry and exit gateways); info written to {}", cli.out.display());
+    println!("demo site: {demo_url}");
     println!("press Ctrl-C to stop");
-    let _ = tokio::signal::ctrl_c().await;
+    terminated().await;
     println!("stopping…");
-    net.shutdown().await;
+    drop(web);
+    match Arc::try_unwrap(net) {
+        Ok(net) => net.into_inner().shutdown().await,
+        Err(_) => eprintln!("localnet: still in use at shutdown; exiting"),
+    }
 }

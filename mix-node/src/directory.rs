@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -229,13 +229,17 @@ async fn post_descriptor(State(s): State<Arc<Shared>>, Json(d): Json<SignedDescr
     }
 }
 
-async fn get_topology(State(s): State<Arc<Shared>>) -> Json<SignedTopology> {
+/// The topology and epoch are public documents: any page may read them (browser
+/// clients fetch the topology from their own origin).
+const PUBLIC: [(HeaderName, &str); 1] = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+
+async fn get_topology(State(s): State<Arc<Shared>>) -> ([(HeaderName, &'static str); 1], Json<SignedTopology>) {
     s.refresh();
-    Json(s.state.lock().unwrap_or_else(|e| e.into_inner()).published.clone())
+    (PUBLIC, Json(s.state.lock().unwrap_or_else(|e| e.into_inner()).published.clone()))
 }
 
-async fn get_epoch(State(s): State<Arc<Shared>>) -> Json<EpochInfo> {
-    Json(s.epoch_info())
+async fn get_epoch(State(s): State<Arc<Shared>>) -> ([(HeaderName, &'static str); 1], Json<EpochInfo>) {
+    (PUBLIC, Json(s.epoch_info()))
 }
 
 async fn get_metrics(State(s): State<Arc<Shared>>) -> String {

@@ -121,7 +121,9 @@ pub struct ClientStats {
     pub messenger: MessengerStats,
 }
 
-const MAX_ROUTES: usize = 32;
+/// Route records kept per kind (real and cover), so a burst of cover does not push
+/// every real packet out of the live view.
+const MAX_ROUTES_PER_KIND: usize = 16;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -196,7 +198,7 @@ impl<R: CryptoRng> Client<R> {
         ClientStats { messenger: self.messenger.stats().clone(), ..self.stats.clone() }
     }
 
-    /// Recent packets' routes, newest last.
+    /// Recent packets' routes (the last few of each kind), oldest first.
     pub fn recent_routes(&self) -> impl Iterator<Item = &RouteRecord> {
         self.routes.iter()
     }
@@ -343,10 +345,12 @@ impl<R: CryptoRng> Client<R> {
             PacketKind::Real => self.stats.real_sent += 1,
             PacketKind::Cover => self.stats.cover_sent += 1,
         }
-        self.routes.push_back(RouteRecord { at: now, kind, hops });
-        while self.routes.len() > MAX_ROUTES {
-            self.routes.pop_front();
+        if self.routes.iter().filter(|r| r.kind == kind).count() == MAX_ROUTES_PER_KIND
+            && let Some(oldest) = self.routes.iter().position(|r| r.kind == kind)
+        {
+            self.routes.remove(oldest);
         }
+        self.routes.push_back(RouteRecord { at: now, kind, hops });
     }
 
     /// Moves session output and messenger events along; sends at once in immediate mode.

@@ -62,6 +62,10 @@ fn real_packets_take_the_place_of_cover() {
     assert!(real >= 26, "{real}");
     assert!((total - expected).abs() < expected * 0.1, "the rate does not change: {total} vs {expected}");
     assert_eq!(received(&net, &b), vec![msg]);
+    // long after, with hundreds of cover packets since, the live view still shows real ones
+    let routes: Vec<_> = net.client(&a).client.recent_routes().cloned().collect();
+    let real_routes = routes.iter().filter(|r| r.kind == PacketKind::Real).count();
+    assert_eq!((real_routes, routes.len()), (16, 32));
 }
 
 #[wasm_bindgen_test(unsupported = test)]

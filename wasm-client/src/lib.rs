@@ -16,7 +16,7 @@ use ed25519_dalek::VerifyingKey;
 use js_sys::{Array, Function, Object, Reflect, Uint8Array};
 use mixnet_core::address::{Recipient, encode_key};
 use mixnet_core::client::{Client, ClientEvent, ConnectionState, PacketKind};
-use mixnet_core::message::SenderTag;
+use mixnet_core::message::{RouteMode, SenderTag};
 use mixnet_core::sphinx::NodeSecret;
 use mixnet_core::time::Instant;
 use mixnet_core::topology::{Routes, SignedTopology, Topology, directory_key};
@@ -51,8 +51,20 @@ fn seeded_rng() -> ChaCha20Rng {
     ChaCha20Rng::from_seed(seed)
 }
 
-fn js_err(e: impl std::fmt::Display) -> JsError {
-    JsError::new(&e.to_string())
+/// A JavaScript `Error` whose `name` is one of the worker protocol's error codes
+/// (`invalid-argument`, `directory`, `send-failed`), so the worker can classify it.
+fn error(code: &str, e: impl std::fmt::Display) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    err.set_name(code);
+    err.into()
+}
+
+fn invalid(e: impl std::fmt::Display) -> JsValue {
+    error("invalid-argument", e)
+}
+
+fn directory_error(e: impl std::fmt::Display) -> JsValue {
+    error("directory", e)
 }
 
 fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
@@ -110,6 +122,9 @@ impl Drop for Socket {
 
 struct Inner {
     client: Client<ChaCha20Rng>,
+    /// The topology in force (for labelling route hops by layer).
+    topology: Topology,
+    mode: &'static str,
     directory: String,
     directory_key: VerifyingKey,
     gateway: [u8; 32],
@@ -140,7 +155,11 @@ fn step(shared: &Shared) {
             return;
         }
         let now = inner.now();
-        if inner.client.state() == ConnectionState::Disconnected {
+        // the core gave up on an open connection (bad session): close it. A socket still
+        // opening is our own attempt; its open or close event tells the core.
+        if inner.client.state() == ConnectionState::Disconnected
+            && inner.socket.as_ref().is_some_and(|s| s.ws.ready_state() != WebSocket::CONNECTING)
+        {
             inner.socket = None;
         }
         if inner.socket.is_none() && inner.client.wants_connection(now) {
@@ -241,6 +260,14 @@ fn open_socket(shared: &Shared, url: &str) -> Result<Socket, String> {
     Ok(Socket { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close })
 }
 
+fn state_name(s: ConnectionState) -> &'static str {
+    match s {
+        ConnectionState::Connected => "connected",
+        ConnectionState::Connecting => "connecting",
+        ConnectionState::Disconnected => "disconnected",
+    }
+}
+
 fn event_to_js(e: ClientEvent) -> JsValue {
     let o = Object::new();
     match e {
@@ -261,15 +288,7 @@ fn event_to_js(e: ClientEvent) -> JsValue {
         }
         ClientEvent::State(state, reason) => {
             set(&o, "type", "state");
-            set(
-                &o,
-                "state",
-                match state {
-                    ConnectionState::Connected => "connected",
-                    ConnectionState::Connecting => "connecting",
-                    ConnectionState::Disconnected => "disconnected",
-                },
-            );
+            set(&o, "state", state_name(state));
             set(&o, "reason", reason.map_or(JsValue::NULL, JsValue::from));
         }
         ClientEvent::Throttled(m) => {
@@ -284,9 +303,9 @@ fn event_to_js(e: ClientEvent) -> JsValue {
     o.into()
 }
 
-fn decode_tag(s: &str) -> Result<SenderTag, JsError> {
-    let v = bs58::decode(s).into_vec().map_err(|_| js_err("senderTag is not base58"))?;
-    v.try_into().map_err(|_| js_err("senderTag must be 16 bytes"))
+fn decode_tag(s: &str) -> Result<SenderTag, JsValue> {
+    let v = bs58::decode(s).into_vec().map_err(|_| invalid("senderTag is not base58"))?;
+    v.try_into().map_err(|_| invalid("senderTag must be 16 bytes"))
 }
 
 thread_local! {
@@ -319,19 +338,19 @@ impl MixnetClient {
     /// Fetches and verifies the topology, then starts connecting. `options` is the
     /// JSON of [`ClientOptions`]; `on_event` receives event objects
     /// (`{type: 'state' | 'message' | 'delivered' | 'failed' | 'throttled' | 'dropped' | 'fatal', …}`).
-    pub async fn create(options: String, on_event: Function) -> Result<Self, JsError> {
+    pub async fn create(options: String, on_event: Function) -> Result<Self, JsValue> {
         install_panic_hook(&on_event);
         let started = performance_now();
-        let o = ClientOptions::parse(&options).map_err(js_err)?;
-        let key = directory_key(&o.directory_key).map_err(js_err)?;
-        let topology = fetch_topology(&o.directory, &key).await.map_err(js_err)?;
-        let (gateway, gateway_key, gateway_url) = pick_gateway(&topology, o.gateway.as_deref()).map_err(js_err)?;
+        let o = ClientOptions::parse(&options).map_err(invalid)?;
+        let key = directory_key(&o.directory_key).map_err(|e| invalid(format!("directoryKey: {e}")))?;
+        let topology = fetch_topology(&o.directory, &key).await.map_err(directory_error)?;
+        let (gateway, gateway_key, gateway_url) = pick_gateway(&topology, o.gateway.as_deref()).map_err(directory_error)?;
         let mut rng = seeded_rng();
         let (signing, encryption) = match &o.identity {
             Some(s) => {
-                let bytes = bs58::decode(s).into_vec().map_err(|_| js_err("identity is not base58"))?;
+                let bytes = bs58::decode(s).into_vec().map_err(|_| invalid("identity is not base58"))?;
                 if bytes.len() != 64 {
-                    return Err(js_err("identity must be 64 bytes (from generateIdentity())"));
+                    return Err(invalid("identity must be 64 bytes (from generateIdentity())"));
                 }
                 let mut a = [0u8; 32];
                 let mut b = [0u8; 32];
@@ -342,10 +361,15 @@ impl MixnetClient {
             None => (NodeSecret::random(&mut rng), NodeSecret::random(&mut rng)),
         };
         let mut client = Client::new(o.messenger(), o.loopix(), signing, encryption, gateway, gateway_key, rng, seeded_rng());
-        client.set_routes(Routes::new(topology).map_err(js_err)?);
+        client.set_routes(Routes::new(topology.clone()).map_err(directory_error)?);
         let address = client.self_address();
         let shared = Rc::new(RefCell::new(Inner {
             client,
+            topology,
+            mode: match o.mode {
+                RouteMode::Mixnet => "mixnet",
+                RouteMode::Fast => "fast",
+            },
             directory: o.directory.clone(),
             directory_key: key,
             gateway,
@@ -369,46 +393,62 @@ impl MixnetClient {
     }
 
     /// Queues `data` for `recipient`, attaching `reply_surbs` SURBs; returns the message id.
-    pub fn send(&self, recipient: &str, data: &[u8], reply_surbs: u16) -> Result<f64, JsError> {
-        let to: Recipient = recipient.parse().map_err(js_err)?;
+    pub fn send(&self, recipient: &str, data: &[u8], reply_surbs: u16) -> Result<f64, JsValue> {
+        let to: Recipient = recipient.parse().map_err(|e| invalid(format!("recipient: {e}")))?;
         let id = {
             let mut inner = self.shared.borrow_mut();
+            if inner.stopped {
+                return Err(error("not-ready", "the client is disconnected"));
+            }
             let now = inner.now();
-            inner.client.send(now, to, data, reply_surbs).map_err(js_err)?
+            inner.client.send(now, to, data, reply_surbs).map_err(|e| error("send-failed", e))?
         };
         step(&self.shared);
         Ok(id as f64)
     }
 
     /// Answers the anonymous sender `sender_tag` through its SURBs; returns the message id.
-    pub fn reply(&self, sender_tag: &str, data: &[u8]) -> Result<f64, JsError> {
+    pub fn reply(&self, sender_tag: &str, data: &[u8]) -> Result<f64, JsValue> {
         let tag = decode_tag(sender_tag)?;
         let id = {
             let mut inner = self.shared.borrow_mut();
+            if inner.stopped {
+                return Err(error("not-ready", "the client is disconnected"));
+            }
             let now = inner.now();
-            inner.client.reply(now, tag, data).map_err(js_err)?
+            inner.client.reply(now, tag, data).map_err(|e| error("send-failed", e))?
         };
         step(&self.shared);
         Ok(id as f64)
     }
 
-    /// Counters and the routes of recent packets.
+    /// Counters, the traffic shaping in force and the routes of recent packets
+    /// (each hop labelled with its mix layer, or as the gateway).
     pub fn stats(&self) -> JsValue {
         let inner = self.shared.borrow();
         let s = inner.client.stats();
         let o = Object::new();
-        set(&o, "state", format!("{:?}", inner.client.state()).to_lowercase());
-        set(&o, "realSent", s.real_sent as f64);
-        set(&o, "coverSent", s.cover_sent as f64);
-        set(&o, "deliveries", s.deliveries as f64);
-        set(&o, "connections", s.connections as f64);
-        set(&o, "retransmissions", s.messenger.retransmissions as f64);
-        set(&o, "acksReceived", s.messenger.acks_received as f64);
-        set(&o, "coverReceived", s.messenger.cover_received as f64);
-        set(&o, "messagesReceived", s.messenger.messages_received as f64);
-        set(&o, "messagesDelivered", s.messenger.messages_delivered as f64);
-        set(&o, "messagesFailed", s.messenger.messages_failed as f64);
-        set(&o, "dropped", s.messenger.dropped as f64);
+        set(&o, "state", state_name(inner.client.state()));
+        set(&o, "mode", inner.mode);
+        let loopix = inner.client.loopix();
+        let mean_ms = |d: Option<std::time::Duration>| d.map_or(JsValue::NULL, |d| JsValue::from(d.as_secs_f64() * 1000.0));
+        set(&o, "sendDelayMs", mean_ms(loopix.send_delay_mean));
+        set(&o, "loopCoverMs", mean_ms(loopix.loop_cover_mean));
+        for (k, v) in [
+            ("realSent", s.real_sent),
+            ("coverSent", s.cover_sent),
+            ("deliveries", s.deliveries),
+            ("connections", s.connections),
+            ("retransmissions", s.messenger.retransmissions),
+            ("acksReceived", s.messenger.acks_received),
+            ("coverReceived", s.messenger.cover_received),
+            ("messagesReceived", s.messenger.messages_received),
+            ("messagesDelivered", s.messenger.messages_delivered),
+            ("messagesFailed", s.messenger.messages_failed),
+            ("dropped", s.messenger.dropped),
+        ] {
+            set(&o, k, v as f64);
+        }
         set(&o, "uptimeMs", performance_now() - inner.started);
         let routes = Array::new();
         for r in inner.client.recent_routes() {
@@ -417,7 +457,13 @@ impl MixnetClient {
             set(&ro, "kind", if r.kind == PacketKind::Real { "real" } else { "cover" });
             let hops = Array::new();
             for h in &r.hops {
-                hops.push(&JsValue::from(encode_key(&h.0)));
+                let hop = Object::new();
+                set(&hop, "id", encode_key(&h.0));
+                match inner.topology.mixes.iter().find(|m| m.identity.0 == h.0) {
+                    Some(m) => set(&hop, "layer", m.layer),
+                    None => set(&hop, "layer", "gateway"),
+                }
+                hops.push(&hop);
             }
             set(&ro, "hops", hops);
             routes.push(&ro);
@@ -462,8 +508,9 @@ fn start_refresh(shared: &Shared, every_ms: f64) {
                         i.gateway_url = url;
                     }
                 }
-                if let Ok(r) = Routes::new(t) {
+                if let Ok(r) = Routes::new(t.clone()) {
                     i.client.set_routes(r);
+                    i.topology = t;
                 }
             }
             step(&shared);

@@ -1,0 +1,24 @@
+import { test, expect } from '../fixtures';
+import { openDemo } from './helpers';
+
+test('the publishing demo: a text goes through the mixnet and the receipt comes back by SURB', async ({ browser, localnet }) => {
+  const { page } = await openDemo(browser, localnet);
+  const text = `an anonymous post ${Date.now()}`;
+  await page.locator('#publish-text').fill(text);
+  await page.locator('#publish-button').click();
+  const receipt = page.locator('#publish-receipt');
+  await expect(receipt).toHaveAttribute('data-ok', 'true');
+  await expect(receipt).toContainText(/Published as #\d+/);
+  // the post is on the public board, served by the service's host
+  await expect(page.locator('#posts li').filter({ hasText: text })).toHaveCount(1);
+  const posts = (await (await fetch(`${localnet.url}posts`)).json()) as { text: string }[];
+  expect(posts.map((p) => p.text)).toContain(text);
+  // the live view shows our real packets crossing the three layers (acks we send
+  // through someone's SURB show only their first hop: the rest of that route is theirs)
+  await expect(page.locator('#routes tr.real').first()).toBeVisible();
+  const rows = await page.locator('#routes tr.real').evaluateAll((trs) =>
+    trs.map((tr) => Array.from(tr.querySelectorAll('td')).map((td) => td.textContent)),
+  );
+  expect(rows.some((cells) => cells.slice(1).every((c) => c !== '—'))).toBe(true);
+  await page.context().close();
+});

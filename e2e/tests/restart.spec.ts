@@ -1,0 +1,32 @@
+import { test, expect } from '../fixtures';
+import { openDemo, sendMessage } from './helpers';
+
+test('gateway restart: the client reconnects and receives the messages stored while it was away', async ({ browser, localnet }) => {
+  // A keeps its identity in localStorage (persist=1), so a new page is the same address
+  const home = await browser.newContext();
+  const a = await openDemo(browser, localnet, 'persist=1', home);
+  const live = await openDemo(browser, localnet); // stays open through the restart
+  const b = await openDemo(browser, localnet, 'gateway=exit');
+
+  // A goes offline; B's message is acknowledged once the gateway has stored it
+  await a.page.close();
+  await sendMessage(b.page, a.address, 'stored while you were away');
+
+  // the entry gateway restarts; its inbox is on disk
+  await localnet.stopGateway(0);
+  await expect(live.page.locator('#state')).toHaveText('disconnected');
+  await localnet.startGateway(0);
+  await expect(live.page.locator('#state')).toHaveText('connected');
+
+  // the connected page still works after reconnecting
+  await sendMessage(b.page, live.address, 'after the restart');
+  await expect(live.page.locator('#inbox .message .text')).toHaveText(['after the restart']);
+
+  // A comes back with the same identity and gets what was stored
+  const again = await openDemo(browser, localnet, 'persist=1', home);
+  expect(again.address).toBe(a.address);
+  await expect(again.page.locator('#inbox .message .text')).toHaveText(['stored while you were away']);
+  await home.close();
+  await live.page.context().close();
+  await b.page.context().close();
+});

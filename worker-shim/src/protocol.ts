@@ -1,0 +1,130 @@
+// The message protocol between the main thread (index.ts) and the worker (worker.ts).
+// A versioned discriminated union, typed on both ends: every request carries an id and
+// gets exactly one `result` with that id; events flow from the worker unasked.
+
+/** Bumped on any incompatible change; both ends check it. */
+export const PROTOCOL_VERSION = 1;
+
+/** Route mode: through three mix layers with delays and cover, or straight to the egress gateway. */
+export type Mode = 'mixnet' | 'fast';
+
+/** What the worker passes to the wasm client (JSON; unknown fields are refused there). */
+export interface ClientConfig {
+  /** Directory URL, e.g. `http://127.0.0.1:8000`. */
+  directory: string;
+  /** The directory's base58 ed25519 key; the topology must be signed by it. */
+  directoryKey: string;
+  /** Gateway identity (base58); the first gateway offering WebSocket if unset. */
+  gateway?: string;
+  /** `mixnet` (default) or `fast`. */
+  mode?: Mode;
+  /** Mean delay of the real-traffic Poisson stream, ms (default 20). */
+  sendDelayMs?: number;
+  /** Mean delay of the loop-cover stream, ms (default 200); 0 disables loop cover. */
+  loopCoverMs?: number;
+  /** Mean per-hop delay of our packets, ms (default 15). */
+  hopDelayMs?: number;
+  /** Mean per-hop delay of our SURB-acks, ms (default 15). */
+  ackDelayMs?: number;
+  /** `false`: packets leave as soon as built and no cover is sent (less private). Default true. */
+  coverTraffic?: boolean;
+  /** How often the topology is re-fetched, ms (default 30 000). */
+  topologyRefreshMs?: number;
+  /** 64 random bytes, base58 (see `generateIdentity`): keeps the address and the gateway inbox across sessions. */
+  identity?: string;
+}
+
+export type ConnectionState = 'connecting' | 'connected' | 'disconnected';
+
+/** A hop of a recently sent packet: a mix layer (1-3) or the destination gateway. */
+export interface RouteHop {
+  id: string;
+  layer: 1 | 2 | 3 | 'gateway';
+}
+
+export interface RouteRecord {
+  /** Milliseconds since the client started. */
+  atMs: number;
+  kind: 'real' | 'cover';
+  hops: RouteHop[];
+}
+
+export interface Stats {
+  state: ConnectionState;
+  mode: Mode;
+  /** Mean of the real-traffic stream in force, ms (null: sends at once, no cover). */
+  sendDelayMs: number | null;
+  /** Mean of the loop-cover stream in force, ms (null: off). */
+  loopCoverMs: number | null;
+  realSent: number;
+  coverSent: number;
+  deliveries: number;
+  connections: number;
+  retransmissions: number;
+  acksReceived: number;
+  coverReceived: number;
+  messagesReceived: number;
+  messagesDelivered: number;
+  messagesFailed: number;
+  dropped: number;
+  uptimeMs: number;
+  routes: RouteRecord[];
+}
+
+/** Events the worker emits. */
+export type WorkerEvent =
+  | { type: 'state'; state: ConnectionState; reason: string | null }
+  | { type: 'message'; data: Uint8Array; senderTag: string | null; replyFrom: string | null }
+  | { type: 'delivered'; id: number }
+  | { type: 'failed'; id: number; reason: string }
+  | { type: 'throttled'; message: string }
+  | { type: 'dropped'; reason: string }
+  | { type: 'fatal'; message: string };
+
+/** Requests, main thread → worker. */
+export type Request =
+  | { v: typeof PROTOCOL_VERSION; id: number; type: 'init'; config: ClientConfig; wasmUrl: string | null }
+  | { v: typeof PROTOCOL_VERSION; id: number; type: 'send'; recipient: string; data: ArrayBuffer; replySurbs: number }
+  | { v: typeof PROTOCOL_VERSION; id: number; type: 'reply'; senderTag: string; data: ArrayBuffer }
+  | { v: typeof PROTOCOL_VERSION; id: number; type: 'stats' }
+  | { v: typeof PROTOCOL_VERSION; id: number; type: 'disconnect' }
+  | { v: typeof PROTOCOL_VERSION; id: number; type: 'benchBuild'; packets: number };
+
+/** What each request resolves to. */
+export interface ResultOf {
+  init: { selfAddress: string };
+  send: number;
+  reply: number;
+  stats: Stats;
+  disconnect: null;
+  benchBuild: number;
+}
+
+export type RequestType = Request['type'];
+
+/** Error codes a request can fail with. */
+export type ErrorCode =
+  | 'invalid-argument' // bad options, address, sender tag, data
+  | 'directory' // the topology could not be fetched or verified, or offers no usable gateway
+  | 'not-ready' // no client yet (init not done) or already disconnected
+  | 'send-failed' // the messenger refused (too large, no route, no SURBs for a reply)
+  | 'load-failed' // the wasm module could not be fetched or instantiated
+  | 'crashed' // the wasm client hit an internal error and stopped
+  | 'protocol' // a message this worker does not understand
+  | 'internal'; // anything else (a bug: please report it)
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+}
+
+/** Messages, worker → main thread. */
+export type Response =
+  | { [K in RequestType]: { v: typeof PROTOCOL_VERSION; type: 'result'; id: number; request: K; ok: true; value: ResultOf[K] } }[RequestType]
+  | { v: typeof PROTOCOL_VERSION; type: 'result'; id: number; ok: false; error: WireError }
+  | { v: typeof PROTOCOL_VERSION; type: 'event'; event: WorkerEvent };
+
+/** Narrows an unknown message to a protocol message of this version. */
+export function isProtocolMessage(m: unknown): m is { v: number; type: string } {
+  return typeof m === 'object' && m !== null && (m as { v?: unknown }).v === PROTOCOL_VERSION && typeof (m as { type?: unknown }).type === 'string';
+}
