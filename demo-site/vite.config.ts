@@ -11,6 +11,9 @@ export default defineConfig({
     emptyOutDir: true,
     assetsInlineLimit: 0,
     sourcemap: true,
+    rollupOptions: {
+      input: { main: 'index.html', bench: 'bench.html' },
+    },
   },
   worker: { format: 'es' },
 });

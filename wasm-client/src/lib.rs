@@ -1,6 +1,7 @@
 //! The browser driver of the mixnet client. All protocol logic is in
 //! `mixnet_core::client::Client`; this crate only moves bytes between it and a
-//! WebSocket, arms one timer from `performance.now()`, fetches and verifies the
+//! WebSocket, arms one timer (gloo-timers) for the core's next deadline, reads time from
+//! `performance.now()`, fetches and verifies the
 //! topology, and turns the core's events into JavaScript objects.
 //!
 //! Single-threaded, for a WebWorker. No panic is expected on any input (the core is
@@ -22,6 +23,7 @@ use mixnet_core::time::Instant;
 use mixnet_core::topology::{Routes, SignedTopology, Topology, directory_key};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+use gloo_timers::callback::{Interval, Timeout};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
@@ -30,14 +32,6 @@ pub use options::ClientOptions;
 
 #[wasm_bindgen]
 extern "C" {
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(f: &Function, ms: f64) -> f64;
-    #[wasm_bindgen(js_name = clearTimeout)]
-    fn clear_timeout(id: f64);
-    #[wasm_bindgen(js_name = setInterval)]
-    fn set_interval(f: &Function, ms: f64) -> f64;
-    #[wasm_bindgen(js_name = clearInterval)]
-    fn clear_interval(id: f64);
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
     #[wasm_bindgen(js_name = fetch)]
@@ -130,8 +124,10 @@ struct Inner {
     gateway: [u8; 32],
     gateway_url: String,
     socket: Option<Socket>,
-    timer: Option<(f64, Closure<dyn FnMut()>)>,
-    refresh: Option<(f64, Closure<dyn FnMut()>)>,
+    /// The one protocol timer (dropping it cancels it).
+    timer: Option<Timeout>,
+    /// The topology refresh.
+    refresh: Option<Interval>,
     on_event: Function,
     started: f64,
     stopped: bool,
@@ -183,13 +179,11 @@ fn step(shared: &Shared) {
         while let Some(e) = inner.client.poll_event() {
             events.push(e);
         }
-        if let Some((id, _)) = inner.timer.take() {
-            clear_timeout(id);
-        }
-        if let Some(at) = inner.client.poll_timeout() {
-            let delay_ms = at.saturating_duration_since(now).as_secs_f64() * 1000.0;
+        inner.timer = inner.client.poll_timeout().map(|at| {
+            // setTimeout has millisecond resolution; round up so the deadline has passed
+            let delay_ms = (at.saturating_duration_since(now).as_micros().div_ceil(1000)).min(u128::from(u32::MAX)) as u32;
             let weak = Rc::downgrade(shared);
-            let cb = Closure::<dyn FnMut()>::new(move || {
+            Timeout::new(delay_ms, move || {
                 if let Some(shared) = weak.upgrade() {
                     {
                         let mut inner = shared.borrow_mut();
@@ -198,10 +192,8 @@ fn step(shared: &Shared) {
                     }
                     step(&shared);
                 }
-            });
-            let id = set_timeout(cb.as_ref().unchecked_ref(), delay_ms);
-            inner.timer = Some((id, cb));
-        }
+            })
+        });
         (events, inner.on_event.clone())
     };
     for e in events {
@@ -477,12 +469,8 @@ impl MixnetClient {
         let mut inner = self.shared.borrow_mut();
         inner.stopped = true;
         inner.socket = None;
-        if let Some((id, _)) = inner.timer.take() {
-            clear_timeout(id);
-        }
-        if let Some((id, _)) = inner.refresh.take() {
-            clear_interval(id);
-        }
+        inner.timer = None;
+        inner.refresh = None;
     }
 }
 
@@ -491,7 +479,7 @@ fn start_refresh(shared: &Shared, every_ms: f64) {
         return;
     }
     let weak = Rc::downgrade(shared);
-    let cb = Closure::<dyn FnMut()>::new(move || {
+    let interval = Interval::new(every_ms.min(f64::from(u32::MAX)) as u32, move || {
         let Some(shared) = weak.upgrade() else { return };
         let (dir, key, gateway) = {
             let i = shared.borrow();
@@ -516,8 +504,7 @@ fn start_refresh(shared: &Shared, every_ms: f64) {
             step(&shared);
         });
     });
-    let id = set_interval(cb.as_ref().unchecked_ref(), every_ms);
-    shared.borrow_mut().refresh = Some((id, cb));
+    shared.borrow_mut().refresh = Some(interval);
 }
 
 /// Builds `n` 4-hop Sphinx packets with 2048 B of data (keys prepared, as the client

@@ -1,0 +1,34 @@
+// A bare page for benchmarks: no UI work besides one line of text, so that what the
+// renderer spends is the client's. `?client=0` loads the page without a client (the
+// baseline for CPU measurements); other query parameters are client options.
+
+import { createMixnetClient, type MixnetClient } from '@mixnet/worker-shim';
+
+declare global {
+  interface Window {
+    bench: { readyMs: number | null; client: MixnetClient | null; error: string | null };
+  }
+}
+
+window.bench = { readyMs: null, client: null, error: null };
+const params = new URLSearchParams(location.search);
+
+async function main(): Promise<void> {
+  if (params.get('client') === '0') return;
+  const info = (await (await fetch('./localnet.json')).json()) as { directory: string; directoryKey: string; entryGateway: string };
+  const started = performance.now();
+  const client = await createMixnetClient({
+    directory: info.directory,
+    directoryKey: info.directoryKey,
+    gateway: info.entryGateway,
+    mode: params.get('mode') === 'fast' ? 'fast' : 'mixnet',
+  });
+  window.bench.readyMs = performance.now() - started;
+  window.bench.client = client;
+  const out = document.getElementById('out');
+  if (out) out.textContent = `ready in ${window.bench.readyMs.toFixed(0)} ms`;
+}
+
+main().catch((e: unknown) => {
+  window.bench.error = e instanceof Error ? e.message : String(e);
+});
