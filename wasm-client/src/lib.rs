@@ -131,6 +131,9 @@ struct Inner {
     on_event: Function,
     started: f64,
     stopped: bool,
+    /// Inputs handled and the time spent on them (core and driver), for `stats`.
+    inputs: u64,
+    busy_ms: f64,
 }
 
 type Shared = Rc<RefCell<Inner>>;
@@ -139,6 +142,21 @@ impl Inner {
     fn now(&self) -> Instant {
         Instant::from_micros(((performance_now() - self.started).max(0.0) * 1000.0) as u64)
     }
+}
+
+/// Feeds one input to the core, then runs [`step`]; counts the time it took.
+fn drive<T>(shared: &Shared, input: impl FnOnce(&mut Inner, Instant) -> T) -> T {
+    let started = performance_now();
+    let out = {
+        let mut inner = shared.borrow_mut();
+        let now = inner.now();
+        input(&mut inner, now)
+    };
+    step(shared);
+    let mut inner = shared.borrow_mut();
+    inner.inputs += 1;
+    inner.busy_ms += performance_now() - started;
+    out
 }
 
 /// Runs after every input: opens a connection when wanted, sends what is queued,
@@ -185,12 +203,7 @@ fn step(shared: &Shared) {
             let weak = Rc::downgrade(shared);
             Timeout::new(delay_ms, move || {
                 if let Some(shared) = weak.upgrade() {
-                    {
-                        let mut inner = shared.borrow_mut();
-                        let now = inner.now();
-                        inner.client.handle_timeout(now);
-                    }
-                    step(&shared);
+                    drive(&shared, |inner, now| inner.client.handle_timeout(now));
                 }
             })
         });
@@ -207,43 +220,30 @@ fn open_socket(shared: &Shared, url: &str) -> Result<Socket, String> {
     let weak = Rc::downgrade(shared);
     let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
         if let Some(s) = weak.upgrade() {
-            {
-                let mut inner = s.borrow_mut();
-                let now = inner.now();
-                inner.client.handle_connected(now);
-            }
-            step(&s);
+            drive(&s, |inner, now| inner.client.handle_connected(now));
         }
     });
     let weak = Rc::downgrade(shared);
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
         if let Some(s) = weak.upgrade() {
             let bytes = Uint8Array::new(&e.data()).to_vec();
-            {
-                let mut inner = s.borrow_mut();
-                let now = inner.now();
-                inner.client.handle_message(now, &bytes);
-            }
-            step(&s);
+            drive(&s, |inner, now| inner.client.handle_message(now, &bytes));
         }
     });
     let weak = Rc::downgrade(shared);
     let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
         if let Some(s) = weak.upgrade() {
-            {
-                let mut inner = s.borrow_mut();
-                let now = inner.now();
-                let reason = if e.reason().is_empty() {
-                    format!("connection closed ({})", e.code())
-                } else {
-                    format!("connection closed ({}): {}", e.code(), e.reason())
-                };
+            let reason = if e.reason().is_empty() {
+                format!("connection closed ({})", e.code())
+            } else {
+                format!("connection closed ({}): {}", e.code(), e.reason())
+            };
+            drive(&s, |inner, now| {
                 if inner.client.state() != ConnectionState::Disconnected {
                     inner.client.handle_disconnected(now, &reason);
                 }
                 inner.socket = None;
-            }
-            step(&s);
+            });
         }
     });
     ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
@@ -372,6 +372,8 @@ impl MixnetClient {
             on_event,
             started,
             stopped: false,
+            inputs: 0,
+            busy_ms: 0.0,
         }));
         start_refresh(&shared, o.topology_refresh_ms);
         step(&shared);
@@ -387,31 +389,21 @@ impl MixnetClient {
     /// Queues `data` for `recipient`, attaching `reply_surbs` SURBs; returns the message id.
     pub fn send(&self, recipient: &str, data: &[u8], reply_surbs: u16) -> Result<f64, JsValue> {
         let to: Recipient = recipient.parse().map_err(|e| invalid(format!("recipient: {e}")))?;
-        let id = {
-            let mut inner = self.shared.borrow_mut();
-            if inner.stopped {
-                return Err(error("not-ready", "the client is disconnected"));
-            }
-            let now = inner.now();
-            inner.client.send(now, to, data, reply_surbs).map_err(|e| error("send-failed", e))?
-        };
-        step(&self.shared);
-        Ok(id as f64)
+        if self.shared.borrow().stopped {
+            return Err(error("not-ready", "the client is disconnected"));
+        }
+        let id = drive(&self.shared, |inner, now| inner.client.send(now, to, data, reply_surbs));
+        Ok(id.map_err(|e| error("send-failed", e))? as f64)
     }
 
     /// Answers the anonymous sender `sender_tag` through its SURBs; returns the message id.
     pub fn reply(&self, sender_tag: &str, data: &[u8]) -> Result<f64, JsValue> {
         let tag = decode_tag(sender_tag)?;
-        let id = {
-            let mut inner = self.shared.borrow_mut();
-            if inner.stopped {
-                return Err(error("not-ready", "the client is disconnected"));
-            }
-            let now = inner.now();
-            inner.client.reply(now, tag, data).map_err(|e| error("send-failed", e))?
-        };
-        step(&self.shared);
-        Ok(id as f64)
+        if self.shared.borrow().stopped {
+            return Err(error("not-ready", "the client is disconnected"));
+        }
+        let id = drive(&self.shared, |inner, now| inner.client.reply(now, tag, data));
+        Ok(id.map_err(|e| error("send-failed", e))? as f64)
     }
 
     /// Counters, the traffic shaping in force and the routes of recent packets
@@ -442,6 +434,8 @@ impl MixnetClient {
             set(&o, k, v as f64);
         }
         set(&o, "uptimeMs", performance_now() - inner.started);
+        set(&o, "inputs", inner.inputs as f64);
+        set(&o, "busyMs", inner.busy_ms);
         let routes = Array::new();
         for r in inner.client.recent_routes() {
             let ro = Object::new();

@@ -68,6 +68,9 @@ export interface Stats {
   messagesFailed: number;
   dropped: number;
   uptimeMs: number;
+  /** Inputs the client handled (timers, gateway messages, calls) and the time they took in the worker, ms. */
+  inputs: number;
+  busyMs: number;
   routes: RouteRecord[];
 }
 
