@@ -1,1 +1,20 @@
-//! Skeleton: see README.md for what is built.
+//! fetch over the mixnet. TLS runs here, at the client (rustls with ring, the Mozilla
+//! roots plus any the user adds, no session resumption), so the exit that makes the
+//! TCP connection sees ciphertext only, and the server never learns who asked.
+//!
+//! - [`url`]: the URLs a fetch needs, and redirect resolution;
+//! - [`http`]: HTTP/1.1 requests out, responses in (any framing);
+//! - [`tls`]: every rustls call;
+//! - [`fetch`]: the sans-IO [`Fetcher`](fetch::Fetcher): requests in, byte-stream
+//!   actions out (the driver carries them over the mixnet's exit streams), responses
+//!   back; redirects, keep-alive pool, concurrency, timeouts, cancellation.
+
+#![forbid(unsafe_code)]
+
+pub mod browser;
+pub mod fetch;
+pub mod http;
+pub mod tls;
+pub mod url;
+
+pub use fetch::{Action, ConnId, FetchConfig, FetchError, FetchEvent, FetchId, FetchRequest, Fetcher, Redirect, ResponseInfo};

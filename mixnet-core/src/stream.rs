@@ -303,6 +303,16 @@ impl Streams {
         Ok(())
     }
 
+    /// Aborts a stream: the exit drops its connection at once (no more data comes
+    /// back), and we forget the stream.
+    pub fn reset<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, id: StreamId, reason: &str) -> Result<(), StreamError> {
+        let s = self.streams.remove(&id).ok_or(StreamError::Unknown(id))?;
+        let msg = StreamMessage::Close { id, seq: s.sent, error: Some(reason.to_owned()) };
+        // the exit need not answer: no SURBs
+        m.send(now, s.exit, &msg.encode(), 0)?;
+        Ok(())
+    }
+
     /// Forgets a stream locally (after an error, or when the app no longer cares).
     pub fn abort(&mut self, id: StreamId) {
         self.streams.remove(&id);

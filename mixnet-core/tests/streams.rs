@@ -23,6 +23,8 @@ struct Harness {
     exit_streams: ExitStreams,
     seen: (usize, usize),
     events: Vec<StreamEvent>,
+    /// Streams the exit aborted.
+    aborted: usize,
 }
 
 impl Harness {
@@ -30,7 +32,7 @@ impl Harness {
         let mut net = SimMixnet::new(seed, lossy(loss), 2, 2);
         let client = net.add_client(0, config(mode));
         let exit = net.add_client(1, config(mode));
-        Self { net, client, exit, streams: Streams::default(), exit_streams: ExitStreams::default(), seen: (0, 0), events: vec![] }
+        Self { net, client, exit, streams: Streams::default(), exit_streams: ExitStreams::default(), seen: (0, 0), events: vec![], aborted: 0 }
     }
 
     /// Moves events between the clients and the stream state machines; the exit echoes.
@@ -72,7 +74,8 @@ impl Harness {
                 }
                 ExitAction::Write { key, data } => self.exit_streams.read(m, now, key, &data),
                 ExitAction::ShutdownWrite { key } => self.exit_streams.eof(m, now, key, None),
-                ExitAction::Abort { .. } | ExitAction::ReadReady { .. } => {}
+                ExitAction::Abort { .. } => self.aborted += 1,
+                ExitAction::ReadReady { .. } => {}
             }
         }
         client.flush(now);
@@ -145,4 +148,26 @@ fn refused_connections_are_reported() {
     c.flush(now);
     assert!(h.run_until(|ev| !ev.is_empty()));
     assert_eq!(h.events, vec![StreamEvent::OpenFailed(7, "connection refused".into())]);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_reset_stream_is_aborted_at_the_exit() {
+    let mut h = Harness::new(63, 0.0, RouteMode::Fast);
+    let now = h.net.net.now();
+    let exit = h.exit;
+    let c = &mut h.net.client_mut(&h.client).client;
+    h.streams.open(c.messenger_mut(), now, exit, "echo", 7, 9).unwrap();
+    c.flush(now);
+    assert!(h.run_until(|ev| ev.contains(&StreamEvent::Opened(9))));
+    let now = h.net.net.now();
+    let c = &mut h.net.client_mut(&h.client).client;
+    h.streams.reset(c.messenger_mut(), now, 9, "aborted by the application").unwrap();
+    c.flush(now);
+    assert_eq!(h.streams.open_streams(), 0, "forgotten at once");
+    let limit = h.net.net.now() + Duration::from_secs(10);
+    while h.aborted == 0 && h.net.net.now() < limit && h.net.net.step() {
+        h.pump();
+    }
+    assert_eq!(h.aborted, 1, "the exit dropped the connection");
+    assert!(h.exit_streams.is_empty());
 }

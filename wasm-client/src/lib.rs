@@ -30,6 +30,9 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 pub use options::ClientOptions;
 
+/// The core client as this driver runs it.
+pub type CoreClient = Client<ChaCha20Rng>;
+
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
@@ -134,6 +137,23 @@ struct Inner {
     /// Inputs handled and the time spent on them (core and driver), for `stats`.
     inputs: u64,
     busy_ms: f64,
+    /// A protocol riding on the client's messages (MixFetch), if any.
+    layer: Option<Box<dyn Layer>>,
+}
+
+/// A protocol that rides on the client's messages, such as MixFetch's streams through
+/// an exit. The driver hands it every client event first, runs it after every input,
+/// and arms the timer for it too; it talks to the network only through the client.
+pub trait Layer {
+    /// An event from the client: return `true` to consume it (e.g. stream traffic).
+    fn handle_event(&mut self, client: &mut CoreClient, now: Instant, event: &ClientEvent) -> bool;
+    /// After every input: move things along (call `client.flush(now)` after using its
+    /// messenger) and push events for JavaScript; `true` if anything happened.
+    fn poll(&mut self, client: &mut CoreClient, now: Instant, events: &mut Vec<JsValue>) -> bool;
+    /// The layer's timer fired (or any timer: check deadlines against `now`).
+    fn handle_timeout(&mut self, client: &mut CoreClient, now: Instant);
+    /// When the layer next needs [`Layer::handle_timeout`].
+    fn poll_timeout(&self) -> Option<Instant>;
 }
 
 type Shared = Rc<RefCell<Inner>>;
@@ -182,6 +202,25 @@ fn step(shared: &Shared) {
                 Err(e) => inner.client.handle_disconnected(now, &e),
             }
         }
+        // the application's events; a layer (MixFetch's streams) sees them first and
+        // may answer by sending more, so go round until it is quiet
+        let mut events: Vec<JsValue> = Vec::new();
+        loop {
+            let mut progressed = false;
+            while let Some(e) = inner.client.poll_event() {
+                progressed = true;
+                if inner.layer.as_mut().is_some_and(|l| l.handle_event(&mut inner.client, now, &e)) {
+                    continue;
+                }
+                events.push(event_to_js(e));
+            }
+            if let Some(layer) = inner.layer.as_mut() {
+                progressed |= layer.poll(&mut inner.client, now, &mut events);
+            }
+            if !progressed {
+                break;
+            }
+        }
         while let Some(m) = inner.client.poll_transmit() {
             let sent = match &inner.socket {
                 Some(s) if s.ws.ready_state() == WebSocket::OPEN => s.ws.send_with_u8_array(&m).map_err(|e| format!("{e:?}")),
@@ -193,24 +232,30 @@ fn step(shared: &Shared) {
                 break;
             }
         }
-        let mut events = Vec::new();
+        // the disconnection above, if any
         while let Some(e) = inner.client.poll_event() {
-            events.push(e);
+            events.push(event_to_js(e));
         }
-        inner.timer = inner.client.poll_timeout().map(|at| {
+        let deadline = [inner.client.poll_timeout(), inner.layer.as_ref().and_then(|l| l.poll_timeout())].into_iter().flatten().min();
+        inner.timer = deadline.map(|at| {
             // setTimeout has millisecond resolution; round up so the deadline has passed
             let delay_ms = (at.saturating_duration_since(now).as_micros().div_ceil(1000)).min(u128::from(u32::MAX)) as u32;
             let weak = Rc::downgrade(shared);
             Timeout::new(delay_ms, move || {
                 if let Some(shared) = weak.upgrade() {
-                    drive(&shared, |inner, now| inner.client.handle_timeout(now));
+                    drive(&shared, |inner, now| {
+                        inner.client.handle_timeout(now);
+                        if let Some(layer) = inner.layer.as_mut() {
+                            layer.handle_timeout(&mut inner.client, now);
+                        }
+                    });
                 }
             })
         });
         (events, inner.on_event.clone())
     };
     for e in events {
-        let _ = on_event.call1(&JsValue::NULL, &event_to_js(e));
+        let _ = on_event.call1(&JsValue::NULL, &e);
     }
 }
 
@@ -320,6 +365,7 @@ fn install_panic_hook(on_event: &Function) {
 
 /// A mixnet client running in this worker.
 #[wasm_bindgen]
+#[derive(Clone)]
 pub struct MixnetClient {
     shared: Shared,
     address: Recipient,
@@ -331,53 +377,7 @@ impl MixnetClient {
     /// JSON of [`ClientOptions`]; `on_event` receives event objects
     /// (`{type: 'state' | 'message' | 'delivered' | 'failed' | 'throttled' | 'dropped' | 'fatal', …}`).
     pub async fn create(options: String, on_event: Function) -> Result<Self, JsValue> {
-        install_panic_hook(&on_event);
-        let started = performance_now();
-        let o = ClientOptions::parse(&options).map_err(invalid)?;
-        let key = directory_key(&o.directory_key).map_err(|e| invalid(format!("directoryKey: {e}")))?;
-        let topology = fetch_topology(&o.directory, &key).await.map_err(directory_error)?;
-        let (gateway, gateway_key, gateway_url) = pick_gateway(&topology, o.gateway.as_deref()).map_err(directory_error)?;
-        let mut rng = seeded_rng();
-        let (signing, encryption) = match &o.identity {
-            Some(s) => {
-                let bytes = bs58::decode(s).into_vec().map_err(|_| invalid("identity is not base58"))?;
-                if bytes.len() != 64 {
-                    return Err(invalid("identity must be 64 bytes (from generateIdentity())"));
-                }
-                let mut a = [0u8; 32];
-                let mut b = [0u8; 32];
-                a.copy_from_slice(&bytes[..32]);
-                b.copy_from_slice(&bytes[32..]);
-                (NodeSecret::from_bytes(a), NodeSecret::from_bytes(b))
-            }
-            None => (NodeSecret::random(&mut rng), NodeSecret::random(&mut rng)),
-        };
-        let mut client = Client::new(o.messenger(), o.loopix(), signing, encryption, gateway, gateway_key, rng, seeded_rng());
-        client.set_routes(Routes::new(topology.clone()).map_err(directory_error)?);
-        let address = client.self_address();
-        let shared = Rc::new(RefCell::new(Inner {
-            client,
-            topology,
-            mode: match o.mode {
-                RouteMode::Mixnet => "mixnet",
-                RouteMode::Fast => "fast",
-            },
-            directory: o.directory.clone(),
-            directory_key: key,
-            gateway,
-            gateway_url,
-            socket: None,
-            timer: None,
-            refresh: None,
-            on_event,
-            started,
-            stopped: false,
-            inputs: 0,
-            busy_ms: 0.0,
-        }));
-        start_refresh(&shared, o.topology_refresh_ms);
-        step(&shared);
-        Ok(Self { shared, address })
+        Self::start(&options, on_event, None).await
     }
 
     /// Our address, `identity.encryption@gateway`.
@@ -465,6 +465,74 @@ impl MixnetClient {
         inner.socket = None;
         inner.timer = None;
         inner.refresh = None;
+    }
+}
+
+/// The Rust side of the client, for crates that build on it (MixFetch).
+impl MixnetClient {
+    /// Like `create`, with a [`Layer`] riding on the client's messages.
+    pub async fn start(options: &str, on_event: Function, layer: Option<Box<dyn Layer>>) -> Result<Self, JsValue> {
+        install_panic_hook(&on_event);
+        let started = performance_now();
+        let o = ClientOptions::parse(options).map_err(invalid)?;
+        let key = directory_key(&o.directory_key).map_err(|e| invalid(format!("directoryKey: {e}")))?;
+        let topology = fetch_topology(&o.directory, &key).await.map_err(directory_error)?;
+        let (gateway, gateway_key, gateway_url) = pick_gateway(&topology, o.gateway.as_deref()).map_err(directory_error)?;
+        let mut rng = seeded_rng();
+        let (signing, encryption) = match &o.identity {
+            Some(s) => {
+                let bytes = bs58::decode(s).into_vec().map_err(|_| invalid("identity is not base58"))?;
+                if bytes.len() != 64 {
+                    return Err(invalid("identity must be 64 bytes (from generateIdentity())"));
+                }
+                let mut a = [0u8; 32];
+                let mut b = [0u8; 32];
+                a.copy_from_slice(&bytes[..32]);
+                b.copy_from_slice(&bytes[32..]);
+                (NodeSecret::from_bytes(a), NodeSecret::from_bytes(b))
+            }
+            None => (NodeSecret::random(&mut rng), NodeSecret::random(&mut rng)),
+        };
+        let mut client = Client::new(o.messenger(), o.loopix(), signing, encryption, gateway, gateway_key, rng, seeded_rng());
+        client.set_routes(Routes::new(topology.clone()).map_err(directory_error)?);
+        let address = client.self_address();
+        let shared = Rc::new(RefCell::new(Inner {
+            client,
+            topology,
+            mode: match o.mode {
+                RouteMode::Mixnet => "mixnet",
+                RouteMode::Fast => "fast",
+            },
+            directory: o.directory.clone(),
+            directory_key: key,
+            gateway,
+            gateway_url,
+            socket: None,
+            timer: None,
+            refresh: None,
+            on_event,
+            started,
+            stopped: false,
+            inputs: 0,
+            busy_ms: 0.0,
+            layer,
+        }));
+        start_refresh(&shared, o.topology_refresh_ms);
+        step(&shared);
+        Ok(Self { shared, address })
+    }
+
+    /// The exits the topology offers (addresses of their services).
+    pub fn exits(&self) -> Vec<Recipient> {
+        self.shared.borrow().topology.exits().map(|(_, r)| r).collect()
+    }
+
+    /// Runs `f` on the core client as one input (the driver then moves everything along).
+    pub fn drive<T>(&self, f: impl FnOnce(&mut CoreClient, Instant) -> T) -> Result<T, JsValue> {
+        if self.shared.borrow().stopped {
+            return Err(error("not-ready", "the client is disconnected"));
+        }
+        Ok(drive(&self.shared, |inner, now| f(&mut inner.client, now)))
     }
 }
 
