@@ -12,7 +12,7 @@ export default defineConfig({
     assetsInlineLimit: 0,
     sourcemap: true,
     rollupOptions: {
-      input: { main: 'index.html', bench: 'bench.html' },
+      input: { main: 'index.html', fetch: 'fetch.html', bench: 'bench.html' },
     },
   },
   worker: { format: 'es' },

@@ -4,6 +4,7 @@
 //! code. [`client`] is a native client for tests and services.
 
 pub mod client;
+pub mod origin;
 pub mod publish;
 pub mod web;
 
@@ -88,6 +89,21 @@ pub struct LocalnetInfo {
     /// The demo site's URL, when it is served.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo: Option<String>,
+    /// A web origin to fetch through the exit (MixFetch's demo), when it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo_origin: Option<DemoOrigin>,
+}
+
+/// The demo's web origin: what to fetch, and the CA to trust for it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoOrigin {
+    /// `https://localhost:port/`.
+    pub https: String,
+    /// `http://127.0.0.1:port/`.
+    pub http: String,
+    /// The CA that signed its certificate (PEM): MixFetch's `extraRoots`.
+    pub ca: String,
 }
 
 /// A node's address and metrics URL.
@@ -229,6 +245,7 @@ impl Localnet {
                 .collect(),
             publish_service: None,
             demo: None,
+            demo_origin: None,
         }
     }
 

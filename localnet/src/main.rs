@@ -82,6 +82,14 @@ async fn main() {
     service_config.topology_refresh = std::time::Duration::from_secs(5);
     let publish = PublishService::start(service_config).await.unwrap_or_else(|e| fail("publishing service", e));
     info.publish_service = Some(publish.address.to_string());
+    let pki = localnet::origin::pki();
+    let https = localnet::origin::server(Some(pki.server.clone())).await.unwrap_or_else(|e| fail("demo origin", e));
+    let http = localnet::origin::server(None).await.unwrap_or_else(|e| fail("demo origin", e));
+    info.demo_origin = Some(localnet::DemoOrigin {
+        https: format!("https://localhost:{}/", https.port),
+        http: format!("http://127.0.0.1:{}/", http.port),
+        ca: pki.ca_pem.clone(),
+    });
     let mixes = net.mixes.len();
     let listener = match tokio::net::TcpListener::bind(&cli.http).await {
         Ok(l) => l,
@@ -109,6 +117,7 @@ async fn main() {
     terminated().await;
     println!("stopping…");
     drop(web);
+    drop((https, http));
     match Arc::try_unwrap(net) {
         Ok(net) => net.into_inner().shutdown().await,
         Err(_) => eprintln!("localnet: still in use at shutdown; exiting"),

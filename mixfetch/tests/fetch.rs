@@ -28,8 +28,8 @@ fn status(o: &Outcome) -> u16 {
 #[tokio::test]
 async fn https_and_http_bodies_of_every_framing() {
     let pki = pki();
-    let https = server(Some(pki.server.clone())).await;
-    let http = server(None).await;
+    let https = server(Some(pki.server.clone())).await.unwrap();
+    let http = server(None).await.unwrap();
     let mut f = fetcher(&pki.ca_pem);
     let reqs = vec![
         get(format!("https://localhost:{}/text", https.port)),
@@ -59,7 +59,7 @@ async fn https_and_http_bodies_of_every_framing() {
 
 #[tokio::test]
 async fn bodies_methods_statuses_and_redirects() {
-    let http = server(None).await;
+    let http = server(None).await.unwrap();
     let base = format!("http://127.0.0.1:{}", http.port);
     let mut f = fetcher("");
     let post = |path: &str, body: &[u8]| FetchRequest {
@@ -100,7 +100,7 @@ async fn bodies_methods_statuses_and_redirects() {
 
 #[tokio::test]
 async fn twenty_concurrent_requests_reuse_keep_alive_connections() {
-    let http = server(None).await;
+    let http = server(None).await.unwrap();
     let mut f = fetcher("");
     let reqs = (0..20).map(|i| get(format!("http://127.0.0.1:{}/bytes/{}", http.port, 1000 + i))).collect();
     let out = f.run(reqs, None).await;
@@ -117,7 +117,7 @@ async fn twenty_concurrent_requests_reuse_keep_alive_connections() {
 #[tokio::test]
 async fn a_bad_certificate_is_refused_with_a_clear_error() {
     let pki = pki();
-    let https = server(Some(pki.server.clone())).await;
+    let https = server(Some(pki.server.clone())).await.unwrap();
     let mut f = fetcher(""); // without the test CA
     let out = f.run(vec![get(format!("https://localhost:{}/text", https.port))], None).await;
     let e = out[0].error.as_deref().unwrap();
@@ -130,7 +130,7 @@ async fn a_bad_certificate_is_refused_with_a_clear_error() {
 
 #[tokio::test]
 async fn aborts_timeouts_and_refused_connections() {
-    let http = server(None).await;
+    let http = server(None).await.unwrap();
     let mut f = fetcher("");
     let out = f.run(vec![get(format!("http://127.0.0.1:{}/bytes/3000000", http.port))], Some(100_000)).await;
     assert_eq!(out[0].error.as_deref(), Some("aborted"));

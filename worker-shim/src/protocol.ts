@@ -74,6 +74,30 @@ export interface Stats {
   routes: RouteRecord[];
 }
 
+/** MixFetch's options (beside the client's), for the MixFetch worker. */
+export interface FetchConfig {
+  /** The exit's address; the topology's first exit if unset. */
+  exit?: string;
+  /** Extra trusted root certificates, PEM (e.g. a local CA). */
+  extraRoots?: string;
+  /** Default time limit of a request, ms (60 000). */
+  timeoutMs?: number;
+  /** Requests in flight at once (20); more wait their turn. */
+  maxConcurrency?: number;
+}
+
+/** One request as the worker takes it (the body travels beside it). */
+export interface WireRequest {
+  method: string;
+  url: string;
+  headers: [string, string][];
+  redirect: 'follow' | 'error' | 'manual';
+  timeoutMs?: number;
+}
+
+/** Why a fetch failed (`fetch-error`). */
+export type FetchErrorCode = 'invalid-argument' | 'connect' | 'tls' | 'http' | 'timeout' | 'aborted' | 'redirect';
+
 /** Events the worker emits. */
 export type WorkerEvent =
   | { type: 'state'; state: ConnectionState; reason: string | null }
@@ -82,16 +106,22 @@ export type WorkerEvent =
   | { type: 'failed'; id: number; reason: string }
   | { type: 'throttled'; message: string }
   | { type: 'dropped'; reason: string }
-  | { type: 'fatal'; message: string };
+  | { type: 'fatal'; message: string }
+  | { type: 'fetch-response'; id: number; status: number; statusText: string; headers: [string, string][]; url: string; redirected: boolean }
+  | { type: 'fetch-body'; id: number; data: Uint8Array }
+  | { type: 'fetch-end'; id: number }
+  | { type: 'fetch-error'; id: number; code: FetchErrorCode; message: string };
 
 /** Requests, main thread → worker. */
 export type Request =
-  | { v: typeof PROTOCOL_VERSION; id: number; type: 'init'; config: ClientConfig; wasmUrl: string | null }
+  | { v: typeof PROTOCOL_VERSION; id: number; type: 'init'; config: ClientConfig; fetch: FetchConfig | null; wasmUrl: string | null }
   | { v: typeof PROTOCOL_VERSION; id: number; type: 'send'; recipient: string; data: ArrayBuffer; replySurbs: number }
   | { v: typeof PROTOCOL_VERSION; id: number; type: 'reply'; senderTag: string; data: ArrayBuffer }
   | { v: typeof PROTOCOL_VERSION; id: number; type: 'stats' }
   | { v: typeof PROTOCOL_VERSION; id: number; type: 'disconnect' }
-  | { v: typeof PROTOCOL_VERSION; id: number; type: 'benchBuild'; packets: number };
+  | { v: typeof PROTOCOL_VERSION; id: number; type: 'benchBuild'; packets: number }
+  | { v: typeof PROTOCOL_VERSION; id: number; type: 'fetch'; request: WireRequest; body: ArrayBuffer | null }
+  | { v: typeof PROTOCOL_VERSION; id: number; type: 'abort'; fetchId: number };
 
 /** What each request resolves to. */
 export interface ResultOf {
@@ -101,6 +131,9 @@ export interface ResultOf {
   stats: Stats;
   disconnect: null;
   benchBuild: number;
+  /** The fetch's id: its `fetch-*` events carry it. */
+  fetch: number;
+  abort: null;
 }
 
 export type RequestType = Request['type'];
