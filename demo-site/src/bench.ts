@@ -1,16 +1,20 @@
-// A bare page for benchmarks: no UI work besides one line of text, so that what the
-// renderer spends is the client's. `?client=0` loads the page without a client (the
-// baseline for CPU measurements); other query parameters are client options.
+// A bare page for benchmarks and automated tests: no UI work besides one line of text,
+// so that what the renderer spends is the client's. `?client=0` loads the page without
+// a client (the baseline for CPU measurements, and the page tests drive themselves
+// through `window.mixnet`, the library); other query parameters are client options.
 
+import * as lib from '@mixnet/worker-shim';
 import { createMixnetClient, type MixnetClient } from '@mixnet/worker-shim';
 
 declare global {
   interface Window {
     bench: { readyMs: number | null; client: MixnetClient | null; error: string | null };
+    mixnet: typeof lib;
   }
 }
 
 window.bench = { readyMs: null, client: null, error: null };
+window.mixnet = lib;
 const params = new URLSearchParams(location.search);
 
 async function main(): Promise<void> {

@@ -137,6 +137,10 @@ async fn serve_conn(mut io: Box<dyn Io>) {
             "/temporary" => respond("307 Temporary Redirect", &[("Location", "/echo".into())], b""),
             "/not-found" => respond("404 Not Found", &[], b"nothing here"),
             "/error" => respond("500 Internal Server Error", &[], b"it broke"),
+            "/silent" => {
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                return;
+            }
             "/hang" => {
                 let _ = io.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial").await;
                 tokio::time::sleep(Duration::from_secs(600)).await;

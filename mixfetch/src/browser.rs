@@ -76,7 +76,7 @@ fn error_code(e: &FetchError) -> &'static str {
         FetchError::Connect { .. } => "connect",
         FetchError::Tls { .. } => "tls",
         FetchError::Http(_) | FetchError::Closed(_) => "http",
-        FetchError::Timeout(_) => "timeout",
+        FetchError::Timeout(_) | FetchError::Stalled(_) => "timeout",
         FetchError::Aborted => "aborted",
         FetchError::TooManyRedirects(_) | FetchError::Redirected(_) => "redirect",
     }

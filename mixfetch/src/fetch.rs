@@ -40,7 +40,8 @@ pub struct FetchConfig {
     pub max_concurrent: usize,
     /// Connections per origin.
     pub max_per_origin: usize,
-    /// Default time limit of a request, redirects included.
+    /// Time limit of a request until its response head (redirects included), and
+    /// then for each gap in its body: a long download is fine while bytes flow.
     pub timeout: Duration,
     /// How long a finished keep-alive connection waits for another request.
     pub idle_timeout: Duration,
@@ -134,9 +135,12 @@ pub enum FetchError {
     /// The server's HTTP was malformed.
     #[error("bad HTTP response: {0}")]
     Http(#[from] HttpError),
-    /// Over the time limit.
+    /// No response head within the time limit.
     #[error("timed out after {0} ms")]
     Timeout(u64),
+    /// The body stopped arriving for the time limit.
+    #[error("the response body stalled: no data for {0} ms")]
+    Stalled(u64),
     /// Aborted by the caller.
     #[error("aborted")]
     Aborted,
@@ -390,8 +394,9 @@ impl Fetcher {
     pub fn handle_timeout(&mut self, now: Instant) {
         let expired: Vec<FetchId> = self.requests.iter().filter(|(_, r)| r.deadline <= now).map(|(&id, _)| id).collect();
         for id in expired {
-            let ms = self.requests.get(&id).map_or(0, |r| r.timeout.as_millis() as u64);
-            self.fail(id, FetchError::Timeout(ms));
+            let Some(r) = self.requests.get(&id) else { continue };
+            let ms = r.timeout.as_millis() as u64;
+            self.fail(id, if r.responded { FetchError::Stalled(ms) } else { FetchError::Timeout(ms) });
         }
         let idle: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.idle_until.is_some_and(|t| t <= now)).map(|(&id, _)| id).collect();
         for conn in idle {
@@ -535,8 +540,11 @@ impl Fetcher {
         for p in parsed {
             let Some(id) = self.conns.get(&conn).and_then(|c| c.request) else { return };
             match p {
-                Parsed::Head(head) => self.on_head(conn, id, head),
+                Parsed::Head(head) => self.on_head(now, conn, id, head),
                 Parsed::Data(d) => {
+                    if let Some(r) = self.requests.get_mut(&id).filter(|r| r.responded) {
+                        r.deadline = now + r.timeout;
+                    }
                     let discarding = self.requests.get(&id).is_some_and(|r| r.follow.is_some());
                     if !discarding && !d.is_empty() {
                         self.events.push_back(FetchEvent::Body(id, d));
@@ -547,7 +555,7 @@ impl Fetcher {
         }
     }
 
-    fn on_head(&mut self, conn: ConnId, id: FetchId, head: ResponseHead) {
+    fn on_head(&mut self, now: Instant, conn: ConnId, id: FetchId, head: ResponseHead) {
         let max = self.config.max_redirects;
         let Some(req) = self.requests.get_mut(&id) else { return };
         let location = head.header("location").map(str::to_owned);
@@ -582,6 +590,7 @@ impl Fetcher {
             return;
         }
         req.responded = true;
+        req.deadline = now + req.timeout;
         let info = ResponseInfo {
             status: head.status,
             status_text: head.reason,

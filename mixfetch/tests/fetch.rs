@@ -138,8 +138,12 @@ async fn aborts_timeouts_and_refused_connections() {
 
     let hang = FetchRequest { timeout: Some(Duration::from_millis(300)), ..get(format!("http://127.0.0.1:{}/hang", http.port)) };
     let out = f.run(vec![hang], None).await;
-    assert_eq!(out[0].error.as_deref(), Some("timed out after 300 ms"));
+    assert_eq!(out[0].error.as_deref(), Some("the response body stalled: no data for 300 ms"));
     assert_eq!(out[0].body, b"partial", "the body streams before the end");
+
+    let silent = FetchRequest { timeout: Some(Duration::from_millis(300)), ..get(format!("http://127.0.0.1:{}/silent", http.port)) };
+    let out = f.run(vec![silent], None).await;
+    assert_eq!(out[0].error.as_deref(), Some("timed out after 300 ms"));
 
     let closed_port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -249,7 +249,7 @@ pub struct Streams {
 
 impl Default for Streams {
     fn default() -> Self {
-        Self { streams: HashMap::new(), events: VecDeque::new(), surbs_per_message: 8, surbs_with_open: 16 }
+        Self { streams: HashMap::new(), events: VecDeque::new(), surbs_per_message: 8, surbs_with_open: 32 }
     }
 }
 
@@ -308,8 +308,8 @@ impl Streams {
     pub fn reset<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, id: StreamId, reason: &str) -> Result<(), StreamError> {
         let s = self.streams.remove(&id).ok_or(StreamError::Unknown(id))?;
         let msg = StreamMessage::Close { id, seq: s.sent, error: Some(reason.to_owned()) };
-        // the exit need not answer: no SURBs
-        m.send(now, s.exit, &msg.encode(), 0)?;
+        // one SURB: the exit knows our streams by the tag that comes with SURBs
+        m.send(now, s.exit, &msg.encode(), 1)?;
         Ok(())
     }
 
@@ -550,8 +550,10 @@ impl ExitStreams {
                     self.actions.push_back(ExitAction::ShutdownWrite { key });
                 }
                 Ordered::End(Some(_)) => {
-                    s.write_closed = true;
+                    // the client reset the stream: the connection goes, and so does the stream
+                    self.streams.remove(&key);
                     self.actions.push_back(ExitAction::Abort { key });
+                    return;
                 }
             }
         }

@@ -58,3 +58,23 @@ fn reply_to_an_unknown_tag_is_refused() {
     let err = net.client_mut(&a).client.reply(Instant::ZERO, [1; 16], b"x").unwrap_err();
     assert_eq!(err, mixnet_core::message::SendError::UnknownSenderTag);
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn replies_are_acknowledged_in_batches_not_a_packet_each() {
+    let mut net = SimMixnet::new(34, link(), 2, 2);
+    let a = net.add_client(0, config(RouteMode::Mixnet));
+    let b = net.add_client(1, config(RouteMode::Mixnet));
+    net.client_mut(&a).client.send(Instant::ZERO, b, b"send me a lot", 200).unwrap();
+    assert!(run_until_received(&mut net, &b, 1));
+    let tag = net.client(&b).received().next().unwrap().sender_tag.unwrap();
+    let before = net.client(&a).client.stats().real_sent;
+    let big = payload(8, 150_000); // 95 fragments
+    let id = net.client_mut(&b).client.reply(Instant::ZERO, tag, &big).unwrap();
+    assert!(run_until_received(&mut net, &a, 1));
+    assert!(run_until_delivered(&mut net, &b, id), "every reply fragment acknowledged");
+    assert!(failures(&net, &b).is_empty());
+    // a acknowledged 95 replies with a couple of ack messages, plus its SURB top-ups
+    // (4 SURBs a packet), instead of 95 SURB-ack packets
+    let sent = net.client(&a).client.stats().real_sent - before;
+    assert!(sent < 95 / 4 + 10, "a sent {sent} packets for 95 replies");
+}

@@ -2,7 +2,7 @@
 //! or SURB supply control.
 
 use super::ReceiveError;
-use crate::sphinx::Surb;
+use crate::sphinx::{Surb, SurbId};
 
 /// Identifies an anonymous sender to a recipient, so replies can use its SURBs.
 /// Random per (sender, recipient); reveals nothing about the sender.
@@ -13,6 +13,9 @@ const DATA_WITH_SURBS: u8 = 1;
 const REPLY: u8 = 2;
 const SURB_REQUEST: u8 = 3;
 const SURB_TOP_UP: u8 = 4;
+const ACKS: u8 = 5;
+/// Most ack identifiers in one [`Content::Acks`] (one fragment's worth).
+pub(crate) const MAX_ACKS: usize = 96;
 
 /// A message's meaning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +42,9 @@ pub enum Content {
         /// Reply blocks.
         surbs: Vec<Surb>,
     },
+    /// To a replier: these replies of yours arrived (their ack identifiers), in one
+    /// message instead of one SURB-ack packet each.
+    Acks(Vec<SurbId>),
 }
 
 fn put_surbs(out: &mut Vec<u8>, tag: &SenderTag, surbs: &[Surb]) {
@@ -94,6 +100,12 @@ impl Content {
                 out.push(SURB_TOP_UP);
                 put_surbs(&mut out, tag, surbs);
             }
+            Self::Acks(ids) => {
+                out.push(ACKS);
+                for id in ids.iter().take(MAX_ACKS) {
+                    out.extend_from_slice(id);
+                }
+            }
         }
         out
     }
@@ -125,7 +137,27 @@ impl Content {
             }
             SURB_REQUEST if bytes.len() == 3 => Ok(Self::SurbRequest(u16::from_be_bytes([bytes[1], bytes[2]]))),
             SURB_REQUEST => Err(ReceiveError::MalformedContent("SURB request length")),
+            ACKS if (bytes.len() - 1).is_multiple_of(16) && bytes.len() - 1 <= MAX_ACKS * 16 => Ok(Self::Acks(
+                bytes[1..].chunks_exact(16).map(|c| c.try_into().expect("chunks of 16")).collect(),
+            )),
+            ACKS => Err(ReceiveError::MalformedContent("ack list length")),
             _ => Err(ReceiveError::MalformedContent("unknown kind")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn ack_lists_round_trip_and_bad_lengths_are_refused() {
+        let ids: Vec<SurbId> = (0..MAX_ACKS as u8).map(|i| [i; 16]).collect();
+        let c = Content::Acks(ids);
+        assert_eq!(Content::decode(c.encode()).unwrap(), c);
+        assert_eq!(Content::decode(vec![ACKS]).unwrap(), Content::Acks(vec![]));
+        assert!(Content::decode(vec![ACKS; 18]).is_err());
+        assert!(Content::decode([&[ACKS][..], &[0u8; (MAX_ACKS + 1) * 16]].concat()).is_err());
     }
 }

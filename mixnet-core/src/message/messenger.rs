@@ -73,6 +73,13 @@ pub struct MessengerConfig {
     pub max_outstanding_reply_surbs: usize,
     /// Our reply SURBs are forgotten after this long (their keys rotate anyway).
     pub reply_surb_lifetime: Duration,
+    /// Replies that arrived through our SURBs are acknowledged to their sender in
+    /// batches of up to this many (one message instead of one SURB-ack packet each:
+    /// under Loopix every packet we send costs a slot of the sending rate). 0 sends
+    /// each reply's SURB-ack instead.
+    pub reply_ack_batch: usize,
+    /// A batch of reply acks leaves at the latest this long after its first ack.
+    pub reply_ack_delay: Duration,
 }
 
 impl Default for MessengerConfig {
@@ -88,10 +95,12 @@ impl Default for MessengerConfig {
             reassembly: ReassemblyConfig::default(),
             surb_low_water: 8,
             surb_request_batch: 32,
-            surb_replenish_batch: 16,
+            surb_replenish_batch: 32,
             max_surbs_per_sender: 4096,
             max_outstanding_reply_surbs: 20_000,
             reply_surb_lifetime: Duration::from_secs(24 * 3600),
+            reply_ack_batch: 64,
+            reply_ack_delay: Duration::from_millis(20),
         }
     }
 }
@@ -298,6 +307,8 @@ pub struct Messenger<R> {
     cover_acks: HashMap<SurbId, SurbRecovery>,
     cover_ack_order: VecDeque<SurbId>,
     reply_arrivals: HashMap<SenderTag, u16>,
+    /// Reply acks waiting to go to each replier, and since when.
+    pending_acks: HashMap<Recipient, (Instant, Vec<SurbId>)>,
     /// Hops of the packet `poll_transmit` / `cover_packet` returned last.
     last_route: Vec<NodeAddress>,
     reassembler: Reassembler,
@@ -334,6 +345,7 @@ impl<R: CryptoRng> Messenger<R> {
             cover_acks: HashMap::new(),
             cover_ack_order: VecDeque::new(),
             reply_arrivals: HashMap::new(),
+            pending_acks: HashMap::new(),
             last_route: Vec::new(),
             events: VecDeque::new(),
             stats: MessengerStats::default(),
@@ -443,6 +455,14 @@ impl<R: CryptoRng> Messenger<R> {
     }
 
     fn enqueue(&mut self, target: Target, content: &Content, is_surb_request: bool) -> Result<MessageId, SendError> {
+        // a SURB request goes ahead of the replies waiting for the SURBs it asks for
+        self.enqueue_with(target, content, is_surb_request, is_surb_request)
+    }
+
+    /// Queues a message; `urgent` ones go ahead of everything queued (SURB requests,
+    /// and reply acks: an ack held behind a long queue makes its sender retransmit,
+    /// spending the very SURBs the queue is waiting to deliver).
+    fn enqueue_with(&mut self, target: Target, content: &Content, is_surb_request: bool, urgent: bool) -> Result<MessageId, SendError> {
         let encoded = content.encode();
         let max = self.config.reassembly.max_message_size;
         if encoded.len() > max {
@@ -457,8 +477,7 @@ impl<R: CryptoRng> Messenger<R> {
         self.next_id += 1;
         let count = fragments.len();
         let jobs = (0..count as u32).map(|index| Job::Fragment { message: id, index });
-        if is_surb_request {
-            // ahead of the replies waiting for the SURBs it asks for
+        if urgent {
             for job in jobs.rev() {
                 self.queue.push_front(job);
             }
@@ -566,7 +585,10 @@ impl<R: CryptoRng> Messenger<R> {
                     self.blocked.entry(tag).or_default().push_back(Job::Fragment { message, index });
                     return Ok(None);
                 };
-                data[super::ACK_SURB_LEN..super::ACK_SURB_LEN + FRAGMENT_LEN].copy_from_slice(&encoded[..]);
+                let at = super::ACK_SURB_LEN + FRAGMENT_LEN;
+                data[super::ACK_SURB_LEN..at].copy_from_slice(&encoded[..]);
+                // the recipient may acknowledge in a batch (Content::Acks) instead of by SURB-ack
+                data[at..at + 16].copy_from_slice(ack_recovery.identifier());
                 let (packet, first_hop) = surb.use_surb(&data, PacketSize::Regular.payload_len())?;
                 self.last_route = vec![first_hop];
                 // the SURB's creator chose its delays; assume its route is like ours
@@ -681,6 +703,11 @@ impl<R: CryptoRng> Messenger<R> {
                 self.queue.push_front(Job::Fragment { message, index });
             }
         }
+        let due: Vec<Recipient> =
+            self.pending_acks.iter().filter(|(_, (since, _))| *since + self.config.reply_ack_delay <= now).map(|(r, _)| *r).collect();
+        for replier in due {
+            self.flush_acks(replier);
+        }
         self.reassembler.evict_stale(now);
         self.report_evictions();
         let lifetime = self.config.reply_surb_lifetime;
@@ -708,7 +735,8 @@ impl<R: CryptoRng> Messenger<R> {
         let ack = self.deadlines.first().map(|(t, _)| *t);
         let stale = self.reassembler.next_expiry();
         let reply = self.reply_key_order.front().map(|(t, _)| *t + self.config.reply_surb_lifetime);
-        [ack, stale, reply].into_iter().flatten().min()
+        let acks = self.pending_acks.values().map(|(since, _)| *since + self.config.reply_ack_delay).min();
+        [ack, stale, reply, acks].into_iter().flatten().min()
     }
 
     /// The next event for the application.
@@ -759,9 +787,16 @@ impl<R: CryptoRng> Messenger<R> {
         };
         let (ack, body) = split_data(&data)?;
         self.replenish(now, key.tag);
-        // the reply is sealed to us, so its ack is ours to send
-        if let Ok((packet, first_hop)) = ack_packet(&ack, self.config.ack_packet_size) {
-            self.raw.push_back(Transmit { first_hop, packet });
+        // the reply is sealed to us, so its ack is ours to send: in a batch to the
+        // replier when we know it and it told us the ack's identifier, else by SURB-ack
+        let ack_id: SurbId = body[FRAGMENT_LEN..FRAGMENT_LEN + 16].try_into().expect("16 bytes");
+        match self.tag_recipients.get(&key.tag).copied() {
+            Some(replier) if self.config.reply_ack_batch > 0 && ack_id != [0u8; 16] => self.batch_ack(now, replier, ack_id),
+            _ => {
+                if let Ok((packet, first_hop)) = ack_packet(&ack, self.config.ack_packet_size) {
+                    self.raw.push_back(Transmit { first_hop, packet });
+                }
+            }
         }
         debug_assert!(body.len() == BODY_LEN);
         self.handle_fragment(now, &body[..FRAGMENT_LEN], Some(key.tag))
@@ -829,6 +864,13 @@ impl<R: CryptoRng> Messenger<R> {
                     }
                 }
             }
+            Content::Acks(ids) => {
+                for id in ids {
+                    if let Some(wait) = self.acks.remove(&id) {
+                        self.acknowledge(wait.message, wait.index);
+                    }
+                }
+            }
             Content::SurbRequest(n) => {
                 let Some(recipient) = reply_from else {
                     return Err(ReceiveError::MalformedContent("SURB request outside a reply"));
@@ -863,6 +905,22 @@ impl<R: CryptoRng> Messenger<R> {
         let Some(&recipient) = self.tag_recipients.get(&tag) else { return };
         if let Ok(surbs) = self.reply_surbs(now, tag, batch) {
             let _ = self.enqueue(Target::Recipient(recipient), &Content::SurbTopUp { tag, surbs }, false);
+        }
+    }
+
+    fn batch_ack(&mut self, now: Instant, replier: Recipient, id: SurbId) {
+        let batch = self.config.reply_ack_batch.min(super::content::MAX_ACKS);
+        let (_, ids) = self.pending_acks.entry(replier).or_insert_with(|| (now, Vec::new()));
+        ids.push(id);
+        if ids.len() >= batch {
+            self.flush_acks(replier);
+        }
+    }
+
+    fn flush_acks(&mut self, replier: Recipient) {
+        if let Some((_, ids)) = self.pending_acks.remove(&replier) {
+            // like any message: acked by the replier's gateway, retransmitted if lost
+            let _ = self.enqueue_with(Target::Recipient(replier), &Content::Acks(ids), false, true);
         }
     }
 

@@ -5,12 +5,13 @@
 //! ```text
 //! SURB-ack (396) || body (1652)
 //! forward body: ephemeral X25519 key (32) || ChaCha20-Poly1305(fragment) (1604 + 16)
-//! reply body:   fragment (1604) || zeros (48)   (a v260 SURB reply is sealed to its creator)
+//! reply body:   fragment (1604) || ack id (16) || zeros (32)   (a v260 SURB reply is sealed to its creator)
 //! fragment:     kind (1) || message id (8) || count (4) || index (4) || len (2) || data (1585)
 //! ```
 //! The recipient's gateway sends the SURB-ack of a forward packet as soon as it has
-//! accepted it (delivered or stored); a reply is sealed to its recipient, who sends
-//! its SURB-ack. Every packet, acks included, is [`crate::sphinx::PacketSize::Regular`]
+//! accepted it (delivered or stored); a reply is sealed to its recipient, who
+//! acknowledges it: by sending its ack id back to the replier in a batch
+//! ([`Content::Acks`], many replies per packet), or by sending its SURB-ack. Every packet, acks included, is [`crate::sphinx::PacketSize::Regular`]
 //! unless a deployment opts into small acks.
 
 mod content;

@@ -1,0 +1,203 @@
+import type { Page } from '@playwright/test';
+import { test, expect, type Localnet } from '../fixtures';
+import { startTestServers, type TestServers } from '../servers';
+
+// what demo-site/src/bench.ts puts on the page
+declare global {
+  interface Window {
+    mixnet: typeof import('@mixnet/worker-shim');
+  }
+}
+
+let servers: TestServers;
+test.beforeAll(async () => {
+  servers = await startTestServers();
+});
+test.afterAll(async () => {
+  await servers.close();
+});
+
+async function openMixFetch(page: Page, net: Localnet, mode: 'mixnet' | 'fast'): Promise<void> {
+  await page.goto(`${net.url}bench.html?client=0`);
+  await page.waitForFunction(() => window.mixnet !== undefined);
+  await page.evaluate(
+    async ({ info, mode, ca }) => {
+      await window.mixnet.createMixFetch({
+        directory: info.directory,
+        directoryKey: info.directoryKey,
+        gateway: info.entryGateway,
+        mode,
+        extraRoots: ca,
+      });
+    },
+    { info: net.info, mode, ca: servers.caPem },
+  );
+}
+
+/** fetch through the mixnet in the page; what came back, or the error's name and message. */
+function mixFetch(page: Page, url: string, init: { method?: string; body?: string; headers?: Record<string, string>; redirect?: RequestRedirect } = {}) {
+  return page.evaluate(
+    async ({ url, init }) => {
+      try {
+        const res = await window.mixnet.mixFetch(url, init);
+        // read the stream itself: Response.arrayBuffer() would hide a body error behind "Failed to fetch"
+        const parts: Uint8Array[] = [];
+        if (res.body) {
+          const reader = res.body.getReader();
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) break;
+            parts.push(value);
+          }
+        }
+        const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+        let at = 0;
+        for (const p of parts) {
+          bytes.set(p, at);
+          at += p.length;
+        }
+        const digest = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
+        return {
+          status: res.status,
+          statusText: res.statusText,
+          headers: Object.fromEntries(res.headers) as Record<string, string>,
+          url: res.url,
+          redirected: res.redirected,
+          text: bytes.length < 100_000 ? new TextDecoder().decode(bytes) : '',
+          length: bytes.length,
+          sha256: digest,
+          error: null,
+        };
+      } catch (e) {
+        const err = e as Error;
+        const headers: Record<string, string> = {};
+        return { error: `${err.name}: ${err.message}`, status: 0, statusText: '', headers, url: '', redirected: false, text: '', length: 0, sha256: '' };
+      }
+    },
+    { url, init },
+  );
+}
+
+for (const mode of ['fast', 'mixnet'] as const) {
+  test.describe(`MixFetch, ${mode} mode`, () => {
+    let page: Page;
+    test.beforeAll(async ({ browser, localnet }) => {
+      page = await browser.newPage();
+      await openMixFetch(page, localnet, mode);
+    });
+    test.afterAll(async () => {
+      await page.evaluate(() => window.mixnet.disconnectMixFetch());
+      await page.context().close();
+    });
+
+    test('GET text and JSON over HTTPS (the local CA through extraRoots) and plain HTTP', async () => {
+      const text = await mixFetch(page, `${servers.https}/text`);
+      expect(text.error).toBeNull();
+      expect([text.status, text.text, text.headers['content-type']]).toEqual([200, 'hello from the test server ✓', 'text/plain; charset=utf-8']);
+      const json = await mixFetch(page, `${servers.https}/json`);
+      expect(JSON.parse(json.text)).toEqual({ ok: true, items: [1, 2, 3] });
+      const plain = await mixFetch(page, `${servers.http}/text`);
+      expect(plain.text).toBe('hello from the test server ✓');
+    });
+
+    test('a 5 MB binary is byte-identical to a direct fetch', async () => {
+      test.setTimeout(180_000);
+      const viaMixnet = await mixFetch(page, `${servers.https}/binary`);
+      expect(viaMixnet.error).toBeNull();
+      const direct = await page.evaluate(async (url) => {
+        const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+        return Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
+      }, `${servers.http}/binary`);
+      expect([viaMixnet.length, viaMixnet.sha256]).toEqual([servers.binaryLength, direct]);
+      expect(direct).toBe(servers.binarySha256);
+    });
+
+    test('POST with a body, and request headers', async () => {
+      const r = await mixFetch(page, `${servers.https}/echo`, {
+        method: 'POST',
+        body: 'the posted body',
+        headers: { 'Content-Type': 'text/x-test', 'X-Test': 'yes' },
+      });
+      expect([r.status, r.text, r.headers['x-method'], r.headers['x-echo-header'], r.headers['content-type']]).toEqual([
+        200,
+        'the posted body',
+        'POST',
+        'yes',
+        'text/x-test',
+      ]);
+    });
+
+    test('redirects are followed, and reported', async () => {
+      const r = await mixFetch(page, `${servers.https}/redirect/3`);
+      expect([r.status, r.redirected, r.url, r.text]).toEqual([200, true, `${servers.https}/text`, 'hello from the test server ✓']);
+      const manual = await mixFetch(page, `${servers.https}/redirect/1`, { redirect: 'manual' });
+      expect([manual.status, manual.headers.location]).toEqual([302, '/text']);
+      const refused = await mixFetch(page, `${servers.https}/redirect/1`, { redirect: 'error' });
+      expect(refused.error).toMatch(/^TypeError: MixFetch: redirected to .*\/text while the redirect mode is "error"$/);
+    });
+
+    test('404 and 500 come back as responses', async () => {
+      const nf = await mixFetch(page, `${servers.https}/status/404`);
+      expect([nf.status, nf.statusText, nf.text]).toEqual([404, 'Not Found', 'not found here']);
+      const se = await mixFetch(page, `${servers.http}/status/500`);
+      expect([se.status, se.text]).toEqual([500, 'server error']);
+    });
+
+    test('a chunked response', async () => {
+      const r = await mixFetch(page, `${servers.https}/chunked`);
+      expect([r.status, r.text, r.headers['transfer-encoding']]).toEqual([200, 'alpha beta gamma', 'chunked']);
+    });
+
+    test('20 concurrent requests', async () => {
+      const bodies = await page.evaluate(async (base) => {
+        const all = Array.from({ length: 20 }, (_, i) => window.mixnet.mixFetch(`${base}/n/${i}`).then((r) => r.text()));
+        return Promise.all(all);
+      }, servers.https);
+      expect(bodies).toEqual(Array.from({ length: 20 }, (_, i) => `response ${i}`));
+    });
+
+    test('abort mid-body', async () => {
+      const r = await page.evaluate(async (url) => {
+        const ac = new AbortController();
+        const res = await window.mixnet.mixFetch(url, { signal: ac.signal });
+        const reader = res.body!.getReader();
+        let got = 0;
+        while (got < 64 * 1024) {
+          const { value } = await reader.read();
+          got += value?.length ?? 0;
+        }
+        ac.abort();
+        try {
+          for (;;) {
+            const { done } = await reader.read();
+            if (done) return { got, outcome: 'ended' };
+          }
+        } catch (e) {
+          return { got, outcome: (e as Error).name };
+        }
+      }, `${servers.https}/slow`);
+      expect(r.got).toBeGreaterThanOrEqual(64 * 1024);
+      expect(r.outcome).toBe('AbortError');
+      // an already aborted signal rejects at once
+      const pre = await page.evaluate(async (url) => {
+        try {
+          await window.mixnet.mixFetch(url, { signal: AbortSignal.abort() });
+          return 'resolved';
+        } catch (e) {
+          return (e as Error).name;
+        }
+      }, `${servers.https}/text`);
+      expect(pre).toBe('AbortError');
+    });
+
+    test('a bad certificate is refused with a clear error', async () => {
+      const r = await mixFetch(page, `${servers.badHttps}/text`);
+      expect(r.error).toMatch(/^TypeError: MixFetch: TLS with localhost failed: invalid peer certificate: UnknownIssuer/);
+    });
+
+    test('a host the exit policy denies gives a clear error', async () => {
+      const r = await mixFetch(page, 'http://10.255.255.1/');
+      expect(r.error).toMatch(/^TypeError: MixFetch: could not connect to 10\.255\.255\.1:80: .*(policy|private)/);
+    });
+  });
+}
