@@ -105,6 +105,9 @@ function handler(hits: Map<string, number>): http.RequestListener {
         const piece = pattern(16 * 1024);
         const timer = setInterval(() => res.write(piece), 20);
         res.on('close', () => clearInterval(timer));
+      } else if (p.startsWith('/bytes/')) {
+        const n = Math.min(Number(p.slice('/bytes/'.length)) || 0, 100_000_000);
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': n }).end(pattern(n));
       } else if (p.startsWith('/n/')) {
         res.writeHead(200, { 'Content-Type': 'text/plain' }).end(`response ${p.slice(3)}`);
       } else {
