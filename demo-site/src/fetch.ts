@@ -2,6 +2,7 @@
 // and the route. Query parameter: mode=fast|mixnet.
 
 import { createMixFetch, type MixFetch } from '@mixnet/worker-shim';
+import { routeRow } from './route';
 
 interface LocalnetInfo {
   directory: string;
@@ -31,10 +32,6 @@ function setState(state: string): void {
   const el = $('state');
   el.textContent = state;
   el.dataset.state = state;
-}
-
-function short(id: string): string {
-  return id.length > 10 ? `${id.slice(0, 6)}…` : id;
 }
 
 async function start(info: LocalnetInfo, mode: 'mixnet' | 'fast'): Promise<void> {
@@ -100,19 +97,7 @@ async function run(): Promise<void> {
   }
   const stats = await mf.client.stats();
   const real = stats.routes.filter((r) => r.kind === 'real' && r.hops.length > 1).slice(-4).reverse();
-  $('route').replaceChildren(
-    ...real.map((r) => {
-      const tr = document.createElement('tr');
-      for (const layer of [1, 2, 3, 'gateway'] as const) {
-        const td = document.createElement('td');
-        const hop = r.hops.find((h) => h.layer === layer);
-        td.textContent = hop ? short(hop.id) : '—';
-        if (hop) td.title = hop.id;
-        tr.append(td);
-      }
-      return tr;
-    }),
-  );
+  $('route').replaceChildren(...real.map((r) => routeRow(r, false)));
 }
 
 async function main(): Promise<void> {

@@ -6,6 +6,7 @@
 // loopCoverMs (numbers).
 
 import { createMixnetClient, generateIdentity, type MixnetClient, type ReceivedMessage, type Stats } from '@mixnet/worker-shim';
+import { routeRow, short } from './route';
 
 interface LocalnetInfo {
   directory: string;
@@ -43,10 +44,6 @@ function setState(state: string, reason: string | null): void {
   el.textContent = state;
   el.dataset.state = state;
   el.title = reason ?? '';
-}
-
-function short(id: string): string {
-  return id.length > 10 ? `${id.slice(0, 6)}…` : id;
 }
 
 function numberParam(name: string): number | undefined {
@@ -231,22 +228,7 @@ function setupLiveView(client: MixnetClient): void {
     lastAt = now;
     const latest = (kind: 'real' | 'cover') => s.routes.filter((r) => r.kind === kind).slice(-6);
     const shown = [...latest('real'), ...latest('cover')].sort((x, y) => y.atMs - x.atMs);
-    const rows = shown.map((r) => {
-      const tr = document.createElement('tr');
-      tr.className = r.kind;
-      const kind = document.createElement('td');
-      kind.textContent = r.kind;
-      tr.append(kind);
-      for (const layer of [1, 2, 3, 'gateway'] as const) {
-        const td = document.createElement('td');
-        const hop = r.hops.find((h) => h.layer === layer);
-        td.textContent = hop ? short(hop.id) : '—';
-        if (hop) td.title = hop.id;
-        tr.append(td);
-      }
-      return tr;
-    });
-    $('routes').replaceChildren(...rows);
+    $('routes').replaceChildren(...shown.map((r) => routeRow(r, true)));
   });
 }
 
