@@ -5,12 +5,13 @@
 //! It sends real packets as soon as they are built (no Poisson streams or cover
 //! traffic: that is the browser client's job).
 
+mod transport;
+
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use mixnet_core::address::Recipient;
 use mixnet_core::client::{Client as CoreClient, ClientEvent as CoreEvent, ConnectionState, LoopixConfig};
 use mixnet_core::message::{MessageId, MessengerConfig, MessengerStats, ReceivedMessage, SenderTag};
@@ -22,7 +23,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
+use transport::{Conn, Target};
+
+pub use transport::Transport;
 
 /// How to reach the network.
 #[derive(Debug, Clone)]
@@ -31,8 +34,10 @@ pub struct ClientConfig {
     pub directory: String,
     /// The directory's base58 key.
     pub directory_key: String,
-    /// Which gateway (identity, base58); the first with a WebSocket URL if unset.
+    /// Which gateway (identity, base58); the first offering the transport if unset.
     pub gateway: Option<String>,
+    /// WebSocket (default) or WebTransport.
+    pub transport: Transport,
     /// Messenger tunables (mode, delays, retransmission…).
     pub messenger: MessengerConfig,
     /// Traffic shaping (default: send immediately, no cover — this client serves
@@ -53,6 +58,7 @@ impl ClientConfig {
             directory: directory.into(),
             directory_key: directory_key.into(),
             gateway: None,
+            transport: Transport::WebSocket,
             messenger: MessengerConfig::default(),
             loopix: LoopixConfig::immediate(),
             topology_refresh: Duration::from_secs(30),
@@ -132,7 +138,7 @@ async fn fetch_topology(dir: &DirectoryClient) -> Result<Topology, ClientError> 
     dir.topology().await.map_err(|e| ClientError::Directory(e.to_string()))
 }
 
-fn pick_gateway(t: &Topology, wanted: Option<&str>) -> Result<(Recipient, [u8; 32], String), ClientError> {
+fn pick_gateway(t: &Topology, wanted: Option<&str>, transport: Transport) -> Result<(Recipient, [u8; 32], Target), ClientError> {
     let g = match wanted {
         Some(id) => {
             let key = mixnet_core::address::decode_key(id, "gateway").map_err(|e| ClientError::NoGateway(e.to_string()))?;
@@ -141,12 +147,12 @@ fn pick_gateway(t: &Topology, wanted: Option<&str>) -> Result<(Recipient, [u8; 3
         None => t
             .gateways
             .iter()
-            .find(|g| g.client_ws.is_some())
-            .ok_or_else(|| ClientError::NoGateway("no gateway offers WebSocket".into()))?,
+            .find(|g| Target::of(g, transport).is_ok())
+            .ok_or_else(|| ClientError::NoGateway(format!("no gateway offers {transport:?}")))?,
     };
-    let url = g.client_ws.clone().ok_or_else(|| ClientError::NoGateway("gateway has no WebSocket URL".into()))?;
+    let target = Target::of(g, transport).map_err(ClientError::NoGateway)?;
     let placeholder = Recipient { identity: [0; 32], encryption: [0; 32], gateway: g.identity.0 };
-    Ok((placeholder, g.noise_key.0, url))
+    Ok((placeholder, g.noise_key.0, target))
 }
 
 impl Client {
@@ -155,7 +161,7 @@ impl Client {
         let key = directory_key(&config.directory_key).map_err(|e| ClientError::Directory(e.to_string()))?;
         let dir = DirectoryClient::new(&config.directory, key);
         let topology = fetch_topology(&dir).await?;
-        let (gw, gateway_key, _) = pick_gateway(&topology, config.gateway.as_deref())?;
+        let (gw, gateway_key, _) = pick_gateway(&topology, config.gateway.as_deref(), config.transport)?;
         let mut rng = nodenet::os_rng();
         let seed = config.identity_seed.unwrap_or_else(|| {
             let mut s = [0u8; 32];
@@ -380,8 +386,6 @@ struct Driver {
     cmd_loopback: mpsc::UnboundedSender<Cmd>,
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 impl Driver {
     fn now(&self) -> mixnet_core::time::Instant {
         nodenet::core_now(self.start)
@@ -422,10 +426,10 @@ impl Driver {
             // look the gateway up again on every connection: its URL or key may have changed
             let gateway = mixnet_core::address::encode_key(&self.client.self_address().gateway);
             let found = fetch_topology(&self.dir).await.and_then(|t| {
-                let (_, key, url) = pick_gateway(&t, Some(&gateway))?;
-                Ok((t, key, url))
+                let (_, key, target) = pick_gateway(&t, Some(&gateway), self.config.transport)?;
+                Ok((t, key, target))
             });
-            let (topology, key, url) = match found {
+            let (topology, key, target) = match found {
                 Ok(f) => f,
                 Err(e) => {
                     let now = self.now();
@@ -438,10 +442,9 @@ impl Driver {
             if let Ok(r) = Routes::new(topology) {
                 self.client.set_routes(r);
             }
-            // small frames must not wait for Nagle and delayed ACKs (40 ms each)
-            let result = match tokio_tungstenite::connect_async_with_config(url.as_str(), None, true).await {
-                Ok((ws, _)) => self.session(ws, &mut cmds).await,
-                Err(e) => Err(format!("connecting to {url}: {e}")),
+            let result = match Conn::open(&target).await {
+                Ok(conn) => self.session(conn, &mut cmds).await,
+                Err(e) => Err(e),
             };
             match result {
                 Ok(()) => return,
@@ -455,15 +458,14 @@ impl Driver {
     }
 
     /// Runs one gateway connection; `Ok` when the application went away.
-    async fn session(&mut self, ws: Ws, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> Result<(), String> {
-        let (mut sink, mut source) = ws.split();
+    async fn session(&mut self, mut conn: Conn, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> Result<(), String> {
         let now = self.now();
         self.client.handle_connected(now);
         let mut refresh = tokio::time::interval(self.config.topology_refresh);
         refresh.tick().await;
         loop {
             while let Some(m) = self.client.poll_transmit() {
-                sink.send(Message::Binary(m.into())).await.map_err(|e| e.to_string())?;
+                conn.send(m).await?;
             }
             self.pump_events();
             if self.client.state() == ConnectionState::Disconnected {
@@ -471,15 +473,10 @@ impl Driver {
             }
             let deadline = self.deadline();
             tokio::select! {
-                msg = source.next() => match msg {
-                    Some(Ok(Message::Binary(b))) => {
-                        let now = self.now();
-                        self.client.handle_message(now, &b);
-                    }
-                    Some(Ok(Message::Close(f))) => return Err(f.map(|f| format!("closed by gateway: {} ({})", f.reason, f.code)).unwrap_or_else(|| "closed by gateway".into())),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(e.to_string()),
-                    None => return Err("connection closed".into()),
+                msg = conn.recv() => {
+                    let b = msg?;
+                    let now = self.now();
+                    self.client.handle_message(now, &b);
                 },
                 cmd = cmds.recv() => match cmd {
                     Some(c) => self.handle_cmd(c),

@@ -17,7 +17,7 @@ use mix_node::mix::{self, MixConfig, RunningMix};
 use mixnet_core::address::{Recipient, encode_key};
 use mixnet_core::message::{MessengerConfig, RouteMode};
 use mixnet_core::policy::ExitPolicy;
-use mixnet_core::topology::Topology;
+use mixnet_core::topology::{Topology, WebTransportEndpoint};
 use nodenet::directory::DirectoryClient;
 use serde::Serialize;
 use ws_gateway::{ExitConfig, GatewayConfig, RunningGateway};
@@ -41,6 +41,9 @@ pub struct LocalnetConfig {
     pub heartbeat_ms: u64,
     /// What the exit may connect to (loopback allowed: this is a local network).
     pub exit_policy: ExitPolicy,
+    /// Gateways also listen for WebTransport (self-signed certificates, pinned by hash
+    /// in the topology).
+    pub webtransport: bool,
 }
 
 impl Default for LocalnetConfig {
@@ -53,6 +56,7 @@ impl Default for LocalnetConfig {
             node_ttl_ms: 6_000,
             heartbeat_ms: 1_000,
             exit_policy: ExitPolicy::localnet(),
+            webtransport: true,
         }
     }
 }
@@ -71,10 +75,16 @@ pub struct LocalnetInfo {
     pub entry_gateway: String,
     /// Its WebSocket URL.
     pub entry_ws: String,
+    /// Its WebTransport endpoint, if it offers one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry_wt: Option<WebTransportEndpoint>,
     /// The exit gateway (identity, base58).
     pub exit_gateway: String,
     /// Its WebSocket URL.
     pub exit_ws: String,
+    /// Its WebTransport endpoint, if it offers one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_wt: Option<WebTransportEndpoint>,
     /// The exit service's address.
     pub exit_address: String,
     /// The entry gateway's Prometheus metrics URL.
@@ -177,12 +187,18 @@ impl Localnet {
                 data_dir: Some(data_dir.join(format!("gateway-{i}"))),
                 heartbeat_ms: config.heartbeat_ms,
                 exit: exit.then(|| ExitConfig { policy: config.exit_policy.clone(), mode: config.mode, ..ExitConfig::default() }),
+                wt_listen: config.webtransport.then(|| "127.0.0.1:0".into()),
                 ..GatewayConfig::default()
             };
             let g = ws_gateway::start(gc.clone()).await?;
-            // a restart keeps the same ports, so URLs in the topology stay valid
+            // a restart keeps the same ports (and certificate, in the data directory), so
+            // what the topology published stays valid
             gc.listen = g.mix_addr.to_string();
             gc.ws_listen = g.ws_addr.to_string();
+            if let Some((addr, endpoint)) = &g.wt {
+                gc.wt_listen = Some(addr.to_string());
+                gc.wt_url = Some(endpoint.url.clone());
+            }
             gc.metrics_listen = g.metrics_addr.map(|a| a.to_string());
             gateways.push(Some(g));
             gateway_configs.push(gc);
@@ -229,8 +245,10 @@ impl Localnet {
             mode: self.config.mode,
             entry_gateway: entry.address.to_string(),
             entry_ws: entry.ws_url.clone(),
+            entry_wt: entry.wt.as_ref().map(|(_, e)| e.clone()),
             exit_gateway: exit.address.to_string(),
             exit_ws: exit.ws_url.clone(),
+            exit_wt: exit.wt.as_ref().map(|(_, e)| e.clone()),
             exit_address: self.exit_address().to_string(),
             entry_metrics: metrics_url(entry.metrics_addr),
             exit_metrics: metrics_url(exit.metrics_addr),
@@ -268,6 +286,19 @@ impl Localnet {
     pub async fn stop_gateway(&mut self, i: usize) {
         if let Some(g) = self.gateways[i].take() {
             g.shutdown().await;
+        }
+    }
+
+    /// Closes gateway `i`'s WebTransport port while it keeps serving WebSocket (the
+    /// topology still offers WebTransport): what a client behind a UDP-blocking network
+    /// sees. `false` if the gateway is down or has no WebTransport listener.
+    pub async fn close_webtransport(&mut self, i: usize) -> bool {
+        match self.gateways[i].as_mut() {
+            Some(g) if g.wt.is_some() => {
+                g.close_webtransport().await;
+                true
+            }
+            _ => false,
         }
     }
 

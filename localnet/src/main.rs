@@ -40,9 +40,12 @@ struct Cli {
     /// The built demo site.
     #[arg(long, default_value = "demo-site/dist")]
     site: PathBuf,
-    /// Serve `POST /_control/gateways/{i}/{stop|start}` (for test suites).
+    /// Serve `POST /_control/gateways/{i}/{stop|start|close-webtransport}` (for test suites).
     #[arg(long)]
     control: bool,
+    /// Gateways listen only for WebSocket (by default they also offer WebTransport).
+    #[arg(long)]
+    no_webtransport: bool,
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
@@ -74,6 +77,7 @@ async fn main() {
         },
         mixes_per_layer: cli.mixes_per_layer.max(1),
         data_dir: cli.data_dir,
+        webtransport: !cli.no_webtransport,
         ..LocalnetConfig::default()
     };
     let net = Localnet::start(config).await.unwrap_or_else(|e| fail("failed to start", e));

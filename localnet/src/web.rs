@@ -1,6 +1,7 @@
 //! The demo web server: the built demo site, `/localnet.json` (what a page needs to
 //! join this network), `/posts` (what the publishing service has published), and,
-//! when enabled for test suites, `/_control/…` to stop and start gateways.
+//! when enabled for test suites, `/_control/…` to stop and start gateways
+//! and close their WebTransport ports.
 //!
 //! Every response carries a strict Content-Security-Policy, so the demo also proves
 //! that the client works on such pages (no inline script, wasm from a URL).
@@ -32,7 +33,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub struct WebConfig {
     /// The built demo site.
     pub site: PathBuf,
-    /// Whether `/_control/gateways/{i}/{stop|start}` is served (test suites only).
+    /// Whether `/_control/gateways/{i}/{stop|start|close-webtransport}` is served (test
+    /// suites only).
     pub control: bool,
 }
 
@@ -88,7 +90,11 @@ async fn control(State(s): State<Arc<Shared>>, Path((i, action)): Path<(usize, S
             Ok(()) => (StatusCode::OK, "started").into_response(),
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         },
-        other => (StatusCode::NOT_FOUND, format!("unknown action {other:?}: stop or start")).into_response(),
+        "close-webtransport" => match net.close_webtransport(i).await {
+            true => (StatusCode::OK, "webtransport port closed").into_response(),
+            false => (StatusCode::CONFLICT, "the gateway is down or has no webtransport listener").into_response(),
+        },
+        other => (StatusCode::NOT_FOUND, format!("unknown action {other:?}: stop, start or close-webtransport")).into_response(),
     }
 }
 

@@ -24,8 +24,13 @@ pub struct Metrics {
     pub links: std::sync::Arc<LinkStats>,
     /// WebSocket connections accepted.
     pub ws_connections: Counter,
-    /// WebSocket messages that were not binary, or over the size limit.
+    /// WebSocket messages that were not binary, or over the size limit; WebTransport
+    /// streams that ended inside a message.
     pub ws_bad_messages: Counter,
+    /// WebTransport sessions with their stream open.
+    pub wt_connections: Counter,
+    /// WebTransport sessions that failed before their stream was open.
+    pub wt_failed_sessions: Counter,
     /// Node packets dropped because the gateway was overloaded.
     pub dropped_overload: Counter,
     /// Client connections closed because they did not read fast enough.
@@ -250,6 +255,17 @@ impl Actor {
         let mut e = Exposition::default();
         e.counter("gateway_sessions_total", "Client sessions authenticated.", s.sessions_opened)
             .gauge("gateway_connections", "Client connections open.", self.gateway.connections() as f64)
+            .labelled(
+                "gateway_transport_connections_total",
+                "Client connections accepted, by transport.",
+                "transport",
+                &[("websocket", self.metrics.ws_connections.get()), ("webtransport", self.metrics.wt_connections.get())],
+            )
+            .counter(
+                "gateway_webtransport_failed_total",
+                "WebTransport sessions that failed before their stream was open (TLS, wrong path, no stream).",
+                self.metrics.wt_failed_sessions.get(),
+            )
             .counter("gateway_client_packets_total", "Packets from clients forwarded.", s.client_packets)
             .counter("gateway_final_hop_packets_total", "Packets accepted as final hop.", s.final_hop_packets)
             .counter("gateway_stored_total", "Deliveries stored in the inbox.", s.stored)

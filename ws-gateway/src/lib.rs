@@ -15,9 +15,11 @@ mod actor;
 mod exit;
 pub mod inbox;
 mod ws;
+mod wt;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ use mixnet_core::gateway::GatewayConfig as CoreConfig;
 use mixnet_core::message::RouteMode;
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sphinx::NodeAddress;
-use mixnet_core::topology::{self, Key32, NodeDescriptor, Role};
+use mixnet_core::topology::{self, Key32, NodeDescriptor, Role, WebTransportEndpoint};
 use mix_node::StartError;
 use nodenet::directory::DirectoryClient;
 use nodenet::keys::NodeIdentity;
@@ -49,6 +51,20 @@ pub struct GatewayConfig {
     pub ws_listen: String,
     /// The WebSocket URL published for clients (default: `ws://` + the bound address).
     pub ws_url: Option<String>,
+    /// Where browsers connect over WebTransport (UDP; off if unset).
+    pub wt_listen: Option<String>,
+    /// The WebTransport URL published for clients (default: `https://` + the bound
+    /// address + `/mixnet`); sessions at any other path are refused.
+    pub wt_url: Option<String>,
+    /// PEM certificate chain for WebTransport, with `wt_key`, for a certificate
+    /// browsers trust. Unset: a self-signed ECDSA P-256 certificate valid 13 days
+    /// (kept in `data_dir`, replaced at start after 6 days) whose SHA-256 is published
+    /// so browsers pin it with `serverCertificateHashes`. That is for development and
+    /// localnet: a gateway running past the 13 days needs a restart, or its clients
+    /// fall back to WebSocket.
+    pub wt_cert: Option<PathBuf>,
+    /// The PEM private key of `wt_cert`.
+    pub wt_key: Option<PathBuf>,
     /// Where `GET /metrics` is served (off if unset).
     pub metrics_listen: Option<String>,
     /// Directory URL.
@@ -98,6 +114,10 @@ impl Default for GatewayConfig {
             announce: None,
             ws_listen: "127.0.0.1:0".into(),
             ws_url: None,
+            wt_listen: None,
+            wt_url: None,
+            wt_cert: None,
+            wt_key: None,
             metrics_listen: None,
             directory: String::new(),
             directory_key: String::new(),
@@ -123,6 +143,8 @@ pub struct RunningGateway {
     pub ws_addr: SocketAddr,
     /// The published WebSocket URL.
     pub ws_url: String,
+    /// Where WebTransport clients connect (UDP), and what is published for them.
+    pub wt: Option<(SocketAddr, WebTransportEndpoint)>,
     /// Where metrics are served.
     pub metrics_addr: Option<SocketAddr>,
     /// The exit service's address, if it runs one.
@@ -132,6 +154,7 @@ pub struct RunningGateway {
     /// Outgoing node links (fault injection in tests).
     pub links: Links,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    wt_task: Option<tokio::task::JoinHandle<()>>,
     shutdown: tokio::sync::mpsc::Sender<actor::Event>,
 }
 
@@ -143,13 +166,23 @@ impl RunningGateway {
         rx.await.unwrap_or_default()
     }
 
+    /// Closes the WebTransport listener (its sessions end, the UDP port is released)
+    /// while everything else keeps serving; the topology still offers the endpoint, as
+    /// when a network blocks UDP. For fallback tests.
+    pub async fn close_webtransport(&mut self) {
+        if let Some(t) = self.wt_task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
     /// Closes client sessions with a reason, then stops (dropping also stops, abruptly).
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(actor::Event::Shutdown).await;
         // give the close frames a moment, then stop every task and wait until the
         // listeners are closed (so a restart can bind the same ports)
         tokio::time::sleep(Duration::from_millis(50)).await;
-        for t in self.tasks.drain(..) {
+        for t in self.tasks.drain(..).chain(self.wt_task.take()) {
             t.abort();
             let _ = t.await;
         }
@@ -158,7 +191,7 @@ impl RunningGateway {
 
 impl Drop for RunningGateway {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.wt_task) {
             t.abort();
         }
     }
@@ -180,6 +213,10 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
     let ws_listener = mix_node::bind(&config.ws_listen).await?;
     let ws_addr = ws_listener.local_addr().map_err(|error| StartError::Bind { addr: config.ws_listen.clone(), error })?;
     let ws_url = config.ws_url.clone().unwrap_or_else(|| format!("ws://{ws_addr}"));
+    let wt = match &config.wt_listen {
+        Some(listen) => Some(bind_webtransport(&config, listen).await?),
+        None => None,
+    };
 
     let exit = match &config.exit {
         Some(_) => {
@@ -205,7 +242,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         noise_key: Key32(noise.public_key()),
         sphinx_keys: vec![],
         client_ws: Some(ws_url.clone()),
-        client_wt: None,
+        client_wt: wt.as_ref().map(|w| w.published.clone()),
         exit: exit_address,
         signed_at_ms: 0,
     };
@@ -244,7 +281,10 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
             node_metrics.dropped_overload.inc();
         }
     })));
-    tasks.push(tokio::spawn(ws::serve(ws_listener, events.clone(), metrics.clone())));
+    let conn_ids = Arc::new(AtomicU64::new(1));
+    tasks.push(tokio::spawn(ws::serve(ws_listener, events.clone(), metrics.clone(), conn_ids.clone())));
+    let wt_addr = wt.as_ref().map(|w| (w.addr, w.published.clone()));
+    let wt_task = wt.map(|w| tokio::spawn(wt::serve(w.endpoint, w.path, events.clone(), metrics.clone(), conn_ids)));
     let (ev_epoch, ev_topo) = (events.clone(), events.clone());
     tasks.push(membership.spawn(
         info.epoch,
@@ -275,17 +315,85 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
             let _ = axum::serve(l, app).await;
         }));
     }
-    tracing::info!(%address, %mix_addr, %ws_url, exit = ?exit_address.map(|e| e.to_string()), "gateway running");
+    let wt_url = wt_addr.as_ref().map(|(_, p)| p.url.as_str());
+    tracing::info!(%address, %mix_addr, %ws_url, ?wt_url, exit = ?exit_address.map(|e| e.to_string()), "gateway running");
     Ok(RunningGateway {
         address,
         mix_addr,
         ws_addr,
         ws_url,
+        wt: wt_addr,
         metrics_addr,
         exit: exit_address,
         metrics,
         links,
         tasks,
+        wt_task,
         shutdown: events,
     })
+}
+
+/// A bound WebTransport endpoint, before it serves.
+struct BoundWebTransport {
+    endpoint: wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>,
+    addr: SocketAddr,
+    path: String,
+    published: WebTransportEndpoint,
+}
+
+async fn bind_webtransport(config: &GatewayConfig, listen: &str) -> Result<BoundWebTransport, StartError> {
+    let bind_err = |error: std::io::Error| StartError::Bind { addr: listen.to_owned(), error };
+    let addr = tokio::net::lookup_host(listen)
+        .await
+        .map_err(bind_err)?
+        .next()
+        .ok_or_else(|| bind_err(std::io::Error::other("the name resolves to no address")))?;
+    // the certificate names the published host, so it is known before binding
+    let configured = config.wt_url.as_deref().map(parse_https_url).transpose().map_err(StartError::Config)?;
+    let host = configured.as_ref().map_or_else(|| addr.ip().to_string(), |(h, _)| h.clone());
+    let identity = wt::load_identity(config.wt_cert.as_deref(), config.wt_key.as_deref(), config.data_dir.as_deref(), &host)
+        .await
+        .map_err(StartError::Config)?;
+    let endpoint = wt::bind(addr, &identity).map_err(bind_err)?;
+    let bound = endpoint.local_addr().map_err(bind_err)?;
+    let (url, path) = match (&config.wt_url, configured) {
+        (Some(url), Some((_, path))) => (url.clone(), path),
+        _ => (format!("https://{bound}/mixnet"), "/mixnet".to_owned()),
+    };
+    Ok(BoundWebTransport {
+        endpoint,
+        addr: bound,
+        path,
+        published: WebTransportEndpoint { url, cert_sha256: identity.pinned_sha256 },
+    })
+}
+
+/// `https://host[:port]/path` → (host, path).
+fn parse_https_url(url: &str) -> Result<(String, String), String> {
+    let rest = url.strip_prefix("https://").ok_or_else(|| format!("wt_url {url:?} must start with https://"))?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    if host.is_empty() {
+        return Err(format!("wt_url {url:?} has no host"));
+    }
+    Ok((host.to_owned(), path.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_https_url;
+
+    #[test]
+    fn wt_urls() {
+        assert_eq!(parse_https_url("https://gw.example:4433/mixnet").unwrap(), ("gw.example".into(), "/mixnet".into()));
+        assert_eq!(parse_https_url("https://127.0.0.1:9/").unwrap(), ("127.0.0.1".into(), "/".into()));
+        assert_eq!(parse_https_url("https://[::1]:9/a/b").unwrap(), ("::1".into(), "/a/b".into()));
+        assert_eq!(parse_https_url("https://gw.example").unwrap(), ("gw.example".into(), "/".into()));
+        assert!(parse_https_url("http://gw.example/").is_err());
+        assert!(parse_https_url("https://:9/").is_err());
+    }
 }

@@ -20,8 +20,8 @@ const MAX_WS_MESSAGE: usize = 64 * 1024;
 /// Messages buffered towards one client before it counts as too slow.
 const CLIENT_QUEUE: usize = 4096;
 
-pub(crate) async fn serve(listener: TcpListener, events: mpsc::Sender<Event>, metrics: Arc<Metrics>) {
-    let next = AtomicU64::new(1);
+/// Connection ids come from `next`, shared with the WebTransport listener.
+pub(crate) async fn serve(listener: TcpListener, events: mpsc::Sender<Event>, metrics: Arc<Metrics>, next: Arc<AtomicU64>) {
     nodenet::accept_each(listener, move |stream, peer| {
         let conn = next.fetch_add(1, Ordering::Relaxed);
         let events = events.clone();

@@ -1,0 +1,119 @@
+//! The gateways' WebTransport listener with the native client: messages and an
+//! anonymous reply between a WebTransport client and a WebSocket one; a malformed
+//! and a truncated stream, and a session at the wrong path, are refused and counted
+//! while the gateway keeps serving; closing the WebTransport port releases it and
+//! leaves WebSocket serving.
+
+mod common;
+
+use common::*;
+use localnet::client::Transport;
+use mixnet_core::message::RouteMode;
+
+fn wt_client_config(net: &localnet::Localnet, gateway: usize) -> localnet::client::ClientConfig {
+    let mut c = net.client_config(gateway);
+    c.transport = Transport::WebTransport;
+    c
+}
+
+async fn raw_session(endpoint: &mixnet_core::topology::WebTransportEndpoint, url: &str) -> wtransport::Connection {
+    let hex = endpoint.cert_sha256.as_deref().expect("localnet pins a self-signed certificate");
+    let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let digest = wtransport::tls::Sha256Digest::new(bytes.try_into().unwrap());
+    let config = wtransport::ClientConfig::builder().with_bind_default().with_server_certificate_hashes([digest]).build();
+    let client = wtransport::Endpoint::client(config).unwrap();
+    client.connect(url).await.expect("session")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_and_replies_between_webtransport_and_websocket_clients() {
+    let net = net(RouteMode::Mixnet).await;
+    let topology = net.wait_for_topology(|_| true, WAIT).await.unwrap();
+    for g in &topology.gateways {
+        let wt = g.client_wt.as_ref().expect("every localnet gateway offers WebTransport");
+        assert!(wt.url.starts_with("https://127.0.0.1:") && wt.url.ends_with("/mixnet"), "{}", wt.url);
+        assert_eq!(wt.cert_sha256.as_ref().map(String::len), Some(64));
+    }
+    let mut a = client_with(wt_client_config(&net, 0)).await;
+    let mut b = client(&net, 1).await;
+    let id = a.send(b.address, b"over webtransport".to_vec(), 4).await.unwrap();
+    let m = b.recv(WAIT).await.expect("message from the webtransport client");
+    assert_eq!(m.data, b"over webtransport");
+    assert!(a.delivered(id, WAIT).await, "acknowledged to the webtransport client");
+    b.reply(m.sender_tag.expect("SURBs attached"), b"and back".to_vec()).await.unwrap();
+    assert_eq!(a.recv(WAIT).await.expect("reply over webtransport").data, b"and back");
+    // a large message: many packets each way on the stream
+    let big = payload(3, 256 * 1024);
+    let id = b.send(a.address, big.clone(), 0).await.unwrap();
+    assert!(a.recv(WAIT).await.expect("256 KiB over webtransport").data == big);
+    assert!(b.delivered(id, WAIT).await);
+    let text = net.gateways[0].as_ref().unwrap().metrics_text().await;
+    assert_eq!(metric(&text, "gateway_transport_connections_total{transport=\"webtransport\"}"), 1.0);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_streams_are_counted_and_the_gateway_keeps_serving() {
+    let mut net = net(RouteMode::Fast).await;
+    let gw = net.gateways[0].as_ref().unwrap();
+    let (_, endpoint) = gw.wt.clone().unwrap();
+
+    // junk where the handshake belongs: closed with the protocol's code and reason
+    let conn = raw_session(&endpoint, &endpoint.url).await;
+    let (mut send, _recv) = conn.open_bi().await.unwrap().await.unwrap();
+    send.write_all(&mixnet_core::framing::encode(&[1u8; 100]).unwrap()).await.unwrap();
+    match conn.closed().await {
+        wtransport::error::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.code().into_inner(), 4002, "authentication failure");
+            assert!(String::from_utf8_lossy(c.reason()).contains("decrypt"), "{:?}", String::from_utf8_lossy(c.reason()));
+        }
+        other => panic!("expected the gateway to close with a code, got {other}"),
+    }
+    // a stream that ends inside a message
+    let conn = raw_session(&endpoint, &endpoint.url).await;
+    let (mut send, _recv) = conn.open_bi().await.unwrap().await.unwrap();
+    send.write_all(&[0x10, 0x00, 1, 2, 3]).await.unwrap();
+    send.finish().await.unwrap();
+    // a session at a path the gateway does not serve
+    let wrong = endpoint.url.replace("/mixnet", "/elsewhere");
+    let hex = endpoint.cert_sha256.clone().unwrap();
+    let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(bytes.try_into().unwrap())])
+        .build();
+    let refused = wtransport::Endpoint::client(config).unwrap().connect(&wrong).await;
+    assert!(refused.is_err(), "a session at {wrong} is refused");
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = gw.metrics_text().await;
+        let auth = metric(&text, "gateway_dropped_total{reason=\"auth_failure\"}");
+        let truncated = metric(&text, "gateway_dropped_total{reason=\"ws_bad_message\"}");
+        let failed = metric(&text, "gateway_webtransport_failed_total");
+        if auth >= 1.0 && truncated >= 1.0 && failed >= 1.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "auth {auth} truncated {truncated} failed {failed}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let a = client_with(wt_client_config(&net, 0)).await;
+    let mut b = client_with(wt_client_config(&net, 1)).await;
+    a.send(b.address, b"still serving".to_vec(), 0).await.unwrap();
+    assert_eq!(b.recv(WAIT).await.unwrap().data, b"still serving");
+    drop((a, b));
+
+    // closing the port releases it; WebSocket keeps serving
+    let (addr, _) = net.gateways[0].as_ref().unwrap().wt.clone().unwrap();
+    assert!(net.close_webtransport(0).await);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while std::net::UdpSocket::bind(addr).is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "UDP port {addr} still bound after closing");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let a = client(&net, 0).await;
+    let mut b = client(&net, 1).await;
+    a.send(b.address, b"websocket still works".to_vec(), 0).await.unwrap();
+    assert_eq!(b.recv(WAIT).await.unwrap().data, b"websocket still works");
+    net.shutdown().await;
+}

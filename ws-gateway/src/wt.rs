@@ -1,0 +1,237 @@
+//! The WebTransport listener (HTTP/3 over QUIC, the wtransport crate). A client opens
+//! a session at the published URL's path, then one bidirectional stream; on it every
+//! session message is `len (2, big-endian) ‖ message` (`mixnet_core::framing`). From
+//! there it is the same protocol as over WebSocket: the same actor events, the same
+//! close codes (4000 + code, sent as the QUIC application close code with the reason).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use mixnet_core::framing;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use wtransport::endpoint::IncomingSession;
+use wtransport::endpoint::endpoint_side::Server;
+use wtransport::{Endpoint, Identity, ServerConfig, VarInt};
+
+use crate::actor::{Event, Metrics, WsOut};
+
+/// Messages buffered towards one client before it counts as too slow.
+const CLIENT_QUEUE: usize = 4096;
+/// How long a client has, after the session is accepted, to open its stream.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Validity of a generated self-signed certificate (browsers accept at most 14 days
+/// for `serverCertificateHashes`).
+const SELF_SIGNED_DAYS: u32 = 13;
+/// A stored self-signed certificate older than this is replaced at start, so a
+/// restarted gateway always has a week of validity ahead.
+const SELF_SIGNED_REUSE: Duration = Duration::from_secs(6 * 24 * 3600);
+
+/// The certificate the listener presents.
+pub(crate) struct WtIdentity {
+    pub identity: Identity,
+    /// SHA-256 of the certificate (hex) when it is self-signed: browsers pin it.
+    pub pinned_sha256: Option<String>,
+}
+
+fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
+    format!("webtransport {what} {}: {e}", path.display())
+}
+
+/// Loads `cert`/`key` (PEM) when configured; otherwise a self-signed ECDSA P-256
+/// certificate for `host`, kept in `data_dir` (if any) and reused while fresh.
+pub(crate) async fn load_identity(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    data_dir: Option<&Path>,
+    host: &str,
+) -> Result<WtIdentity, String> {
+    match (cert, key) {
+        (Some(c), Some(k)) => {
+            let identity = Identity::load_pemfiles(c, k).await.map_err(|e| io_err("certificate", c, e))?;
+            return Ok(WtIdentity { identity, pinned_sha256: None });
+        }
+        (None, None) => {}
+        _ => return Err("wt_cert and wt_key go together".into()),
+    }
+    let stored = data_dir.map(|d| (d.join("wt-cert.pem"), d.join("wt-key.pem")));
+    if let Some((c, k)) = &stored
+        && let Ok(modified) = std::fs::metadata(c).and_then(|m| m.modified())
+        && SystemTime::now().duration_since(modified).is_ok_and(|age| age < SELF_SIGNED_REUSE)
+        && let Ok(identity) = Identity::load_pemfiles(c, k).await
+    {
+        return Ok(pinned(identity));
+    }
+    let identity = Identity::self_signed_builder()
+        .subject_alt_names([host])
+        .from_now_utc()
+        .validity_days(SELF_SIGNED_DAYS)
+        .build()
+        .map_err(|e| format!("webtransport certificate for {host}: {e}"))?;
+    if let Some((c, k)) = &stored {
+        write_private(c, identity.certificate_chain().as_slice()[0].to_pem().as_bytes()).map_err(|e| io_err("writing", c, e))?;
+        write_private(k, identity.private_key().to_secret_pem().as_bytes()).map_err(|e| io_err("writing", k, e))?;
+    }
+    Ok(pinned(identity))
+}
+
+fn pinned(identity: Identity) -> WtIdentity {
+    let hash = identity.certificate_chain().as_slice()[0].hash();
+    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    WtIdentity { identity, pinned_sha256: Some(hex) }
+}
+
+fn write_private(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, bytes)
+}
+
+/// Binds the QUIC endpoint.
+pub(crate) fn bind(addr: SocketAddr, identity: &WtIdentity) -> std::io::Result<Endpoint<Server>> {
+    let config = ServerConfig::builder()
+        .with_bind_address(addr)
+        .with_identity(identity.identity.clone_identity())
+        .keep_alive_interval(Some(Duration::from_secs(10)))
+        .max_idle_timeout(Some(Duration::from_secs(30)))
+        .expect("30 s is a valid QUIC idle timeout")
+        .build();
+    Endpoint::server(config)
+}
+
+/// Accepts sessions at `path` until the task is aborted; aborting it also ends every
+/// session and closes the UDP socket. Sessions that fail before their stream is open
+/// (TLS, wrong path, no stream) are counted.
+pub(crate) async fn serve(
+    endpoint: Endpoint<Server>,
+    path: String,
+    events: mpsc::Sender<Event>,
+    metrics: Arc<Metrics>,
+    next: Arc<AtomicU64>,
+) {
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let (events, metrics, path, next) = (events.clone(), metrics.clone(), path.clone(), next.clone());
+                sessions.spawn(async move {
+                    if let Err(e) = session(incoming, &path, events, &metrics, &next).await {
+                        metrics.wt_failed_sessions.inc();
+                        tracing::debug!(error = %e, "webtransport session failed");
+                    }
+                });
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+}
+
+async fn session(
+    incoming: IncomingSession,
+    path: &str,
+    events: mpsc::Sender<Event>,
+    metrics: &Metrics,
+    next: &AtomicU64,
+) -> Result<(), String> {
+    let request = incoming.await.map_err(|e| format!("handshake: {e}"))?;
+    if request.path() != path {
+        let wrong = request.path().to_owned();
+        request.not_found().await;
+        return Err(format!("no session at {wrong}"));
+    }
+    let connection = request.accept().await.map_err(|e| format!("accepting: {e}"))?;
+    let (mut send, mut recv) = tokio::time::timeout(STREAM_TIMEOUT, connection.accept_bi())
+        .await
+        .map_err(|_| "no stream opened within 10 s".to_string())?
+        .map_err(|e| format!("waiting for the stream: {e}"))?;
+    metrics.wt_connections.inc();
+    let conn = next.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel(CLIENT_QUEUE);
+    if events.send(Event::Connected { conn, tx }).await.is_err() {
+        return Ok(());
+    }
+    let mut disconnect = Disconnect { events: events.clone(), conn: Some(conn) };
+    let closer = connection.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            match out {
+                WsOut::Binary(b) => {
+                    let Ok(framed) = framing::encode(&b) else { return };
+                    if send.write_all(&framed).await.is_err() {
+                        return;
+                    }
+                }
+                WsOut::Close(code, reason) => {
+                    let reason: String = reason.chars().take(120).collect();
+                    closer.close(VarInt::from_u32(4000 + u32::from(code)), reason.as_bytes());
+                    return;
+                }
+            }
+        }
+    });
+    let mut decoder = framing::Decoder::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => {
+                decoder.push(&buf[..n]);
+                let mut gone = false;
+                while let Some(message) = decoder.next_message() {
+                    if events.send(Event::Message { conn, data: message }).await.is_err() {
+                        gone = true;
+                        break;
+                    }
+                }
+                if gone {
+                    break;
+                }
+            }
+            Ok(None) if decoder.pending() == 0 => break,
+            Ok(None) => {
+                // a truncated message is a broken client, counted like a bad WebSocket message
+                metrics.ws_bad_messages.inc();
+                tracing::debug!(pending = decoder.pending(), "webtransport stream ended inside a message");
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "webtransport stream closed");
+                break;
+            }
+        }
+    }
+    disconnect.send().await;
+    // let a queued close go out
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    Ok(())
+}
+
+/// Tells the actor a connection is gone, also when the session task is aborted (the
+/// listener closed) rather than finishing.
+struct Disconnect {
+    events: mpsc::Sender<Event>,
+    conn: Option<u64>,
+}
+
+impl Disconnect {
+    async fn send(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = self.events.send(Event::Disconnected { conn }).await;
+        }
+    }
+}
+
+impl Drop for Disconnect {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = self.events.try_send(Event::Disconnected { conn });
+        }
+    }
+}
