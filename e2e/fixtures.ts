@@ -26,8 +26,11 @@ export interface LocalnetInfo {
   mode: 'mixnet' | 'fast';
   entryGateway: string;
   entryWs: string;
+  /** The entry gateway's WebTransport endpoint (absent with `--no-webtransport`). */
+  entryWt?: { url: string; cert_sha256?: string };
   exitGateway: string;
   exitWs: string;
+  exitWt?: { url: string; cert_sha256?: string };
   exitAddress: string;
   entryMetrics: string;
   exitMetrics: string;
@@ -44,11 +47,16 @@ export interface Localnet {
   stopGateway(i: 0 | 1): Promise<void>;
   /** Starts it again on the same ports with the same keys and inbox. */
   startGateway(i: 0 | 1): Promise<void>;
+  /**
+   * Closes the gateway's WebTransport port (UDP) while it keeps serving WebSocket; the topology
+   * still offers WebTransport, as on a network that blocks UDP. Undone by a stop and start.
+   */
+  closeWebTransport(i: 0 | 1): Promise<void>;
   /** The value of a Prometheus counter or gauge at `metricsUrl` (summed over labels). */
   metric(metricsUrl: string, name: string): Promise<number>;
 }
 
-async function control(url: string, i: number, action: 'stop' | 'start'): Promise<void> {
+async function control(url: string, i: number, action: 'stop' | 'start' | 'close-webtransport'): Promise<void> {
   const res = await fetch(`${url}_control/gateways/${i}/${action}`, { method: 'POST' });
   if (!res.ok) throw new Error(`localnet: ${action} gateway ${i}: ${res.status} ${await res.text()}`);
 }
@@ -97,6 +105,7 @@ export async function startLocalnet(args: string[] = []): Promise<Localnet & { s
     info,
     stopGateway: (i) => control(url, i, 'stop'),
     startGateway: (i) => control(url, i, 'start'),
+    closeWebTransport: (i) => control(url, i, 'close-webtransport'),
     metric,
     async stop() {
       if (child.exitCode === null) {

@@ -5,7 +5,7 @@ export RUSTC=/usr/bin/rustc
 export RUSTDOC=/usr/bin/rustdoc
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="$ROOT/target-wasm"
-export RUSTFLAGS='--cfg getrandom_backend="wasm_js"'
+export RUSTFLAGS='--cfg getrandom_backend="wasm_js" --cfg=web_sys_unstable_apis'
 export CC_wasm32_unknown_unknown=clang-22
 export AR_wasm32_unknown_unknown=llvm-ar-22
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(command -v wasm-bindgen-test-runner || echo "$HOME/.cargo/bin/wasm-bindgen-test-runner")"

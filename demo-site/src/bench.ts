@@ -5,6 +5,7 @@
 
 import * as lib from '@mixnet/worker-shim';
 import { createMixnetClient, type MixnetClient } from '@mixnet/worker-shim';
+import { transportParam } from './transport';
 
 declare global {
   interface Window {
@@ -26,6 +27,7 @@ async function main(): Promise<void> {
     directoryKey: info.directoryKey,
     gateway: info.entryGateway,
     mode: params.get('mode') === 'fast' ? 'fast' : 'mixnet',
+    transport: transportParam(params),
   });
   window.bench.readyMs = performance.now() - started;
   window.bench.client = client;

@@ -1,8 +1,9 @@
 // The MixFetch demo: fetch a URL through the mixnet and show status, headers, timing
-// and the route. Query parameter: mode=fast|mixnet.
+// and the route. Query parameters: mode=fast|mixnet, transport=auto|websocket|webtransport.
 
 import { createMixFetch, type MixFetch } from '@mixnet/worker-shim';
 import { routeRow } from './route';
+import { showTransport, transportParam } from './transport';
 
 interface LocalnetInfo {
   directory: string;
@@ -44,11 +45,13 @@ async function start(info: LocalnetInfo, mode: 'mixnet' | 'fast'): Promise<void>
     directoryKey: info.directoryKey,
     gateway: info.entryGateway,
     mode,
+    transport: transportParam(params),
     extraRoots: info.demoOrigin?.ca,
   });
   $('ready-ms').textContent = `ready in ${Math.round(performance.now() - started)} ms`;
   setState(mf.client.state);
   mf.client.on('state', ({ state }) => setState(state));
+  showTransport(mf.client, $('transport'));
   mf.client.on('fatal', (e) => showError(e.message));
   $<HTMLButtonElement>('fetch-button').disabled = false;
   document.body.dataset.ready = 'true';

@@ -3,10 +3,11 @@
 //
 // Query parameters: mode=fast|mixnet, gateway=entry|exit, persist=1 (keep the identity
 // in localStorage, so the address and its inbox survive a reload), sendDelayMs,
-// loopCoverMs (numbers).
+// loopCoverMs (numbers), transport=auto|websocket|webtransport.
 
 import { createMixnetClient, generateIdentity, type MixnetClient, type ReceivedMessage, type Stats } from '@mixnet/worker-shim';
 import { routeRow, short } from './route';
+import { showTransport, transportParam } from './transport';
 
 interface LocalnetInfo {
   directory: string;
@@ -67,12 +68,14 @@ async function main(): Promise<void> {
     gateway: params.get('gateway') === 'exit' ? info.exitGateway : info.entryGateway,
     mode,
     identity,
+    transport: transportParam(params),
     sendDelayMs: numberParam('sendDelayMs'),
     loopCoverMs: numberParam('loopCoverMs'),
   });
   $('ready-ms').textContent = `ready in ${Math.round(performance.now() - started)} ms`;
   setState(client.state, null);
   client.on('state', ({ state, reason }) => setState(state, reason));
+  showTransport(client, $('transport'));
   client.on('fatal', (e) => showError(e.message));
   $('self-address').textContent = client.selfAddress;
   document.body.dataset.ready = 'true';

@@ -60,8 +60,25 @@ async fn bad_streams_are_counted_and_the_gateway_keeps_serving() {
 
     // junk where the handshake belongs: closed with the protocol's code and reason
     let conn = raw_session(&endpoint, &endpoint.url).await;
-    let (mut send, _recv) = conn.open_bi().await.unwrap().await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap().await.unwrap();
     send.write_all(&mixnet_core::framing::encode(&[1u8; 100]).unwrap()).await.unwrap();
+    let mut decoder = mixnet_core::framing::Decoder::new();
+    let mut buf = [0u8; 512];
+    let record = loop {
+        if let Some(r) = decoder.next_record() {
+            break r;
+        }
+        let n = recv.read(&mut buf).await.unwrap().expect("a close record before the stream ends");
+        decoder.push(&buf[..n]);
+    };
+    match record {
+        mixnet_core::framing::Record::Close { code, reason } => {
+            assert_eq!(code, 4002, "authentication failure");
+            assert!(reason.contains("decrypt"), "{reason}");
+        }
+        other => panic!("expected a close record, got {other:?}"),
+    }
+    // the session itself ends with the same code
     match conn.closed().await {
         wtransport::error::ConnectionError::ApplicationClosed(c) => {
             assert_eq!(c.code().into_inner(), 4002, "authentication failure");

@@ -1,14 +1,15 @@
 //! The browser driver of the mixnet client. All protocol logic is in
 //! `mixnet_core::client::Client`; this crate only moves bytes between it and a
-//! WebSocket, arms one timer (gloo-timers) for the core's next deadline, reads time from
-//! `performance.now()`, fetches and verifies the
-//! topology, and turns the core's events into JavaScript objects.
+//! WebTransport session or a WebSocket (`transport.rs`), arms one timer (gloo-timers)
+//! for the core's next deadline, reads time from `performance.now()`, fetches and
+//! verifies the topology, and turns the core's events into JavaScript objects.
 //!
 //! Single-threaded, for a WebWorker. No panic is expected on any input (the core is
 //! fuzzed); should one happen anyway it is reported as a `fatal` event before the
 //! instance stops.
 
 mod options;
+mod transport;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -26,7 +27,9 @@ use rand_core::SeedableRng;
 use gloo_timers::callback::{Interval, Timeout};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+use mixnet_core::topology::WebTransportEndpoint;
+use options::TransportChoice;
+use transport::{Conn, Kind, Target};
 
 pub use options::ClientOptions;
 
@@ -87,34 +90,25 @@ async fn fetch_topology(directory: &str, key: &VerifyingKey) -> Result<Topology,
     signed.verify(key).map_err(|e| e.to_string())
 }
 
-fn pick_gateway(t: &Topology, wanted: Option<&str>) -> Result<([u8; 32], [u8; 32], String), String> {
+/// The gateway's identity, Noise key and client endpoints.
+type GatewayEntry = ([u8; 32], [u8; 32], Option<String>, Option<WebTransportEndpoint>);
+
+fn pick_gateway(t: &Topology, wanted: Option<&str>) -> Result<GatewayEntry, String> {
     let g = match wanted {
         Some(id) => {
             let key = mixnet_core::address::decode_key(id, "gateway").map_err(|e| e.to_string())?;
             t.gateway(&key).ok_or_else(|| format!("gateway {id} is not in the topology"))?
         }
-        None => t.gateways.iter().find(|g| g.client_ws.is_some()).ok_or("no gateway offers WebSocket")?,
+        None => t
+            .gateways
+            .iter()
+            .find(|g| g.client_ws.is_some() || g.client_wt.is_some())
+            .ok_or("no gateway offers WebSocket or WebTransport")?,
     };
-    let url = g.client_ws.clone().ok_or("the gateway has no WebSocket URL")?;
-    Ok((g.identity.0, g.noise_key.0, url))
-}
-
-struct Socket {
-    ws: WebSocket,
-    _on_open: Closure<dyn FnMut(JsValue)>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        // clear the handlers first: a closure called after being dropped is an error
-        self.ws.set_onopen(None);
-        self.ws.set_onmessage(None);
-        self.ws.set_onclose(None);
-        self.ws.set_onerror(None);
-        let _ = self.ws.close();
+    if g.client_ws.is_none() && g.client_wt.is_none() {
+        return Err("the gateway offers neither WebSocket nor WebTransport".into());
     }
+    Ok((g.identity.0, g.noise_key.0, g.client_ws.clone(), g.client_wt.clone()))
 }
 
 struct Inner {
@@ -125,8 +119,19 @@ struct Inner {
     directory: String,
     directory_key: VerifyingKey,
     gateway: [u8; 32],
-    gateway_url: String,
-    socket: Option<Socket>,
+    gateway_ws: Option<String>,
+    gateway_wt: Option<WebTransportEndpoint>,
+    /// `auto`, `websocket` or `webtransport`.
+    transport: TransportChoice,
+    /// How long a WebTransport connection may take to open.
+    wt_timeout_ms: u32,
+    /// Why WebTransport failed, once it has (`auto` then uses WebSocket for good).
+    wt_failure: Option<String>,
+    /// The transport of the current or last connection.
+    last_transport: Option<Kind>,
+    conn: Option<Conn>,
+    /// Events from the driver itself (the transport in use), emitted after the core's.
+    driver_events: Vec<JsValue>,
     /// The one protocol timer (dropping it cancels it).
     timer: Option<Timeout>,
     /// The topology refresh.
@@ -189,16 +194,14 @@ fn step(shared: &Shared) {
             return;
         }
         let now = inner.now();
-        // the core gave up on an open connection (bad session): close it. A socket still
-        // opening is our own attempt; its open or close event tells the core.
-        if inner.client.state() == ConnectionState::Disconnected
-            && inner.socket.as_ref().is_some_and(|s| s.ws.ready_state() != WebSocket::CONNECTING)
-        {
-            inner.socket = None;
+        // the core gave up on an open connection (bad session): close it. A connection
+        // still opening is our own attempt; its open or failure callback tells the core.
+        if inner.client.state() == ConnectionState::Disconnected && inner.conn.as_ref().is_some_and(|c| !c.opening()) {
+            inner.conn = None;
         }
-        if inner.socket.is_none() && inner.client.wants_connection(now) {
-            match open_socket(shared, &inner.gateway_url) {
-                Ok(s) => inner.socket = Some(s),
+        if inner.conn.is_none() && inner.client.wants_connection(now) {
+            match choose_transport(inner).and_then(|target| Conn::open(shared, &target, inner.wt_timeout_ms)) {
+                Ok(c) => inner.conn = Some(c),
                 Err(e) => inner.client.handle_disconnected(now, &e),
             }
         }
@@ -222,13 +225,10 @@ fn step(shared: &Shared) {
             }
         }
         while let Some(m) = inner.client.poll_transmit() {
-            let sent = match &inner.socket {
-                Some(s) if s.ws.ready_state() == WebSocket::OPEN => s.ws.send_with_u8_array(&m).map_err(|e| format!("{e:?}")),
-                _ => Err("not connected".into()),
-            };
+            let sent = inner.conn.as_ref().map_or_else(|| Err("not connected".into()), |c| c.send(&m));
             if let Err(e) = sent {
                 inner.client.handle_disconnected(now, &format!("send failed: {e}"));
-                inner.socket = None;
+                inner.conn = None;
                 break;
             }
         }
@@ -236,6 +236,7 @@ fn step(shared: &Shared) {
         while let Some(e) = inner.client.poll_event() {
             events.push(event_to_js(e));
         }
+        events.append(&mut inner.driver_events);
         let deadline = [inner.client.poll_timeout(), inner.layer.as_ref().and_then(|l| l.poll_timeout())].into_iter().flatten().min();
         inner.timer = deadline.map(|at| {
             // setTimeout has millisecond resolution; round up so the deadline has passed
@@ -259,42 +260,65 @@ fn step(shared: &Shared) {
     }
 }
 
-fn open_socket(shared: &Shared, url: &str) -> Result<Socket, String> {
-    let ws = WebSocket::new(url).map_err(|e| format!("cannot open {url}: {e:?}"))?;
-    ws.set_binary_type(BinaryType::Arraybuffer);
-    let weak = Rc::downgrade(shared);
-    let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
-        if let Some(s) = weak.upgrade() {
-            drive(&s, |inner, now| inner.client.handle_connected(now));
+/// A connection opened (the WebSocket is open, or the WebTransport stream is).
+pub(crate) fn on_open(shared: &Shared, kind: Kind) {
+    drive(shared, |inner, now| {
+        inner.last_transport = Some(kind);
+        let o = Object::new();
+        set(&o, "type", "transport");
+        set(&o, "transport", kind.name());
+        set(&o, "fallbackReason", inner.wt_failure.clone().map_or(JsValue::NULL, JsValue::from));
+        inner.driver_events.push(o.into());
+        inner.client.handle_connected(now);
+    });
+}
+
+/// A message from the gateway.
+pub(crate) fn on_message(shared: &Shared, bytes: &[u8]) {
+    drive(shared, |inner, now| inner.client.handle_message(now, bytes));
+}
+
+/// The connection ended, or could not be opened (a WebSocket refused): the core backs
+/// off before the next attempt.
+pub(crate) fn on_closed(shared: &Shared, reason: &str) {
+    drive(shared, |inner, now| {
+        inner.conn = None;
+        inner.client.handle_disconnected(now, reason);
+    });
+}
+
+/// A WebTransport connection failed before its stream opened. With `transport: auto`
+/// the client switches to WebSocket at once and for good; forced, it backs off and
+/// tries again.
+pub(crate) fn on_open_failed(shared: &Shared, kind: Kind, reason: &str) {
+    drive(shared, |inner, now| {
+        inner.conn = None;
+        if kind == Kind::WebTransport && inner.transport == TransportChoice::Auto && inner.gateway_ws.is_some() {
+            inner.wt_failure = Some(reason.to_owned());
+        } else {
+            inner.client.handle_disconnected(now, reason);
         }
     });
-    let weak = Rc::downgrade(shared);
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-        if let Some(s) = weak.upgrade() {
-            let bytes = Uint8Array::new(&e.data()).to_vec();
-            drive(&s, |inner, now| inner.client.handle_message(now, &bytes));
+}
+
+/// Which transport the next connection uses (`PROTOCOL.md`, section 6).
+fn choose_transport(inner: &Inner) -> Result<Target, String> {
+    let ws = inner.gateway_ws.clone().map(Target::Ws);
+    let wt = || {
+        if !transport::webtransport_supported() {
+            return Err("this browser has no WebTransport".to_string());
         }
-    });
-    let weak = Rc::downgrade(shared);
-    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
-        if let Some(s) = weak.upgrade() {
-            let reason = if e.reason().is_empty() {
-                format!("connection closed ({})", e.code())
-            } else {
-                format!("connection closed ({}): {}", e.code(), e.reason())
-            };
-            drive(&s, |inner, now| {
-                if inner.client.state() != ConnectionState::Disconnected {
-                    inner.client.handle_disconnected(now, &reason);
-                }
-                inner.socket = None;
-            });
-        }
-    });
-    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-    Ok(Socket { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close })
+        inner.gateway_wt.clone().map(Target::Wt).ok_or_else(|| "the gateway offers no WebTransport".to_string())
+    };
+    match inner.transport {
+        TransportChoice::WebSocket => ws.ok_or_else(|| "the gateway offers no WebSocket".into()),
+        TransportChoice::WebTransport => wt(),
+        TransportChoice::Auto => match (inner.wt_failure.is_none(), ws) {
+            (true, ws) => wt().or_else(|e| ws.ok_or(e)),
+            (false, Some(ws)) => Ok(ws),
+            (false, None) => wt(),
+        },
+    }
 }
 
 fn state_name(s: ConnectionState) -> &'static str {
@@ -414,6 +438,8 @@ impl MixnetClient {
         let o = Object::new();
         set(&o, "state", state_name(inner.client.state()));
         set(&o, "mode", inner.mode);
+        set(&o, "transport", inner.last_transport.map_or(JsValue::NULL, |k| JsValue::from(k.name())));
+        set(&o, "webTransportFailure", inner.wt_failure.clone().map_or(JsValue::NULL, JsValue::from));
         let loopix = inner.client.loopix();
         let mean_ms = |d: Option<std::time::Duration>| d.map_or(JsValue::NULL, |d| JsValue::from(d.as_secs_f64() * 1000.0));
         set(&o, "sendDelayMs", mean_ms(loopix.send_delay_mean));
@@ -462,7 +488,7 @@ impl MixnetClient {
     pub fn disconnect(&self) {
         let mut inner = self.shared.borrow_mut();
         inner.stopped = true;
-        inner.socket = None;
+        inner.conn = None;
         inner.timer = None;
         inner.refresh = None;
     }
@@ -477,7 +503,7 @@ impl MixnetClient {
         let o = ClientOptions::parse(options).map_err(invalid)?;
         let key = directory_key(&o.directory_key).map_err(|e| invalid(format!("directoryKey: {e}")))?;
         let topology = fetch_topology(&o.directory, &key).await.map_err(directory_error)?;
-        let (gateway, gateway_key, gateway_url) = pick_gateway(&topology, o.gateway.as_deref()).map_err(directory_error)?;
+        let (gateway, gateway_key, gateway_ws, gateway_wt) = pick_gateway(&topology, o.gateway.as_deref()).map_err(directory_error)?;
         let mut rng = seeded_rng();
         let (signing, encryption) = match &o.identity {
             Some(s) => {
@@ -506,8 +532,14 @@ impl MixnetClient {
             directory: o.directory.clone(),
             directory_key: key,
             gateway,
-            gateway_url,
-            socket: None,
+            gateway_ws,
+            gateway_wt,
+            transport: o.transport,
+            wt_timeout_ms: o.web_transport_timeout_ms.min(f64::from(u32::MAX)) as u32,
+            wt_failure: None,
+            last_transport: None,
+            conn: None,
+            driver_events: Vec::new(),
             timer: None,
             refresh: None,
             on_event,
@@ -549,13 +581,15 @@ fn start_refresh(shared: &Shared, every_ms: f64) {
         };
         wasm_bindgen_futures::spawn_local(async move {
             let Ok(t) = fetch_topology(&dir, &key).await else { return };
-            let found = t.gateway(&gateway).map(|g| (g.noise_key.0, g.client_ws.clone()));
+            let found = t.gateway(&gateway).map(|g| (g.noise_key.0, g.client_ws.clone(), g.client_wt.clone()));
             {
                 let mut i = shared.borrow_mut();
-                if let Some((noise, url)) = found {
+                if let Some((noise, ws, wt)) = found {
                     i.client.set_gateway_key(noise);
-                    if let Some(url) = url {
-                        i.gateway_url = url;
+                    // keep what we had if the gateway stops offering both
+                    if ws.is_some() || wt.is_some() {
+                        i.gateway_ws = ws;
+                        i.gateway_wt = wt;
                     }
                 }
                 if let Ok(r) = Routes::new(t.clone()) {

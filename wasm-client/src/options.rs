@@ -14,9 +14,18 @@ pub struct ClientOptions {
     pub directory: String,
     /// The directory's base58 ed25519 key; the topology must be signed by it.
     pub directory_key: String,
-    /// Gateway identity (base58); the first gateway offering WebSocket if unset.
+    /// Gateway identity (base58); the first gateway offering WebSocket or
+    /// WebTransport if unset.
     #[serde(default)]
     pub gateway: Option<String>,
+    /// `auto` (default: WebTransport when offered and supported, else or on failure
+    /// WebSocket), `websocket` or `webtransport`.
+    #[serde(default)]
+    pub transport: TransportChoice,
+    /// How long a WebTransport connection may take to open before `auto` falls back
+    /// to WebSocket, ms (3000).
+    #[serde(default = "d3000")]
+    pub web_transport_timeout_ms: f64,
     /// `mixnet` (default) or `fast`.
     #[serde(default = "mixnet")]
     pub mode: RouteMode,
@@ -44,6 +53,20 @@ pub struct ClientOptions {
     pub identity: Option<String>,
 }
 
+/// Which transport to the gateway (`PROTOCOL.md`, section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportChoice {
+    /// WebTransport when offered and supported; WebSocket otherwise, or once
+    /// WebTransport has failed to open.
+    #[default]
+    Auto,
+    /// WebSocket only.
+    WebSocket,
+    /// WebTransport only (never falls back).
+    WebTransport,
+}
+
 fn mixnet() -> RouteMode {
     RouteMode::Mixnet
 }
@@ -55,6 +78,9 @@ fn d20() -> f64 {
 }
 fn d200() -> f64 {
     200.0
+}
+fn d3000() -> f64 {
+    3_000.0
 }
 fn d30000() -> f64 {
     30_000.0
@@ -77,6 +103,7 @@ impl ClientOptions {
             ("hopDelayMs", o.hop_delay_ms),
             ("ackDelayMs", o.ack_delay_ms),
             ("topologyRefreshMs", o.topology_refresh_ms),
+            ("webTransportTimeoutMs", o.web_transport_timeout_ms),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("invalid options: {name} must be a non-negative number of milliseconds"));

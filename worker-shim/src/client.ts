@@ -16,10 +16,22 @@ import {
   type Response,
   type ResultOf,
   type Stats,
+  type TransportKind,
   type WorkerEvent,
 } from './protocol.js';
 
-export type { ClientConfig, ConnectionState, ErrorCode, FetchErrorCode, Mode, RouteHop, RouteRecord, Stats } from './protocol.js';
+export type {
+  ClientConfig,
+  ConnectionState,
+  ErrorCode,
+  FetchErrorCode,
+  Mode,
+  RouteHop,
+  RouteRecord,
+  Stats,
+  TransportChoice,
+  TransportKind,
+} from './protocol.js';
 export { PROTOCOL_VERSION } from './protocol.js';
 
 /** Options of {@link createMixnetClient}: the client's configuration plus how to load it. */
@@ -63,6 +75,8 @@ export interface ReceivedMessage {
 export interface ClientEvents {
   message: ReceivedMessage;
   state: { state: ConnectionState; reason: string | null };
+  /** A connection opened over this transport; `fallbackReason` says why it is not WebTransport when that failed. */
+  transport: { transport: TransportKind; fallbackReason: string | null };
   stats: Stats;
   delivered: { id: number };
   failed: { id: number; reason: string };
@@ -108,6 +122,8 @@ const CONFIG_KEYS: readonly (keyof ClientConfig)[] = [
   'directory',
   'directoryKey',
   'gateway',
+  'transport',
+  'webTransportTimeoutMs',
   'mode',
   'sendDelayMs',
   'loopCoverMs',
@@ -128,6 +144,8 @@ export class MixnetClient {
   #outcomes = new Map<number, { resolve(): void; reject(e: MixnetError): void }>();
   #settled = new Map<number, string | null>();
   #state: ConnectionState = 'connecting';
+  #transport: TransportKind | null = null;
+  #webTransportFailure: string | null = null;
   #stateReason: string | null = null;
   #statsTimer: ReturnType<typeof setInterval> | null = null;
   #statsIntervalMs: number;
@@ -155,6 +173,16 @@ export class MixnetClient {
   /** The gateway connection's state. */
   get state(): ConnectionState {
     return this.#state;
+  }
+
+  /** The transport of the current (or last) gateway connection; null before the first opened. */
+  get transport(): TransportKind | null {
+    return this.#transport;
+  }
+
+  /** Why WebTransport failed, if it did (with `transport: 'auto'` the client then uses WebSocket). */
+  get webTransportFailure(): string | null {
+    return this.#webTransportFailure;
   }
 
   /** Listens to an event; returns a function that stops listening. */
@@ -332,6 +360,11 @@ export class MixnetClient {
         this.#state = e.state;
         this.#stateReason = e.reason;
         this.#emit('state', { state: e.state, reason: e.reason });
+        return;
+      case 'transport':
+        this.#transport = e.transport;
+        this.#webTransportFailure = e.fallbackReason ?? this.#webTransportFailure;
+        this.#emit('transport', { transport: e.transport, fallbackReason: e.fallbackReason });
         return;
       case 'delivered':
       case 'failed': {

@@ -19,5 +19,7 @@ export {
   type RouteRecord,
   type SendOptions,
   type Stats,
+  type TransportChoice,
+  type TransportKind,
 } from './client.js';
 export { MixFetch, createMixFetch, disconnectMixFetch, mixFetch, type MixFetchOptions } from './mixfetch.js';

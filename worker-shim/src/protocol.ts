@@ -14,8 +14,16 @@ export interface ClientConfig {
   directory: string;
   /** The directory's base58 ed25519 key; the topology must be signed by it. */
   directoryKey: string;
-  /** Gateway identity (base58); the first gateway offering WebSocket if unset. */
+  /** Gateway identity (base58); the first gateway offering WebSocket or WebTransport if unset. */
   gateway?: string;
+  /**
+   * How to reach the gateway. `auto` (default): WebTransport when the gateway offers it and the
+   * browser supports it; WebSocket otherwise, and from the first WebTransport failure on (for the
+   * client's lifetime; nothing queued is lost). `websocket` / `webtransport` force one.
+   */
+  transport?: TransportChoice;
+  /** How long a WebTransport connection may take to open before `auto` falls back, ms (default 3000). */
+  webTransportTimeoutMs?: number;
   /** `mixnet` (default) or `fast`. */
   mode?: Mode;
   /** Mean delay of the real-traffic Poisson stream, ms (default 20). */
@@ -36,6 +44,12 @@ export interface ClientConfig {
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected';
 
+/** What `transport` asks for. */
+export type TransportChoice = 'auto' | 'websocket' | 'webtransport';
+
+/** The transport a connection runs on. */
+export type TransportKind = 'websocket' | 'webtransport';
+
 /** A hop of a recently sent packet: a mix layer (1-3) or the destination gateway. */
 export interface RouteHop {
   id: string;
@@ -52,6 +66,10 @@ export interface RouteRecord {
 export interface Stats {
   state: ConnectionState;
   mode: Mode;
+  /** The transport of the current (or last) connection; null before the first one opened. */
+  transport: TransportKind | null;
+  /** Why WebTransport failed, if it did (`auto` then uses WebSocket). */
+  webTransportFailure: string | null;
   /** Mean of the real-traffic stream in force, ms (null: sends at once, no cover). */
   sendDelayMs: number | null;
   /** Mean of the loop-cover stream in force, ms (null: off). */
@@ -101,6 +119,7 @@ export type FetchErrorCode = 'invalid-argument' | 'connect' | 'tls' | 'http' | '
 /** Events the worker emits. */
 export type WorkerEvent =
   | { type: 'state'; state: ConnectionState; reason: string | null }
+  | { type: 'transport'; transport: TransportKind; fallbackReason: string | null }
   | { type: 'message'; data: Uint8Array; senderTag: string | null; replyFrom: string | null }
   | { type: 'delivered'; id: number }
   | { type: 'failed'; id: number; reason: string }

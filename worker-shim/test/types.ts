@@ -30,6 +30,21 @@ export async function usage(): Promise<void> {
     // @ts-expect-error: not a connection state
     if (state === 'open') return;
   });
+  client.on('transport', ({ transport, fallbackReason }) => {
+    const kind: 'websocket' | 'webtransport' = transport;
+    const why: string | null = fallbackReason;
+    void kind;
+    void why;
+  });
+  const now: 'websocket' | 'webtransport' | null = client.transport;
+  const failure: string | null = client.webTransportFailure;
+  void failure;
+  const used: 'websocket' | 'webtransport' | null = s.transport;
+  void now;
+  void used;
+  await createMixnetClient({ directory: 'd', directoryKey: 'k', transport: 'webtransport', webTransportTimeoutMs: 500 });
+  // @ts-expect-error: transport is auto, websocket or webtransport
+  await createMixnetClient({ directory: 'd', directoryKey: 'k', transport: 'quic' });
   client.on('fatal', (e) => {
     const err: MixnetError = e;
     void err.code;

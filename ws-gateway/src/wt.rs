@@ -2,7 +2,8 @@
 //! a session at the published URL's path, then one bidirectional stream; on it every
 //! session message is `len (2, big-endian) ‖ message` (`mixnet_core::framing`). From
 //! there it is the same protocol as over WebSocket: the same actor events, the same
-//! close codes (4000 + code, sent as the QUIC application close code with the reason).
+//! close codes and reasons (4000 + code, in a close record on the stream, then as the
+//! QUIC application close).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -170,7 +171,11 @@ async fn session(
                     }
                 }
                 WsOut::Close(code, reason) => {
-                    let reason: String = reason.chars().take(120).collect();
+                    // the close record tells the client why; then give it a moment
+                    // to close the session itself before closing it from here
+                    let _ = send.write_all(&framing::encode_close(4000 + code, &reason)).await;
+                    let _ = send.finish().await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), closer.closed()).await;
                     closer.close(VarInt::from_u32(4000 + u32::from(code)), reason.as_bytes());
                     return;
                 }
@@ -184,7 +189,15 @@ async fn session(
             Ok(Some(n)) => {
                 decoder.push(&buf[..n]);
                 let mut gone = false;
-                while let Some(message) = decoder.next_message() {
+                while let Some(record) = decoder.next_record() {
+                    let message = match record {
+                        framing::Record::Message(m) => m,
+                        // a client closing the stream its own way
+                        framing::Record::Close { .. } => {
+                            gone = true;
+                            break;
+                        }
+                    };
                     if events.send(Event::Message { conn, data: message }).await.is_err() {
                         gone = true;
                         break;

@@ -91,8 +91,13 @@ impl Conn {
                 }
             },
             Self::Wt { connection, recv, decoder, buf, .. } => loop {
-                if let Some(m) = decoder.next_message() {
-                    return Ok(m);
+                match decoder.next_record() {
+                    Some(framing::Record::Message(m)) => return Ok(m),
+                    Some(framing::Record::Close { code, reason }) => {
+                        connection.close(wtransport::VarInt::from_u32(0), b"");
+                        return Err(format!("closed by gateway: {reason} ({code})"));
+                    }
+                    None => {}
                 }
                 match recv.read(buf).await {
                     Ok(Some(n)) => decoder.push(&buf[..n]),

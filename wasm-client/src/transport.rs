@@ -1,0 +1,263 @@
+//! The two ways to the gateway: a WebSocket (one protocol message per WebSocket
+//! message), and WebTransport (one bidirectional stream of length-prefixed records,
+//! `mixnet_core::framing`, with the certificate pinned by the hash the topology
+//! publishes). Both report to the driver through the same four calls in `lib.rs`:
+//! `on_open`, `on_message`, `on_closed`, `on_open_failed`. Which one to open, and the
+//! fallback from WebTransport to WebSocket, is decided there (`choose_transport`).
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use gloo_timers::callback::Timeout;
+use js_sys::Uint8Array;
+use mixnet_core::framing::{self, Record};
+use mixnet_core::topology::WebTransportEndpoint;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    BinaryType, CloseEvent, MessageEvent, ReadableStreamDefaultReader, ReadableStreamReadResult, WebSocket, WebTransport,
+    WebTransportBidirectionalStream, WebTransportHash, WebTransportOptions, WritableStreamDefaultWriter,
+};
+
+use crate::{Inner, on_closed, on_message, on_open, on_open_failed};
+
+/// Which transport a connection uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    WebSocket,
+    WebTransport,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::WebTransport => "webtransport",
+        }
+    }
+}
+
+/// Where to connect.
+pub(crate) enum Target {
+    Ws(String),
+    Wt(WebTransportEndpoint),
+}
+
+/// Whether this browser (or worker) has the WebTransport API.
+pub(crate) fn webtransport_supported() -> bool {
+    js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("WebTransport")).unwrap_or(false)
+}
+
+/// One connection to the gateway; dropping it closes it and silences its callbacks.
+pub(crate) enum Conn {
+    Ws(Socket),
+    Wt(WtConn),
+}
+
+impl Conn {
+    pub(crate) fn open(shared: &Rc<RefCell<Inner>>, target: &Target, wt_timeout_ms: u32) -> Result<Self, String> {
+        match target {
+            Target::Ws(url) => open_socket(shared, url).map(Self::Ws),
+            Target::Wt(endpoint) => open_wt(shared, endpoint, wt_timeout_ms).map(Self::Wt),
+        }
+    }
+
+    /// Still opening: its own open or failure callback will tell the driver.
+    pub(crate) fn opening(&self) -> bool {
+        match self {
+            Self::Ws(s) => s.ws.ready_state() == WebSocket::CONNECTING,
+            Self::Wt(w) => w.state.writer.borrow().is_none(),
+        }
+    }
+
+    pub(crate) fn send(&self, message: &[u8]) -> Result<(), String> {
+        match self {
+            Self::Ws(s) if s.ws.ready_state() == WebSocket::OPEN => {
+                s.ws.send_with_u8_array(message).map_err(|e| format!("{e:?}"))
+            }
+            Self::Ws(_) => Err("not connected".into()),
+            Self::Wt(w) => {
+                let writer = w.state.writer.borrow();
+                let writer = writer.as_ref().ok_or("not connected")?;
+                let framed = framing::encode(message).map_err(|e| e.to_string())?;
+                // writes are queued in order by the stream; a failed one also fails the
+                // stream, and the reader reports that, so the promise only needs a catch
+                let _ = writer.write_with_chunk(&Uint8Array::from(framed.as_slice())).catch(&w.state.ignore);
+                Ok(())
+            }
+        }
+    }
+}
+
+pub(crate) struct Socket {
+    ws: WebSocket,
+    _on_open: Closure<dyn FnMut(JsValue)>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // clear the handlers first: a closure called after being dropped is an error
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        self.ws.set_onerror(None);
+        let _ = self.ws.close();
+    }
+}
+
+fn open_socket(shared: &Rc<RefCell<Inner>>, url: &str) -> Result<Socket, String> {
+    let ws = WebSocket::new(url).map_err(|e| format!("cannot open {url}: {e:?}"))?;
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    let weak = Rc::downgrade(shared);
+    let on_open_cb = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+        if let Some(s) = weak.upgrade() {
+            on_open(&s, Kind::WebSocket);
+        }
+    });
+    let weak = Rc::downgrade(shared);
+    let on_message_cb = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+        if let Some(s) = weak.upgrade() {
+            on_message(&s, &Uint8Array::new(&e.data()).to_vec());
+        }
+    });
+    let weak = Rc::downgrade(shared);
+    let on_close_cb = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
+        if let Some(s) = weak.upgrade() {
+            let reason = if e.reason().is_empty() {
+                format!("connection closed ({})", e.code())
+            } else {
+                format!("connection closed ({}): {}", e.code(), e.reason())
+            };
+            on_closed(&s, &reason);
+        }
+    });
+    ws.set_onopen(Some(on_open_cb.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message_cb.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close_cb.as_ref().unchecked_ref()));
+    Ok(Socket { ws, _on_open: on_open_cb, _on_message: on_message_cb, _on_close: on_close_cb })
+}
+
+/// What the WebTransport connection's task and its owner share.
+struct WtState {
+    /// Set once the stream is open.
+    writer: RefCell<Option<WritableStreamDefaultWriter>>,
+    /// The owner dropped the connection: the task must not report anything more.
+    dropped: Cell<bool>,
+    /// The opening took too long and was abandoned.
+    timed_out: Cell<bool>,
+    ignore: Closure<dyn FnMut(JsValue)>,
+}
+
+pub(crate) struct WtConn {
+    wt: WebTransport,
+    state: Rc<WtState>,
+    _timeout: Timeout,
+}
+
+impl Drop for WtConn {
+    fn drop(&mut self) {
+        self.state.dropped.set(true);
+        self.wt.close();
+    }
+}
+
+fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
+    if hex.len() != 64 {
+        return Err(format!("cert_sha256 must be 64 hex digits, not {}", hex.len()));
+    }
+    (0..32)
+        .map(|i| hex.get(2 * i..2 * i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()).ok_or_else(|| "cert_sha256 is not hex".to_string()))
+        .collect()
+}
+
+fn describe(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message()))
+}
+
+fn open_wt(shared: &Rc<RefCell<Inner>>, endpoint: &WebTransportEndpoint, timeout_ms: u32) -> Result<WtConn, String> {
+    let options = WebTransportOptions::new();
+    if let Some(hex) = &endpoint.cert_sha256 {
+        let hash = WebTransportHash::new();
+        hash.set_algorithm("sha-256");
+        hash.set_value_u8_array(&Uint8Array::from(decode_hex(hex)?.as_slice()));
+        options.set_server_certificate_hashes(&[hash]);
+    }
+    let url = endpoint.url.clone();
+    let wt = WebTransport::new_with_options(&url, &options).map_err(|e| format!("cannot open {url}: {}", describe(&e)))?;
+    let state = Rc::new(WtState {
+        writer: RefCell::new(None),
+        dropped: Cell::new(false),
+        timed_out: Cell::new(false),
+        ignore: Closure::new(|_| {}),
+    });
+    wasm_bindgen_futures::spawn_local(run(Rc::downgrade(shared), wt.clone(), state.clone(), url, timeout_ms));
+    let timeout = {
+        let (state, wt) = (state.clone(), wt.clone());
+        Timeout::new(timeout_ms, move || {
+            if state.writer.borrow().is_none() && !state.dropped.get() {
+                // UDP blocked or the port closed without an answer: give up on it
+                state.timed_out.set(true);
+                wt.close();
+            }
+        })
+    };
+    Ok(WtConn { wt, state, _timeout: timeout })
+}
+
+/// Opens the stream, then reads records until the session ends.
+async fn run(shared: Weak<RefCell<Inner>>, wt: WebTransport, state: Rc<WtState>, url: String, timeout_ms: u32) {
+    let opened = async {
+        JsFuture::from(wt.ready()).await?;
+        let bidi: WebTransportBidirectionalStream = JsFuture::from(wt.create_bidirectional_stream()).await?.unchecked_into();
+        let writer = bidi.writable().get_writer()?;
+        let reader: ReadableStreamDefaultReader = bidi.readable().get_reader().unchecked_into();
+        Ok::<_, JsValue>((writer, reader))
+    }
+    .await;
+    let live = |state: &WtState| (!state.dropped.get()).then(|| shared.upgrade()).flatten();
+    let reader = match opened {
+        Ok((writer, reader)) => {
+            let Some(s) = live(&state) else { return };
+            *state.writer.borrow_mut() = Some(writer);
+            on_open(&s, Kind::WebTransport);
+            reader
+        }
+        Err(e) => {
+            let Some(s) = live(&state) else { return };
+            let why = if state.timed_out.get() { format!("no answer within {timeout_ms} ms") } else { describe(&e) };
+            on_open_failed(&s, Kind::WebTransport, &format!("WebTransport to {url} failed: {why}"));
+            return;
+        }
+    };
+    let mut decoder = framing::Decoder::new();
+    let reason = loop {
+        let chunk = match JsFuture::from(reader.read()).await {
+            Ok(v) => v.unchecked_into::<ReadableStreamReadResult>(),
+            Err(e) => break format!("connection closed: {}", describe(&e)),
+        };
+        if chunk.get_done().unwrap_or(false) {
+            break "the gateway ended the stream".to_string();
+        }
+        decoder.push(&Uint8Array::new(&chunk.get_value()).to_vec());
+        let mut closed = None;
+        while let Some(record) = decoder.next_record() {
+            let Some(s) = live(&state) else { return };
+            match record {
+                Record::Message(m) => on_message(&s, &m),
+                Record::Close { code, reason } => {
+                    closed = Some(format!("connection closed ({code}): {reason}"));
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = closed {
+            break reason;
+        }
+    };
+    if let Some(s) = live(&state) {
+        on_closed(&s, &reason);
+    }
+}
