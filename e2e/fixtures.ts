@@ -52,11 +52,13 @@ export interface Localnet {
    * still offers WebTransport, as on a network that blocks UDP. Undone by a stop and start.
    */
   closeWebTransport(i: 0 | 1): Promise<void>;
+  /** The same, but the port then swallows packets without an answer (UDP dropped silently): clients time out. */
+  blackholeWebTransport(i: 0 | 1): Promise<void>;
   /** The value of a Prometheus counter or gauge at `metricsUrl` (summed over labels). */
   metric(metricsUrl: string, name: string): Promise<number>;
 }
 
-async function control(url: string, i: number, action: 'stop' | 'start' | 'close-webtransport'): Promise<void> {
+async function control(url: string, i: number, action: 'stop' | 'start' | 'close-webtransport' | 'blackhole-webtransport'): Promise<void> {
   const res = await fetch(`${url}_control/gateways/${i}/${action}`, { method: 'POST' });
   if (!res.ok) throw new Error(`localnet: ${action} gateway ${i}: ${res.status} ${await res.text()}`);
 }
@@ -106,6 +108,7 @@ export async function startLocalnet(args: string[] = []): Promise<Localnet & { s
     stopGateway: (i) => control(url, i, 'stop'),
     startGateway: (i) => control(url, i, 'start'),
     closeWebTransport: (i) => control(url, i, 'close-webtransport'),
+    blackholeWebTransport: (i) => control(url, i, 'blackhole-webtransport'),
     metric,
     async stop() {
       if (child.exitCode === null) {

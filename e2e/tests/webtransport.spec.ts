@@ -88,39 +88,48 @@ test.describe('MixFetch over WebTransport', () => {
   });
 });
 
-test('falls back to WebSocket when the WebTransport port is closed, and delivers what was queued', async ({ browser }) => {
+test('falls back to WebSocket when WebTransport fails (port closed, or UDP dropped) and delivers what was queued', async ({ browser }) => {
   // a network of its own: the shared one keeps its WebTransport ports open
   const net = await startLocalnet(['--mode', 'fast']);
   try {
-    await net.closeWebTransport(0);
-    const b = await openDemo(browser, net, 'mode=fast&gateway=exit');
-    expect(await transportOf(b.page)).toBe('webtransport');
+    await net.closeWebTransport(0); // refused at once
+    await net.blackholeWebTransport(1); // no answer: the client's timeout decides
+    const b = await openDemo(browser, net, 'mode=fast');
+    expect(await transportOf(b.page)).toBe('websocket');
 
     const page = await browser.newPage();
     await page.goto(`${net.url}bench.html?client=0`);
     await page.waitForFunction(() => window.mixnet !== undefined);
     const out = await page.evaluate(
       async ({ info, to }) => {
-        const c = await window.mixnet.createMixnetClient({
-          directory: info.directory,
-          directoryKey: info.directoryKey,
-          gateway: info.entryGateway,
-          mode: 'fast',
-          waitForConnection: false,
-        });
-        // queued while the WebTransport attempt is still failing
-        const stateAtSend = c.state;
-        await c.send(to, 'queued before the fallback', { waitForDelivery: true, signal: AbortSignal.timeout(30_000) });
-        const s = await c.stats();
-        return { stateAtSend, transport: s.transport, failure: s.webTransportFailure, connections: s.connections };
+        const run = async (gateway: string, text: string) => {
+          const c = await window.mixnet.createMixnetClient({
+            directory: info.directory,
+            directoryKey: info.directoryKey,
+            gateway,
+            mode: 'fast',
+            webTransportTimeoutMs: 1000,
+            waitForConnection: false,
+          });
+          // queued while the WebTransport attempt is still failing
+          const stateAtSend = c.state;
+          await c.send(to, text, { waitForDelivery: true, signal: AbortSignal.timeout(30_000) });
+          const s = await c.stats();
+          return { stateAtSend, transport: s.transport, failure: s.webTransportFailure, connections: s.connections };
+        };
+        return Promise.all([run(info.entryGateway, 'queued (port closed)'), run(info.exitGateway, 'queued (UDP dropped)')]);
       },
       { info: net.info, to: b.address },
     );
-    expect(out.stateAtSend).not.toBe('connected');
-    expect(out.transport).toBe('websocket');
-    expect(out.failure).toMatch(/^WebTransport to https:\/\/127\.0\.0\.1:\d+\/mixnet failed: /);
-    expect(out.connections).toBe(1);
-    await expect(b.page.locator('#inbox .message .text')).toHaveText(['queued before the fallback']);
+    for (const o of out) {
+      expect(o.stateAtSend).not.toBe('connected');
+      expect(o.transport).toBe('websocket');
+      expect(o.failure).toMatch(/^WebTransport to https:\/\/127\.0\.0\.1:\d+\/mixnet failed: /);
+      expect(o.connections).toBe(1);
+    }
+    expect(out[1]?.failure).toMatch(/no answer within 1000 ms$/);
+    // newest first: the timed-out client connected a second later
+    await expect(b.page.locator('#inbox .message .text')).toHaveText(['queued (UDP dropped)', 'queued (port closed)']);
     await page.context().close();
     await b.page.context().close();
   } finally {

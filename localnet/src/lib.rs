@@ -139,6 +139,8 @@ pub struct Localnet {
     /// Gateway 0 is the entry, gateway 1 the exit (`None` while down).
     pub gateways: Vec<Option<RunningGateway>>,
     gateway_configs: Vec<GatewayConfig>,
+    /// UDP sockets that silently swallow what is sent to closed WebTransport ports.
+    blackholes: Vec<std::net::UdpSocket>,
     config: LocalnetConfig,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -203,7 +205,7 @@ impl Localnet {
             gateways.push(Some(g));
             gateway_configs.push(gc);
         }
-        let net = Self { directory, mixes, gateways, gateway_configs, config, _tmp: tmp };
+        let net = Self { directory, mixes, gateways, gateway_configs, blackholes: Vec::new(), config, _tmp: tmp };
         net.wait_for_topology(|t| t.mixes.len() == net.live_mixes() && t.gateways.len() == 2, Duration::from_secs(20))
             .await
             .map_err(|_| StartError::Directory("not every node appeared in the topology within 20 s".into()))?;
@@ -302,8 +304,34 @@ impl Localnet {
         }
     }
 
+    /// Like [`Localnet::close_webtransport`], then holds the UDP port with a socket that
+    /// never answers: what a client sees on a network that drops UDP silently (its
+    /// WebTransport attempt times out rather than failing at once). Released when the
+    /// gateway is started again.
+    pub async fn blackhole_webtransport(&mut self, i: usize) -> Result<(), String> {
+        let Some(addr) = self.gateways[i].as_ref().and_then(|g| g.wt.as_ref().map(|(a, _)| *a)) else {
+            return Err("the gateway is down or has no webtransport listener".into());
+        };
+        self.close_webtransport(i).await;
+        // the QUIC endpoint lets go of its socket once its last connection is gone
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match std::net::UdpSocket::bind(addr) {
+                Ok(socket) => {
+                    self.blackholes.push(socket);
+                    return Ok(());
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(format!("cannot hold {addr}: {e}")),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
     /// Starts gateway `i` again with the same keys, inbox and ports.
     pub async fn start_gateway(&mut self, i: usize) -> Result<(), StartError> {
+        if let Some(wt) = &self.gateway_configs[i].wt_listen {
+            self.blackholes.retain(|s| s.local_addr().map(|a| a.to_string()).ok().as_ref() != Some(wt));
+        }
         let g = ws_gateway::start(self.gateway_configs[i].clone()).await?;
         self.gateways[i] = Some(g);
         Ok(())

@@ -40,7 +40,8 @@ struct Cli {
     /// The built demo site.
     #[arg(long, default_value = "demo-site/dist")]
     site: PathBuf,
-    /// Serve `POST /_control/gateways/{i}/{stop|start|close-webtransport}` (for test suites).
+    /// Serve `POST /_control/gateways/{i}/{stop|start|close-webtransport|blackhole-webtransport}`
+    /// (for test suites).
     #[arg(long)]
     control: bool,
     /// Gateways listen only for WebSocket (by default they also offer WebTransport).

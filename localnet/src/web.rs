@@ -33,8 +33,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub struct WebConfig {
     /// The built demo site.
     pub site: PathBuf,
-    /// Whether `/_control/gateways/{i}/{stop|start|close-webtransport}` is served (test
-    /// suites only).
+    /// Whether `/_control/gateways/{i}/{stop|start|close-webtransport|blackhole-webtransport}`
+    /// is served (test suites only).
     pub control: bool,
 }
 
@@ -94,7 +94,12 @@ async fn control(State(s): State<Arc<Shared>>, Path((i, action)): Path<(usize, S
             true => (StatusCode::OK, "webtransport port closed").into_response(),
             false => (StatusCode::CONFLICT, "the gateway is down or has no webtransport listener").into_response(),
         },
-        other => (StatusCode::NOT_FOUND, format!("unknown action {other:?}: stop, start or close-webtransport")).into_response(),
+        "blackhole-webtransport" => match net.blackhole_webtransport(i).await {
+            Ok(()) => (StatusCode::OK, "webtransport port closed; packets to it are dropped silently").into_response(),
+            Err(e) => (StatusCode::CONFLICT, e).into_response(),
+        },
+        other => (StatusCode::NOT_FOUND, format!("unknown action {other:?}: stop, start, close-webtransport or blackhole-webtransport"))
+            .into_response(),
     }
 }
 
