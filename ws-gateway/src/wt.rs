@@ -248,3 +248,30 @@ impl Drop for Disconnect {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn certificates_self_signed_kept_or_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        // self-signed, kept in the data directory and reused at the next start
+        let a = load_identity(None, None, Some(dir.path()), "127.0.0.1").await.unwrap();
+        let hash = a.pinned_sha256.clone().expect("a self-signed certificate is pinned");
+        assert_eq!(hash.len(), 64);
+        let b = load_identity(None, None, Some(dir.path()), "127.0.0.1").await.unwrap();
+        assert_eq!(b.pinned_sha256, Some(hash.clone()));
+        // without a data directory, a new one each time
+        let c = load_identity(None, None, None, "127.0.0.1").await.unwrap();
+        assert_ne!(c.pinned_sha256, Some(hash));
+        // a configured certificate is published without a hash (browsers must trust it)
+        let (cert, key) = (dir.path().join("wt-cert.pem"), dir.path().join("wt-key.pem"));
+        let d = load_identity(Some(&cert), Some(&key), None, "gw.example").await.unwrap();
+        assert_eq!(d.pinned_sha256, None);
+        assert!(load_identity(Some(&cert), None, None, "gw.example").await.is_err(), "cert without key");
+        let missing = dir.path().join("missing.pem");
+        let err = load_identity(Some(&missing), Some(&key), None, "gw.example").await.err().unwrap();
+        assert!(err.contains("missing.pem"), "{err}");
+    }
+}

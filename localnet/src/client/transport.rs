@@ -38,15 +38,17 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 /// One open connection to a gateway.
 pub(crate) enum Conn {
     Ws(Box<Ws>),
-    Wt {
-        // the session lives as long as this handle
-        connection: wtransport::Connection,
-        send: wtransport::SendStream,
-        recv: wtransport::RecvStream,
-        decoder: framing::Decoder,
-        buf: Box<[u8]>,
-        _endpoint: wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>,
-    },
+    Wt(Box<WtConn>),
+}
+
+pub(crate) struct WtConn {
+    // the session lives as long as this handle
+    connection: wtransport::Connection,
+    send: wtransport::SendStream,
+    recv: wtransport::RecvStream,
+    decoder: framing::Decoder,
+    buf: Box<[u8]>,
+    _endpoint: wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>,
 }
 
 impl Conn {
@@ -66,7 +68,8 @@ impl Conn {
     pub(crate) async fn send(&mut self, message: Vec<u8>) -> Result<(), String> {
         match self {
             Self::Ws(ws) => ws.send(Message::Binary(message.into())).await.map_err(|e| e.to_string()),
-            Self::Wt { send, .. } => {
+            Self::Wt(w) => {
+                let send = &mut w.send;
                 let framed = framing::encode(&message).map_err(|e| e.to_string())?;
                 send.write_all(&framed).await.map_err(|e| e.to_string())
             }
@@ -90,7 +93,8 @@ impl Conn {
                     None => return Err("connection closed".into()),
                 }
             },
-            Self::Wt { connection, recv, decoder, buf, .. } => loop {
+            Self::Wt(w) => loop {
+                let WtConn { connection, recv, decoder, buf, .. } = &mut **w;
                 match decoder.next_record() {
                     Some(framing::Record::Message(m)) => return Ok(m),
                     Some(framing::Record::Close { code, reason }) => {
@@ -133,7 +137,14 @@ async fn open_wt(endpoint: &WebTransportEndpoint) -> Result<Conn, String> {
     let client = wtransport::Endpoint::client(config).map_err(|e| e.to_string())?;
     let connection = client.connect(&endpoint.url).await.map_err(|e| e.to_string())?;
     let (send, recv) = connection.open_bi().await.map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
-    Ok(Conn::Wt { connection, send, recv, decoder: framing::Decoder::new(), buf: vec![0; 16 * 1024].into(), _endpoint: client })
+    Ok(Conn::Wt(Box::new(WtConn {
+        connection,
+        send,
+        recv,
+        decoder: framing::Decoder::new(),
+        buf: vec![0; 16 * 1024].into(),
+        _endpoint: client,
+    })))
 }
 
 fn hex_digest(hex: &str) -> Result<wtransport::tls::Sha256Digest, String> {

@@ -21,6 +21,10 @@ listen = "0.0.0.0:1790"               # Noise links from mix nodes
 announce = "gw1.example.org:1790"
 ws_listen = "0.0.0.0:9000"            # browsers
 ws_url = "wss://gw1.example.org/ws"   # what the topology publishes (behind a TLS proxy)
+wt_listen = "0.0.0.0:4433"            # WebTransport (UDP); leave out to offer WebSocket only
+wt_url = "https://gw1.example.org:4433/mixnet"
+wt_cert = "/etc/mixnet/gw1-fullchain.pem"  # a certificate browsers trust; without these two,
+wt_key = "/etc/mixnet/gw1-key.pem"         # a self-signed one (13 days) is pinned by its hash
 metrics_listen = "127.0.0.1:9102"
 directory = "http://directory.example.org:8000"
 directory_key = "<base58 ed25519 key printed by the directory>"
@@ -53,10 +57,21 @@ async fn main() {
     let path = cli.config.unwrap_or_else(|| fail("--config is required (see --example-config)"));
     let config: ws_gateway::GatewayConfig = mix_node::load_config(&path).unwrap_or_else(|e| fail(e));
     let gw = ws_gateway::start(config).await.unwrap_or_else(|e| fail(e));
-    println!("gateway {} — clients: {} — nodes: {}", gw.address, gw.ws_url, gw.mix_addr);
+    let wt = gw.wt.as_ref().map(|(_, e)| format!(" and {}", e.url)).unwrap_or_default();
+    println!("gateway {} — clients: {}{wt} — nodes: {}", gw.address, gw.ws_url, gw.mix_addr);
     if let Some(exit) = gw.exit {
         println!("exit address: {exit}");
     }
     let _ = tokio::signal::ctrl_c().await;
     gw.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_example_config_parses() {
+        let c: ws_gateway::GatewayConfig = toml::from_str(super::EXAMPLE).expect("the example is valid");
+        assert_eq!(c.wt_listen.as_deref(), Some("0.0.0.0:4433"));
+        assert!(c.exit.is_some());
+    }
 }
