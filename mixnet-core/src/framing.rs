@@ -165,6 +165,20 @@ mod tests {
     }
 
     #[test]
+    fn garbage_never_panics_and_stays_bounded() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let mut d = Decoder::new();
+        for _ in 0..2000 {
+            let mut chunk = vec![0u8; (rng.next_u32() % 700) as usize];
+            rng.fill_bytes(&mut chunk);
+            d.push(&chunk);
+            while d.next_record().is_some() {}
+            // at most one unfinished record (≤ 4 + 65 535 bytes) stays buffered
+            assert!(d.pending() < 4 + 65_536, "{}", d.pending());
+        }
+    }
+
+    #[test]
     fn incomplete_and_oversize() {
         let mut d = Decoder::new();
         d.push(&[0x00]);
