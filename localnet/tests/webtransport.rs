@@ -2,7 +2,7 @@
 //! anonymous reply between a WebTransport client and a WebSocket one; a malformed
 //! and a truncated stream, and a session at the wrong path, are refused and counted
 //! while the gateway keeps serving; closing the WebTransport port releases it and
-//! leaves WebSocket serving.
+//! leaves WebSocket serving; a restart with a session open rebinds the same port.
 
 mod common;
 
@@ -132,5 +132,20 @@ async fn bad_streams_are_counted_and_the_gateway_keeps_serving() {
     let mut b = client(&net, 1).await;
     a.send(b.address, b"websocket still works".to_vec(), 0).await.unwrap();
     assert_eq!(b.recv(WAIT).await.unwrap().data, b"websocket still works");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restart_rebinds_its_webtransport_port_and_clients_come_back() {
+    let mut net = net(RouteMode::Fast).await;
+    let mut a = client_with(wt_client_config(&net, 0)).await;
+    let b = client(&net, 1).await;
+    let before = net.gateways[0].as_ref().unwrap().wt.clone().unwrap();
+    // a connected WebTransport session must not keep the UDP port from the restart
+    net.stop_gateway(0).await;
+    net.start_gateway(0).await.expect("the gateway restarts on the same ports");
+    assert_eq!(net.gateways[0].as_ref().unwrap().wt.clone().unwrap(), before, "same port, same pinned certificate");
+    b.send(a.address, b"after the restart".to_vec(), 0).await.unwrap();
+    assert_eq!(a.recv(WAIT).await.expect("delivered over the new session").data, b"after the restart");
     net.shutdown().await;
 }

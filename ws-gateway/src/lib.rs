@@ -155,6 +155,7 @@ pub struct RunningGateway {
     pub links: Links,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     wt_task: Option<tokio::task::JoinHandle<()>>,
+    wt_endpoint: Option<Arc<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>>>,
     shutdown: tokio::sync::mpsc::Sender<actor::Event>,
 }
 
@@ -174,6 +175,9 @@ impl RunningGateway {
             t.abort();
             let _ = t.await;
         }
+        if let Some(endpoint) = self.wt_endpoint.take() {
+            wt::close(endpoint, mixnet_core::session::code::SHUTDOWN, "webtransport closed").await;
+        }
     }
 
     /// Closes client sessions with a reason, then stops (dropping also stops, abruptly).
@@ -182,7 +186,8 @@ impl RunningGateway {
         // give the close frames a moment, then stop every task and wait until the
         // listeners are closed (so a restart can bind the same ports)
         tokio::time::sleep(Duration::from_millis(50)).await;
-        for t in self.tasks.drain(..).chain(self.wt_task.take()) {
+        self.close_webtransport().await;
+        for t in self.tasks.drain(..) {
             t.abort();
             let _ = t.await;
         }
@@ -284,6 +289,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
     let conn_ids = Arc::new(AtomicU64::new(1));
     tasks.push(tokio::spawn(ws::serve(ws_listener, events.clone(), metrics.clone(), conn_ids.clone())));
     let wt_addr = wt.as_ref().map(|w| (w.addr, w.published.clone()));
+    let wt_endpoint = wt.as_ref().map(|w| w.endpoint.clone());
     let wt_task = wt.map(|w| tokio::spawn(wt::serve(w.endpoint, w.path, events.clone(), metrics.clone(), conn_ids)));
     let (ev_epoch, ev_topo) = (events.clone(), events.clone());
     tasks.push(membership.spawn(
@@ -329,13 +335,14 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         links,
         tasks,
         wt_task,
+        wt_endpoint,
         shutdown: events,
     })
 }
 
 /// A bound WebTransport endpoint, before it serves.
 struct BoundWebTransport {
-    endpoint: wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>,
+    endpoint: Arc<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>>,
     addr: SocketAddr,
     path: String,
     published: WebTransportEndpoint,
@@ -354,7 +361,7 @@ async fn bind_webtransport(config: &GatewayConfig, listen: &str) -> Result<Bound
     let identity = wt::load_identity(config.wt_cert.as_deref(), config.wt_key.as_deref(), config.data_dir.as_deref(), &host)
         .await
         .map_err(StartError::Config)?;
-    let endpoint = wt::bind(addr, &identity).map_err(bind_err)?;
+    let endpoint = Arc::new(wt::bind(addr, &identity).await.map_err(bind_err)?);
     let bound = endpoint.local_addr().map_err(bind_err)?;
     let (url, path) = match (&config.wt_url, configured) {
         (Some(url), Some((_, path))) => (url.clone(), path),

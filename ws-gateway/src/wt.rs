@@ -96,23 +96,40 @@ fn write_private(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
     std::io::Write::write_all(&mut options.open(path)?, bytes)
 }
 
-/// Binds the QUIC endpoint.
-pub(crate) fn bind(addr: SocketAddr, identity: &WtIdentity) -> std::io::Result<Endpoint<Server>> {
-    let config = ServerConfig::builder()
-        .with_bind_address(addr)
-        .with_identity(identity.identity.clone_identity())
-        .keep_alive_interval(Some(Duration::from_secs(10)))
-        .max_idle_timeout(Some(Duration::from_secs(30)))
-        .expect("30 s is a valid QUIC idle timeout")
-        .build();
-    Endpoint::server(config)
+/// Binds the QUIC endpoint. A fixed port that is still in use is retried for a few
+/// seconds: a restarted gateway rebinds its published port, and the previous
+/// endpoint's socket goes only once its driver has finished.
+pub(crate) async fn bind(addr: SocketAddr, identity: &WtIdentity) -> std::io::Result<Endpoint<Server>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let config = ServerConfig::builder()
+            .with_bind_address(addr)
+            .with_identity(identity.identity.clone_identity())
+            .keep_alive_interval(Some(Duration::from_secs(10)))
+            .max_idle_timeout(Some(Duration::from_secs(30)))
+            .expect("30 s is a valid QUIC idle timeout")
+            .build();
+        match Endpoint::server(config) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Closes every session with `code` and waits (at most 2 s) until they are gone, so
+/// the UDP port is released.
+pub(crate) async fn close(endpoint: Arc<Endpoint<Server>>, code: u16, reason: &str) {
+    endpoint.close(VarInt::from_u32(4000 + u32::from(code)), reason.as_bytes());
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
 }
 
 /// Accepts sessions at `path` until the task is aborted; aborting it also ends every
 /// session and closes the UDP socket. Sessions that fail before their stream is open
 /// (TLS, wrong path, no stream) are counted.
 pub(crate) async fn serve(
-    endpoint: Endpoint<Server>,
+    endpoint: Arc<Endpoint<Server>>,
     path: String,
     events: mpsc::Sender<Event>,
     metrics: Arc<Metrics>,
