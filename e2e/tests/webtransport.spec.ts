@@ -35,7 +35,8 @@ test('messages and an anonymous reply between a WebTransport page and a WebSocke
   const b = await openDemo(browser, localnet, 'mode=fast&transport=websocket');
   expect(await transportOf(a.page)).toBe('webtransport');
   expect(await transportOf(b.page)).toBe('websocket');
-  expect(await wtConnections(localnet.info.entryMetrics)).toBe(before + 1);
+  // the gateway saw it too (at least A's session; other suites' pages may come and go)
+  expect(await wtConnections(localnet.info.entryMetrics)).toBeGreaterThanOrEqual(before + 1);
 
   await sendMessage(a.page, b.address, 'over WebTransport, who are you?', true);
   const msg = b.page.locator('#inbox .message').filter({ hasText: 'over WebTransport, who are you?' });
