@@ -125,7 +125,8 @@ struct Inner {
     transport: TransportChoice,
     /// How long a WebTransport connection may take to open.
     wt_timeout_ms: u32,
-    /// Why WebTransport failed, once it has (`auto` then uses WebSocket for good).
+    /// Why WebTransport failed, if it did and WebSocket has not failed since (`auto`
+    /// uses WebSocket meanwhile).
     wt_failure: Option<String>,
     /// The transport of the current or last connection.
     last_transport: Option<Kind>,
@@ -279,17 +280,21 @@ pub(crate) fn on_message(shared: &Shared, bytes: &[u8]) {
 }
 
 /// The connection ended, or could not be opened (a WebSocket refused): the core backs
-/// off before the next attempt.
+/// off before the next attempt. A WebSocket that could not open either means the
+/// gateway itself is unreachable (down, restarting), not that UDP is blocked, so the
+/// next attempt tries WebTransport again.
 pub(crate) fn on_closed(shared: &Shared, reason: &str) {
     drive(shared, |inner, now| {
-        inner.conn = None;
+        if inner.conn.take().is_some_and(|c| c.opening()) {
+            inner.wt_failure = None;
+        }
         inner.client.handle_disconnected(now, reason);
     });
 }
 
 /// A WebTransport connection failed before its stream opened. With `transport: auto`
-/// the client switches to WebSocket at once and for good; forced, it backs off and
-/// tries again.
+/// the client switches to WebSocket at once, and stays on it while WebSocket works;
+/// forced, it backs off and tries again.
 pub(crate) fn on_open_failed(shared: &Shared, kind: Kind, reason: &str) {
     drive(shared, |inner, now| {
         inner.conn = None;

@@ -180,7 +180,7 @@ export class MixnetClient {
     return this.#transport;
   }
 
-  /** Why WebTransport failed, if it did (with `transport: 'auto'` the client then uses WebSocket). */
+  /** When the current (or last) connection is a fallback to WebSocket: why WebTransport failed. */
   get webTransportFailure(): string | null {
     return this.#webTransportFailure;
   }
@@ -363,7 +363,7 @@ export class MixnetClient {
         return;
       case 'transport':
         this.#transport = e.transport;
-        this.#webTransportFailure = e.fallbackReason ?? this.#webTransportFailure;
+        this.#webTransportFailure = e.fallbackReason;
         this.#emit('transport', { transport: e.transport, fallbackReason: e.fallbackReason });
         return;
       case 'delivered':

@@ -18,8 +18,8 @@ export interface ClientConfig {
   gateway?: string;
   /**
    * How to reach the gateway. `auto` (default): WebTransport when the gateway offers it and the
-   * browser supports it; WebSocket otherwise, and from the first WebTransport failure on (for the
-   * client's lifetime; nothing queued is lost). `websocket` / `webtransport` force one.
+   * browser supports it; WebSocket otherwise, and after a WebTransport failure for as long as
+   * WebSocket works (nothing queued is lost). `websocket` / `webtransport` force one.
    */
   transport?: TransportChoice;
   /** How long a WebTransport connection may take to open before `auto` falls back, ms (default 3000). */
@@ -68,7 +68,7 @@ export interface Stats {
   mode: Mode;
   /** The transport of the current (or last) connection; null before the first one opened. */
   transport: TransportKind | null;
-  /** Why WebTransport failed, if it did (`auto` then uses WebSocket). */
+  /** Why WebTransport failed, if it did and WebSocket has not failed since (`auto` uses WebSocket meanwhile). */
   webTransportFailure: string | null;
   /** Mean of the real-traffic stream in force, ms (null: sends at once, no cover). */
   sendDelayMs: number | null;
