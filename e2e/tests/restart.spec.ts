@@ -17,6 +17,9 @@ test('gateway restart: the client reconnects and receives the messages stored wh
   await expect(live.page.locator('#state')).toHaveText('disconnected');
   await localnet.startGateway(0);
   await expect(live.page.locator('#state')).toHaveText('connected');
+  // back on WebTransport: while the gateway was down its WebSocket failed too, so the
+  // failed WebTransport attempts did not pin the client to WebSocket
+  await expect(live.page.locator('#transport')).toHaveAttribute('data-transport', 'webtransport');
 
   // the connected page still works after reconnecting
   await sendMessage(b.page, live.address, 'after the restart');

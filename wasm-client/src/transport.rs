@@ -63,10 +63,11 @@ impl Conn {
         }
     }
 
-    /// Still opening: its own open or failure callback will tell the driver.
+    /// Not open yet (its own open or failure callback will tell the driver), or never
+    /// was (when asked in the failure callback).
     pub(crate) fn opening(&self) -> bool {
         match self {
-            Self::Ws(s) => s.ws.ready_state() == WebSocket::CONNECTING,
+            Self::Ws(s) => !s.opened.get(),
             Self::Wt(w) => w.state.writer.borrow().is_none(),
         }
     }
@@ -83,7 +84,10 @@ impl Conn {
                 let framed = framing::encode(message).map_err(|e| e.to_string())?;
                 // writes are queued in order by the stream; a failed one also fails the
                 // stream, and the reader reports that, so the promise only needs a catch
-                let _ = writer.write_with_chunk(&Uint8Array::from(framed.as_slice())).catch(&w.state.ignore);
+                let promise = writer.write_with_chunk(&Uint8Array::from(framed.as_slice()));
+                IGNORE.with(|ignore| {
+                    let _ = promise.catch(ignore);
+                });
                 Ok(())
             }
         }
@@ -92,6 +96,7 @@ impl Conn {
 
 pub(crate) struct Socket {
     ws: WebSocket,
+    opened: Rc<Cell<bool>>,
     _on_open: Closure<dyn FnMut(JsValue)>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(CloseEvent)>,
@@ -112,7 +117,10 @@ fn open_socket(shared: &Rc<RefCell<Inner>>, url: &str) -> Result<Socket, String>
     let ws = WebSocket::new(url).map_err(|e| format!("cannot open {url}: {e:?}"))?;
     ws.set_binary_type(BinaryType::Arraybuffer);
     let weak = Rc::downgrade(shared);
+    let opened = Rc::new(Cell::new(false));
+    let flag = opened.clone();
     let on_open_cb = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+        flag.set(true);
         if let Some(s) = weak.upgrade() {
             on_open(&s, Kind::WebSocket);
         }
@@ -137,7 +145,7 @@ fn open_socket(shared: &Rc<RefCell<Inner>>, url: &str) -> Result<Socket, String>
     ws.set_onopen(Some(on_open_cb.as_ref().unchecked_ref()));
     ws.set_onmessage(Some(on_message_cb.as_ref().unchecked_ref()));
     ws.set_onclose(Some(on_close_cb.as_ref().unchecked_ref()));
-    Ok(Socket { ws, _on_open: on_open_cb, _on_message: on_message_cb, _on_close: on_close_cb })
+    Ok(Socket { ws, opened, _on_open: on_open_cb, _on_message: on_message_cb, _on_close: on_close_cb })
 }
 
 /// What the WebTransport connection's task and its owner share.
@@ -148,7 +156,14 @@ struct WtState {
     dropped: Cell<bool>,
     /// The opening took too long and was abandoned.
     timed_out: Cell<bool>,
-    ignore: Closure<dyn FnMut(JsValue)>,
+}
+
+thread_local! {
+    /// The rejection handler of stream writes. It must outlive every write promise,
+    /// which may settle after its connection is gone (a dropped closure called from
+    /// JavaScript is an error, and an unhandled one stops the client), so it is never
+    /// dropped: one for the worker's lifetime.
+    static IGNORE: Closure<dyn FnMut(JsValue)> = Closure::new(|_: JsValue| {});
 }
 
 pub(crate) struct WtConn {
@@ -191,7 +206,6 @@ fn open_wt(shared: &Rc<RefCell<Inner>>, endpoint: &WebTransportEndpoint, timeout
         writer: RefCell::new(None),
         dropped: Cell::new(false),
         timed_out: Cell::new(false),
-        ignore: Closure::new(|_| {}),
     });
     wasm_bindgen_futures::spawn_local(run(Rc::downgrade(shared), wt.clone(), state.clone(), url, timeout_ms));
     let timeout = {

@@ -213,15 +213,18 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
     let address = identity.address();
     let noise = identity.noise.clone();
     let dir_key = topology::directory_key(&config.directory_key).map_err(|e| StartError::Config(e.to_string()))?;
+    // WebTransport first: a client that finds its UDP port closed then also finds the
+    // WebSocket port closed, so on a restart it cannot settle for WebSocket while the
+    // gateway is coming up (it tries WebTransport first again)
+    let wt = match &config.wt_listen {
+        Some(listen) => Some(bind_webtransport(&config, listen).await?),
+        None => None,
+    };
     let mix_listener = mix_node::bind(&config.listen).await?;
     let mix_addr = mix_listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen.clone(), error })?;
     let ws_listener = mix_node::bind(&config.ws_listen).await?;
     let ws_addr = ws_listener.local_addr().map_err(|error| StartError::Bind { addr: config.ws_listen.clone(), error })?;
     let ws_url = config.ws_url.clone().unwrap_or_else(|| format!("ws://{ws_addr}"));
-    let wt = match &config.wt_listen {
-        Some(listen) => Some(bind_webtransport(&config, listen).await?),
-        None => None,
-    };
 
     let exit = match &config.exit {
         Some(_) => {
