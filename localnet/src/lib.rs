@@ -313,18 +313,9 @@ impl Localnet {
             return Err("the gateway is down or has no webtransport listener".into());
         };
         self.close_webtransport(i).await;
-        // the QUIC endpoint lets go of its socket once its last connection is gone
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            match std::net::UdpSocket::bind(addr) {
-                Ok(socket) => {
-                    self.blackholes.push(socket);
-                    return Ok(());
-                }
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(format!("cannot hold {addr}: {e}")),
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
+        let socket = std::net::UdpSocket::bind(addr).map_err(|e| format!("cannot hold {addr}: {e}"))?;
+        self.blackholes.push(socket);
+        Ok(())
     }
 
     /// Starts gateway `i` again with the same keys, inbox and ports.

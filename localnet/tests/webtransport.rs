@@ -16,13 +16,18 @@ fn wt_client_config(net: &localnet::Localnet, gateway: usize) -> localnet::clien
     c
 }
 
-async fn raw_session(endpoint: &mixnet_core::topology::WebTransportEndpoint, url: &str) -> wtransport::Connection {
-    let hex = endpoint.cert_sha256.as_deref().expect("localnet pins a self-signed certificate");
-    let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
-    let digest = wtransport::tls::Sha256Digest::new(bytes.try_into().unwrap());
-    let config = wtransport::ClientConfig::builder().with_bind_default().with_server_certificate_hashes([digest]).build();
-    let client = wtransport::Endpoint::client(config).unwrap();
-    client.connect(url).await.expect("session")
+/// A wtransport client that pins the endpoint's published certificate hash.
+fn pinned_client(endpoint: &mixnet_core::topology::WebTransportEndpoint) -> wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client> {
+    let hash = endpoint.cert_hash().unwrap().expect("localnet pins a self-signed certificate");
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
+        .build();
+    wtransport::Endpoint::client(config).unwrap()
+}
+
+async fn raw_session(endpoint: &mixnet_core::topology::WebTransportEndpoint) -> wtransport::Connection {
+    pinned_client(endpoint).connect(&endpoint.url).await.expect("session")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +64,7 @@ async fn bad_streams_are_counted_and_the_gateway_keeps_serving() {
     let (_, endpoint) = gw.wt.clone().unwrap();
 
     // junk where the handshake belongs: closed with the protocol's code and reason
-    let conn = raw_session(&endpoint, &endpoint.url).await;
+    let conn = raw_session(&endpoint).await;
     let (mut send, mut recv) = conn.open_bi().await.unwrap().await.unwrap();
     send.write_all(&mixnet_core::framing::encode(&[1u8; 100]).unwrap()).await.unwrap();
     let mut decoder = mixnet_core::framing::Decoder::new();
@@ -87,19 +92,13 @@ async fn bad_streams_are_counted_and_the_gateway_keeps_serving() {
         other => panic!("expected the gateway to close with a code, got {other}"),
     }
     // a stream that ends inside a message
-    let conn = raw_session(&endpoint, &endpoint.url).await;
+    let conn = raw_session(&endpoint).await;
     let (mut send, _recv) = conn.open_bi().await.unwrap().await.unwrap();
     send.write_all(&[0x10, 0x00, 1, 2, 3]).await.unwrap();
     send.finish().await.unwrap();
     // a session at a path the gateway does not serve
     let wrong = endpoint.url.replace("/mixnet", "/elsewhere");
-    let hex = endpoint.cert_sha256.clone().unwrap();
-    let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
-    let config = wtransport::ClientConfig::builder()
-        .with_bind_default()
-        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(bytes.try_into().unwrap())])
-        .build();
-    let refused = wtransport::Endpoint::client(config).unwrap().connect(&wrong).await;
+    let refused = pinned_client(&endpoint).connect(&wrong).await;
     assert!(refused.is_err(), "a session at {wrong} is refused");
 
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -123,11 +122,7 @@ async fn bad_streams_are_counted_and_the_gateway_keeps_serving() {
     // closing the port releases it; WebSocket keeps serving
     let (addr, _) = net.gateways[0].as_ref().unwrap().wt.clone().unwrap();
     assert!(net.close_webtransport(0).await);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while std::net::UdpSocket::bind(addr).is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "UDP port {addr} still bound after closing");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    assert!(std::net::UdpSocket::bind(addr).is_ok(), "UDP port {addr} still bound after closing");
     let a = client(&net, 0).await;
     let mut b = client(&net, 1).await;
     a.send(b.address, b"websocket still works".to_vec(), 0).await.unwrap();

@@ -72,6 +72,27 @@ pub struct WebTransportEndpoint {
     pub cert_sha256: Option<String>,
 }
 
+impl WebTransportEndpoint {
+    /// An endpoint whose certificate is pinned by `hash` (its SHA-256).
+    pub fn pinned(url: String, hash: &[u8; 32]) -> Self {
+        Self { url, cert_sha256: Some(hash.iter().map(|b| format!("{b:02x}")).collect()) }
+    }
+
+    /// The pinned certificate hash as bytes; `None` when nothing is pinned.
+    pub fn cert_hash(&self) -> Result<Option<[u8; 32]>, TopologyError> {
+        let Some(hex) = &self.cert_sha256 else { return Ok(None) };
+        let bad = || TopologyError::Malformed(format!("cert_sha256 must be 64 hex digits, not {hex:?}"));
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let mut hash = [0u8; 32];
+        for (i, byte) in hash.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Some(hash))
+    }
+}
+
 /// A gateway: entry for its clients, final hop for their packets, and optionally an exit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gateway {
@@ -283,6 +304,19 @@ mod tests {
     use super::*;
     use rand_core::SeedableRng;
     use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn webtransport_cert_hash_round_trip() {
+        let hash: [u8; 32] = core::array::from_fn(|i| (i * 9) as u8);
+        let e = WebTransportEndpoint::pinned("https://127.0.0.1:1/mixnet".into(), &hash);
+        assert_eq!(e.cert_sha256.as_deref().map(str::len), Some(64));
+        assert_eq!(e.cert_hash(), Ok(Some(hash)));
+        assert_eq!(WebTransportEndpoint { url: e.url.clone(), cert_sha256: None }.cert_hash(), Ok(None));
+        for bad in ["00", &"g".repeat(64), &"+f".repeat(32), &"é".repeat(32)] {
+            let e = WebTransportEndpoint { url: e.url.clone(), cert_sha256: Some(bad.to_string()) };
+            assert!(e.cert_hash().is_err(), "{bad:?}");
+        }
+    }
 
     fn sample() -> Topology {
         let mix = |i: u8, layer| MixNode {

@@ -11,7 +11,9 @@ use wasm_bindgen_test::wasm_bindgen_test;
 use common::*;
 use mixnet_core::address::Recipient;
 use mixnet_core::client::ClientEvent;
-use mixnet_core::message::RouteMode;
+use mixnet_core::message::{Messenger, RouteMode};
+use mixnet_core::time::Instant;
+use rand_chacha::ChaCha20Rng;
 use mixnet_core::sim::mixnet::SimMixnet;
 use mixnet_core::stream::{ExitAction, ExitStreams, StreamEvent, Streams};
 
@@ -33,6 +35,16 @@ impl Harness {
         let client = net.add_client(0, config(mode));
         let exit = net.add_client(1, config(mode));
         Self { net, client, exit, streams: Streams::default(), exit_streams: ExitStreams::default(), seen: (0, 0), events: vec![], aborted: 0 }
+    }
+
+    /// Runs `f` on the client's streams and messenger at the current simulated time,
+    /// with the exit's address, then flushes what it queued.
+    fn on_client<T>(&mut self, f: impl FnOnce(&mut Streams, &mut Messenger<ChaCha20Rng>, Instant, Recipient) -> T) -> T {
+        let now = self.net.net.now();
+        let c = &mut self.net.client_mut(&self.client).client;
+        let out = f(&mut self.streams, c.messenger_mut(), now, self.exit);
+        c.flush(now);
+        out
     }
 
     /// Moves events between the clients and the stream state machines; the exit echoes.
@@ -112,14 +124,12 @@ fn echoed(events: &[StreamEvent], id: u64) -> Vec<u8> {
 fn echo_through_the_exit_in_order_with_loss() {
     for (seed, mode) in [(60, RouteMode::Mixnet), (61, RouteMode::Fast)] {
         let mut h = Harness::new(seed, 0.05, mode);
-        let now = h.net.net.now();
-        let exit = h.exit;
-        let c = &mut h.net.client_mut(&h.client).client;
-        let id = h.streams.open(c.messenger_mut(), now, exit, "echo", 7, 42).unwrap();
         let data = payload(3, 200_000);
-        h.streams.write(c.messenger_mut(), now, id, &data).unwrap();
-        h.streams.close(c.messenger_mut(), now, id).unwrap();
-        c.flush(now);
+        h.on_client(|streams, m, now, exit| {
+            let id = streams.open(m, now, exit, "echo", 7, 42).unwrap();
+            streams.write(m, now, id, &data).unwrap();
+            streams.close(m, now, id).unwrap();
+        });
         let ok = h.run_until(|ev| ev.contains(&StreamEvent::Closed(42, None)));
         assert!(
             ok,
@@ -141,11 +151,7 @@ fn echo_through_the_exit_in_order_with_loss() {
 #[wasm_bindgen_test(unsupported = test)]
 fn refused_connections_are_reported() {
     let mut h = Harness::new(62, 0.0, RouteMode::Fast);
-    let now = h.net.net.now();
-    let exit = h.exit;
-    let c = &mut h.net.client_mut(&h.client).client;
-    h.streams.open(c.messenger_mut(), now, exit, "nowhere", 1, 7).unwrap();
-    c.flush(now);
+    h.on_client(|streams, m, now, exit| streams.open(m, now, exit, "nowhere", 1, 7)).unwrap();
     assert!(h.run_until(|ev| !ev.is_empty()));
     assert_eq!(h.events, vec![StreamEvent::OpenFailed(7, "connection refused".into())]);
 }
@@ -153,16 +159,9 @@ fn refused_connections_are_reported() {
 #[wasm_bindgen_test(unsupported = test)]
 fn a_reset_stream_is_aborted_at_the_exit() {
     let mut h = Harness::new(63, 0.0, RouteMode::Fast);
-    let now = h.net.net.now();
-    let exit = h.exit;
-    let c = &mut h.net.client_mut(&h.client).client;
-    h.streams.open(c.messenger_mut(), now, exit, "echo", 7, 9).unwrap();
-    c.flush(now);
+    h.on_client(|streams, m, now, exit| streams.open(m, now, exit, "echo", 7, 9)).unwrap();
     assert!(h.run_until(|ev| ev.contains(&StreamEvent::Opened(9))));
-    let now = h.net.net.now();
-    let c = &mut h.net.client_mut(&h.client).client;
-    h.streams.reset(c.messenger_mut(), now, 9, "aborted by the application").unwrap();
-    c.flush(now);
+    h.on_client(|streams, m, now, _| streams.reset(m, now, 9, "aborted by the application")).unwrap();
     assert_eq!(h.streams.open_streams(), 0, "forgotten at once");
     let limit = h.net.net.now() + Duration::from_secs(10);
     while h.aborted == 0 && h.net.net.now() < limit && h.net.net.step() {

@@ -47,7 +47,8 @@ fn load_or_create(dir: Option<&Path>, name: &str) -> io::Result<[u8; 32]> {
     }
 }
 
-fn write_secret(path: &Path, key: &[u8; 32]) -> io::Result<()> {
+/// Writes `secret` to `path`, readable by the owner only (mode 0600 on Unix).
+pub fn write_secret(path: &Path, secret: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -57,7 +58,7 @@ fn write_secret(path: &Path, key: &[u8; 32]) -> io::Result<()> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path).map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
-    f.write_all(key)
+    f.write_all(secret)
 }
 
 impl NodeIdentity {

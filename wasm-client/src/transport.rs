@@ -179,25 +179,16 @@ impl Drop for WtConn {
     }
 }
 
-fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
-    if hex.len() != 64 {
-        return Err(format!("cert_sha256 must be 64 hex digits, not {}", hex.len()));
-    }
-    (0..32)
-        .map(|i| hex.get(2 * i..2 * i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()).ok_or_else(|| "cert_sha256 is not hex".to_string()))
-        .collect()
-}
-
 fn describe(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message()))
 }
 
 fn open_wt(shared: &Rc<RefCell<Inner>>, endpoint: &WebTransportEndpoint, timeout_ms: u32) -> Result<WtConn, String> {
     let options = WebTransportOptions::new();
-    if let Some(hex) = &endpoint.cert_sha256 {
+    if let Some(pinned) = endpoint.cert_hash().map_err(|e| e.to_string())? {
         let hash = WebTransportHash::new();
         hash.set_algorithm("sha-256");
-        hash.set_value_u8_array(&Uint8Array::from(decode_hex(hex)?.as_slice()));
+        hash.set_value_u8_array(&Uint8Array::from(pinned.as_slice()));
         options.set_server_certificate_hashes(&[hash]);
     }
     let url = endpoint.url.clone();
@@ -247,7 +238,7 @@ async fn run(shared: Weak<RefCell<Inner>>, wt: WebTransport, state: Rc<WtState>,
         }
     };
     let mut decoder = framing::Decoder::new();
-    let reason = loop {
+    let reason = 'read: loop {
         let chunk = match JsFuture::from(reader.read()).await {
             Ok(v) => v.unchecked_into::<ReadableStreamReadResult>(),
             Err(e) => break format!("connection closed: {}", describe(&e)),
@@ -256,19 +247,12 @@ async fn run(shared: Weak<RefCell<Inner>>, wt: WebTransport, state: Rc<WtState>,
             break "the gateway ended the stream".to_string();
         }
         decoder.push(&Uint8Array::new(&chunk.get_value()).to_vec());
-        let mut closed = None;
         while let Some(record) = decoder.next_record() {
             let Some(s) = live(&state) else { return };
             match record {
                 Record::Message(m) => on_message(&s, &m),
-                Record::Close { code, reason } => {
-                    closed = Some(format!("connection closed ({code}): {reason}"));
-                    break;
-                }
+                Record::Close { code, reason } => break 'read format!("connection closed ({code}): {reason}"),
             }
-        }
-        if let Some(reason) = closed {
-            break reason;
         }
     };
     if let Some(s) = live(&state) {

@@ -167,8 +167,8 @@ impl RunningGateway {
         rx.await.unwrap_or_default()
     }
 
-    /// Closes the WebTransport listener (its sessions end, the UDP port is released)
-    /// while everything else keeps serving; the topology still offers the endpoint, as
+    /// Closes the WebTransport listener (its sessions end; the UDP port is free when
+    /// this returns) while everything else keeps serving; the topology still offers the endpoint, as
     /// when a network blocks UDP. For fallback tests.
     pub async fn close_webtransport(&mut self) {
         if let Some(t) = self.wt_task.take() {
@@ -364,7 +364,7 @@ async fn bind_webtransport(config: &GatewayConfig, listen: &str) -> Result<Bound
     let identity = wt::load_identity(config.wt_cert.as_deref(), config.wt_key.as_deref(), config.data_dir.as_deref(), &host)
         .await
         .map_err(StartError::Config)?;
-    let endpoint = Arc::new(wt::bind(addr, &identity).await.map_err(bind_err)?);
+    let endpoint = Arc::new(wt::bind(addr, &identity).map_err(bind_err)?);
     let bound = endpoint.local_addr().map_err(bind_err)?;
     let (url, path) = match (&config.wt_url, configured) {
         (Some(url), Some((_, path))) => (url.clone(), path),
@@ -374,7 +374,10 @@ async fn bind_webtransport(config: &GatewayConfig, listen: &str) -> Result<Bound
         endpoint,
         addr: bound,
         path,
-        published: WebTransportEndpoint { url, cert_sha256: identity.pinned_sha256 },
+        published: match &identity.pinned {
+            Some(hash) => WebTransportEndpoint::pinned(url, hash),
+            None => WebTransportEndpoint { url, cert_sha256: None },
+        },
     })
 }
 

@@ -6,12 +6,13 @@
 //! QUIC application close).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use mixnet_core::framing;
+use nodenet::keys::write_secret;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use wtransport::endpoint::IncomingSession;
@@ -34,8 +35,8 @@ const SELF_SIGNED_REUSE: Duration = Duration::from_secs(6 * 24 * 3600);
 /// The certificate the listener presents.
 pub(crate) struct WtIdentity {
     pub identity: Identity,
-    /// SHA-256 of the certificate (hex) when it is self-signed: browsers pin it.
-    pub pinned_sha256: Option<String>,
+    /// SHA-256 of the certificate when it is self-signed: browsers pin it.
+    pub pinned: Option<[u8; 32]>,
 }
 
 fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
@@ -53,7 +54,7 @@ pub(crate) async fn load_identity(
     match (cert, key) {
         (Some(c), Some(k)) => {
             let identity = Identity::load_pemfiles(c, k).await.map_err(|e| io_err("certificate", c, e))?;
-            return Ok(WtIdentity { identity, pinned_sha256: None });
+            return Ok(WtIdentity { identity, pinned: None });
         }
         (None, None) => {}
         _ => return Err("wt_cert and wt_key go together".into()),
@@ -73,56 +74,43 @@ pub(crate) async fn load_identity(
         .build()
         .map_err(|e| format!("webtransport certificate for {host}: {e}"))?;
     if let Some((c, k)) = &stored {
-        write_private(c, identity.certificate_chain().as_slice()[0].to_pem().as_bytes()).map_err(|e| io_err("writing", c, e))?;
-        write_private(k, identity.private_key().to_secret_pem().as_bytes()).map_err(|e| io_err("writing", k, e))?;
+        write_secret(c, identity.certificate_chain().as_slice()[0].to_pem().as_bytes()).map_err(|e| io_err("writing", c, e))?;
+        write_secret(k, identity.private_key().to_secret_pem().as_bytes()).map_err(|e| io_err("writing", k, e))?;
     }
     Ok(pinned(identity))
 }
 
 fn pinned(identity: Identity) -> WtIdentity {
-    let hash = identity.certificate_chain().as_slice()[0].hash();
-    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    WtIdentity { identity, pinned_sha256: Some(hex) }
+    let hash = *identity.certificate_chain().as_slice()[0].hash().as_ref();
+    WtIdentity { identity, pinned: Some(hash) }
 }
 
-fn write_private(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(&mut options.open(path)?, bytes)
+/// Binds the QUIC endpoint.
+pub(crate) fn bind(addr: SocketAddr, identity: &WtIdentity) -> std::io::Result<Endpoint<Server>> {
+    let config = ServerConfig::builder()
+        .with_bind_address(addr)
+        .with_identity(identity.identity.clone_identity())
+        .keep_alive_interval(Some(Duration::from_secs(10)))
+        .max_idle_timeout(Some(Duration::from_secs(30)))
+        .expect("30 s is a valid QUIC idle timeout")
+        .build();
+    Endpoint::server(config)
 }
 
-/// Binds the QUIC endpoint. A fixed port that is still in use is retried for a few
-/// seconds: a restarted gateway rebinds its published port, and the previous
-/// endpoint's socket goes only once its driver has finished.
-pub(crate) async fn bind(addr: SocketAddr, identity: &WtIdentity) -> std::io::Result<Endpoint<Server>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let config = ServerConfig::builder()
-            .with_bind_address(addr)
-            .with_identity(identity.identity.clone_identity())
-            .keep_alive_interval(Some(Duration::from_secs(10)))
-            .max_idle_timeout(Some(Duration::from_secs(30)))
-            .expect("30 s is a valid QUIC idle timeout")
-            .build();
-        match Endpoint::server(config) {
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Closes every session with `code` and waits (at most 2 s) until they are gone, so
-/// the UDP port is released.
+/// Closes every session with `code`, waits (at most 2 s) until they are gone, then
+/// (at most 3 s more) until the UDP port is free: the endpoint's socket goes only once
+/// its driver has finished, after the last handle is dropped. When this returns the
+/// port can be bound again (a restart on the same port, or a test holding it).
 pub(crate) async fn close(endpoint: Arc<Endpoint<Server>>, code: u16, reason: &str) {
+    let addr = endpoint.local_addr().ok();
     endpoint.close(VarInt::from_u32(4000 + u32::from(code)), reason.as_bytes());
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    drop(endpoint);
+    let Some(addr) = addr else { return };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while std::net::UdpSocket::bind(addr).is_err() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Accepts sessions at `path` until the task is aborted; aborting it also ends every
@@ -201,27 +189,19 @@ async fn session(
     });
     let mut decoder = framing::Decoder::new();
     let mut buf = vec![0u8; 16 * 1024];
-    loop {
+    'read: loop {
         match recv.read(&mut buf).await {
             Ok(Some(n)) => {
                 decoder.push(&buf[..n]);
-                let mut gone = false;
                 while let Some(record) = decoder.next_record() {
                     let message = match record {
                         framing::Record::Message(m) => m,
                         // a client closing the stream its own way
-                        framing::Record::Close { .. } => {
-                            gone = true;
-                            break;
-                        }
+                        framing::Record::Close { .. } => break 'read,
                     };
                     if events.send(Event::Message { conn, data: message }).await.is_err() {
-                        gone = true;
-                        break;
+                        break 'read;
                     }
-                }
-                if gone {
-                    break;
                 }
             }
             Ok(None) if decoder.pending() == 0 => break,
@@ -275,17 +255,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // self-signed, kept in the data directory and reused at the next start
         let a = load_identity(None, None, Some(dir.path()), "127.0.0.1").await.unwrap();
-        let hash = a.pinned_sha256.clone().expect("a self-signed certificate is pinned");
-        assert_eq!(hash.len(), 64);
+        let hash = a.pinned.expect("a self-signed certificate is pinned");
         let b = load_identity(None, None, Some(dir.path()), "127.0.0.1").await.unwrap();
-        assert_eq!(b.pinned_sha256, Some(hash.clone()));
+        assert_eq!(b.pinned, Some(hash));
         // without a data directory, a new one each time
         let c = load_identity(None, None, None, "127.0.0.1").await.unwrap();
-        assert_ne!(c.pinned_sha256, Some(hash));
+        assert_ne!(c.pinned, Some(hash));
         // a configured certificate is published without a hash (browsers must trust it)
         let (cert, key) = (dir.path().join("wt-cert.pem"), dir.path().join("wt-key.pem"));
         let d = load_identity(Some(&cert), Some(&key), None, "gw.example").await.unwrap();
-        assert_eq!(d.pinned_sha256, None);
+        assert_eq!(d.pinned, None);
         assert!(load_identity(Some(&cert), None, None, "gw.example").await.is_err(), "cert without key");
         let missing = dir.path().join("missing.pem");
         let err = load_identity(Some(&missing), Some(&key), None, "gw.example").await.err().unwrap();

@@ -127,11 +127,8 @@ fn close_reason(e: wtransport::error::ConnectionError) -> String {
 
 async fn open_wt(endpoint: &WebTransportEndpoint) -> Result<Conn, String> {
     let builder = wtransport::ClientConfig::builder().with_bind_default();
-    let config = match &endpoint.cert_sha256 {
-        Some(hex) => {
-            let digest = hex_digest(hex).map_err(|e| format!("cert_sha256: {e}"))?;
-            builder.with_server_certificate_hashes([digest]).build()
-        }
+    let config = match endpoint.cert_hash().map_err(|e| e.to_string())? {
+        Some(hash) => builder.with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)]).build(),
         None => builder.with_native_certs().build(),
     };
     let client = wtransport::Endpoint::client(config).map_err(|e| e.to_string())?;
@@ -145,13 +142,4 @@ async fn open_wt(endpoint: &WebTransportEndpoint) -> Result<Conn, String> {
         buf: vec![0; 16 * 1024].into(),
         _endpoint: client,
     })))
-}
-
-fn hex_digest(hex: &str) -> Result<wtransport::tls::Sha256Digest, String> {
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()).ok_or("not hex"))
-        .collect::<Result<_, _>>()?;
-    let arr: [u8; 32] = bytes.try_into().map_err(|_| "not 32 bytes")?;
-    Ok(wtransport::tls::Sha256Digest::new(arr))
 }
