@@ -5,6 +5,7 @@
 
 import * as lib from '@mixnet/worker-shim';
 import { createMixnetClient, type MixnetClient } from '@mixnet/worker-shim';
+import { localnetInfo } from './page';
 import { transportParam } from './transport';
 
 declare global {
@@ -20,7 +21,7 @@ const params = new URLSearchParams(location.search);
 
 async function main(): Promise<void> {
   if (params.get('client') === '0') return;
-  const info = (await (await fetch('./localnet.json')).json()) as { directory: string; directoryKey: string; entryGateway: string };
+  const info = await localnetInfo();
   const started = performance.now();
   const client = await createMixnetClient({
     directory: info.directory,

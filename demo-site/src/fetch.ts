@@ -2,22 +2,9 @@
 // and the route. Query parameters: mode=fast|mixnet, transport=auto|websocket|webtransport.
 
 import { createMixFetch, type MixFetch } from '@mixnet/worker-shim';
+import { $, localnetInfo, type LocalnetInfo } from './page';
 import { routeRow } from './route';
 import { showTransport, transportParam } from './transport';
-
-interface LocalnetInfo {
-  directory: string;
-  directoryKey: string;
-  mode: 'mixnet' | 'fast';
-  entryGateway: string;
-  demoOrigin?: { https: string; http: string; ca: string };
-}
-
-const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`missing #${id}`);
-  return el as T;
-};
 
 const params = new URLSearchParams(location.search);
 let mf: MixFetch | null = null;
@@ -104,7 +91,7 @@ async function run(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const info = (await (await fetch('./localnet.json')).json()) as LocalnetInfo;
+  const info = await localnetInfo();
   const mode = params.get('mode') === 'fast' ? 'fast' : params.get('mode') === 'mixnet' ? 'mixnet' : info.mode;
   const select = $<HTMLSelectElement>('mode');
   select.value = mode;

@@ -6,17 +6,9 @@
 // loopCoverMs (numbers), transport=auto|websocket|webtransport.
 
 import { createMixnetClient, generateIdentity, type MixnetClient, type ReceivedMessage, type Stats } from '@mixnet/worker-shim';
+import { $, localnetInfo, type LocalnetInfo } from './page';
 import { routeRow, short } from './route';
 import { showTransport, transportParam } from './transport';
-
-interface LocalnetInfo {
-  directory: string;
-  directoryKey: string;
-  mode: 'mixnet' | 'fast';
-  entryGateway: string;
-  exitGateway: string;
-  publishService?: string;
-}
 
 interface Receipt {
   ok: boolean;
@@ -24,12 +16,6 @@ interface Receipt {
   bytes?: number;
   error?: string;
 }
-
-const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`missing #${id}`);
-  return el as T;
-};
 
 const params = new URLSearchParams(location.search);
 const IDENTITY_KEY = 'mixnet-demo-identity';
@@ -53,7 +39,7 @@ function numberParam(name: string): number | undefined {
 }
 
 async function main(): Promise<void> {
-  const info = (await (await fetch('./localnet.json')).json()) as LocalnetInfo;
+  const info = await localnetInfo();
   const mode = params.get('mode') === 'fast' ? 'fast' : params.get('mode') === 'mixnet' ? 'mixnet' : info.mode;
   $('mode').textContent = mode;
   let identity: string | undefined;

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use js_sys::{Array, Function, Object, Reflect, Uint8Array};
+use js_sys::{Array, Function, Object, Uint8Array};
 use mixnet_core::address::Recipient;
 use mixnet_core::client::ClientEvent;
 use mixnet_core::stream::{StreamEvent, Streams};
@@ -17,6 +17,7 @@ use rustls::pki_types::UnixTime;
 use rustls::time_provider::TimeProvider;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
+use wasm_client::js::{error, set};
 use wasm_client::{CoreClient, Layer, MixnetClient};
 
 use crate::fetch::{Action, FetchConfig, FetchError, FetchEvent, FetchRequest, Fetcher, Redirect};
@@ -58,16 +59,6 @@ struct RequestJson {
     #[serde(default)]
     redirect: Option<String>,
     timeout_ms: Option<f64>,
-}
-
-fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
-    let _ = Reflect::set(o, &JsValue::from_str(k), &v.into());
-}
-
-fn error(code: &str, e: impl std::fmt::Display) -> JsValue {
-    let err = js_sys::Error::new(&e.to_string());
-    err.set_name(code);
-    err.into()
 }
 
 fn error_code(e: &FetchError) -> &'static str {

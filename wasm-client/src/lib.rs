@@ -8,6 +8,7 @@
 //! fuzzed); should one happen anyway it is reported as a `fatal` event before the
 //! instance stops.
 
+pub mod js;
 mod options;
 mod transport;
 
@@ -15,7 +16,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use ed25519_dalek::VerifyingKey;
-use js_sys::{Array, Function, Object, Reflect, Uint8Array};
+use js::{error, set};
+use js_sys::{Array, Function, Object, Uint8Array};
 use mixnet_core::address::{Recipient, encode_key};
 use mixnet_core::client::{Client, ClientEvent, ConnectionState, PacketKind};
 use mixnet_core::message::{RouteMode, SenderTag};
@@ -51,24 +53,12 @@ fn seeded_rng() -> ChaCha20Rng {
     ChaCha20Rng::from_seed(seed)
 }
 
-/// A JavaScript `Error` whose `name` is one of the worker protocol's error codes
-/// (`invalid-argument`, `directory`, `send-failed`), so the worker can classify it.
-fn error(code: &str, e: impl std::fmt::Display) -> JsValue {
-    let err = js_sys::Error::new(&e.to_string());
-    err.set_name(code);
-    err.into()
-}
-
 fn invalid(e: impl std::fmt::Display) -> JsValue {
     error("invalid-argument", e)
 }
 
 fn directory_error(e: impl std::fmt::Display) -> JsValue {
     error("directory", e)
-}
-
-fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
-    let _ = Reflect::set(o, &JsValue::from_str(k), &v.into());
 }
 
 async fn fetch_text(url: &str) -> Result<String, String> {
