@@ -19,7 +19,9 @@ use mix_node::mix::{self, MixConfig};
 use mixnet_core::address::encode_key;
 use mixnet_core::message::RouteMode;
 use mixnet_core::mix::NodeKeys;
-use mixnet_core::sphinx::{self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode};
+use mixnet_core::sphinx::{
+    self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode,
+};
 use mixnet_core::topology::{EpochKey, Key32, NodeDescriptor, Role, SignedDescriptor};
 use nodenet::directory::DirectoryClient;
 use nodenet::link::{self, LinkStats, Links};
@@ -30,7 +32,9 @@ fn build(rng: &mut rand_chacha::ChaCha20Rng, route: &[RouteNode], n: usize) -> V
     let dest = Destination { address: DestinationAddress([1; 32]), identifier: [0; 16] };
     let delays = vec![Delay(0); route.len()];
     (0..n)
-        .map(|_| sphinx::build_packet(rng, route, &dest, &delays, &[7u8; 2048], PacketSize::Regular.payload_len()).unwrap())
+        .map(|_| {
+            sphinx::build_packet(rng, route, &dest, &delays, &[7u8; 2048], PacketSize::Regular.payload_len()).unwrap()
+        })
         .collect()
 }
 
@@ -100,10 +104,8 @@ async fn mix_throughput() -> Throughput {
 
     // reference: the same hop's crypto alone, one core, packets built the same way
     let key = NodeSecret::from_bytes([12; 32]);
-    let baseline_route = [
-        RouteNode { address: NodeAddress([1; 32]), key: NodeKey::prepared(key.public_key()) },
-        route[1].clone(),
-    ];
+    let baseline_route =
+        [RouteNode { address: NodeAddress([1; 32]), key: NodeKey::prepared(key.public_key()) }, route[1].clone()];
     let baseline = build(&mut rng, &baseline_route, PACKETS);
     let keys = NodeKeys::new(epoch, key);
     let start = Instant::now();
@@ -120,7 +122,12 @@ async fn mix_throughput() -> Throughput {
         sender.send(NodeAddress(m.identity.0), p);
     }
     while received.load(Ordering::Relaxed) < PACKETS as u64 {
-        assert!(start.elapsed() < Duration::from_secs(120), "mix forwarded only {} packets; {}", received.load(Ordering::Relaxed), mix.metrics_text());
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "mix forwarded only {} packets; {}",
+            received.load(Ordering::Relaxed),
+            mix.metrics_text()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let node_pps = PACKETS as f64 / start.elapsed().as_secs_f64();

@@ -138,10 +138,15 @@ async fn fetch_topology(dir: &DirectoryClient) -> Result<Topology, ClientError> 
     dir.topology().await.map_err(|e| ClientError::Directory(e.to_string()))
 }
 
-fn pick_gateway(t: &Topology, wanted: Option<&str>, transport: Transport) -> Result<(Recipient, [u8; 32], Target), ClientError> {
+fn pick_gateway(
+    t: &Topology,
+    wanted: Option<&str>,
+    transport: Transport,
+) -> Result<(Recipient, [u8; 32], Target), ClientError> {
     let g = match wanted {
         Some(id) => {
-            let key = mixnet_core::address::decode_key(id, "gateway").map_err(|e| ClientError::NoGateway(e.to_string()))?;
+            let key =
+                mixnet_core::address::decode_key(id, "gateway").map_err(|e| ClientError::NoGateway(e.to_string()))?;
             t.gateway(&key).ok_or_else(|| ClientError::NoGateway(format!("{id} is not in the topology")))?
         }
         None => t
@@ -233,7 +238,14 @@ impl Client {
                 }
             }
         });
-        Ok(Self { address, cmd: cmd_tx, events: replay_rx, received: Default::default(), outcomes: HashMap::new(), task })
+        Ok(Self {
+            address,
+            cmd: cmd_tx,
+            events: replay_rx,
+            received: Default::default(),
+            outcomes: HashMap::new(),
+            task,
+        })
     }
 
     async fn ask<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, ClientError> {
@@ -512,7 +524,8 @@ impl Driver {
                     Ok(_) => {
                         let (tx, rx) = mpsc::unbounded_channel();
                         self.stream_tx.insert(id, tx);
-                        let stream = MixStream { id, cmd: self.cmd_loopback.clone(), rx, buf: Vec::new(), pos: 0, done: false };
+                        let stream =
+                            MixStream { id, cmd: self.cmd_loopback.clone(), rx, buf: Vec::new(), pos: 0, done: false };
                         self.pending_open.insert(id, (reply, stream));
                     }
                     Err(e) => {
@@ -549,7 +562,9 @@ impl Driver {
                 CoreEvent::Delivered(id) => ClientEvent::Delivered(id),
                 CoreEvent::Failed { id, reason } => ClientEvent::Failed(id, reason),
                 CoreEvent::State(ConnectionState::Connected, _) => ClientEvent::Connected,
-                CoreEvent::State(ConnectionState::Disconnected, reason) => ClientEvent::Disconnected(reason.unwrap_or_default()),
+                CoreEvent::State(ConnectionState::Disconnected, reason) => {
+                    ClientEvent::Disconnected(reason.unwrap_or_default())
+                }
                 CoreEvent::State(ConnectionState::Connecting, _) => continue,
                 CoreEvent::Throttled(m) => {
                     tracing::debug!(%m, "throttled by the gateway");

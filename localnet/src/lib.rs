@@ -188,7 +188,11 @@ impl Localnet {
                 directory_key: dir_key.clone(),
                 data_dir: Some(data_dir.join(format!("gateway-{i}"))),
                 heartbeat_ms: config.heartbeat_ms,
-                exit: exit.then(|| ExitConfig { policy: config.exit_policy.clone(), mode: config.mode, ..ExitConfig::default() }),
+                exit: exit.then(|| ExitConfig {
+                    policy: config.exit_policy.clone(),
+                    mode: config.mode,
+                    ..ExitConfig::default()
+                }),
                 wt_listen: config.webtransport.then(|| "127.0.0.1:0".into()),
                 ..GatewayConfig::default()
             };
@@ -217,7 +221,11 @@ impl Localnet {
     }
 
     /// Polls the directory until `done(topology)` or `timeout`.
-    pub async fn wait_for_topology(&self, done: impl Fn(&Topology) -> bool, timeout: Duration) -> Result<Topology, String> {
+    pub async fn wait_for_topology(
+        &self,
+        done: impl Fn(&Topology) -> bool,
+        timeout: Duration,
+    ) -> Result<Topology, String> {
         let client = DirectoryClient::new(&self.directory.url(), self.directory.key);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -258,10 +266,7 @@ impl Localnet {
                 .mixes
                 .iter()
                 .flatten()
-                .map(|m| NodeInfo {
-                    identity: m.address.to_string(),
-                    metrics: metrics_url(m.metrics_addr),
-                })
+                .map(|m| NodeInfo { identity: m.address.to_string(), metrics: metrics_url(m.metrics_addr) })
                 .collect(),
             publish_service: None,
             demo: None,

@@ -25,7 +25,8 @@ pub fn pki() -> TestPki {
     ca.distinguished_name.push(rcgen::DnType::CommonName, "mixfetch test CA");
     let ca_cert = ca.self_signed(&ca_key).expect("rcgen and rustls accept what they made");
     let leaf_key = rcgen::KeyPair::generate().expect("rcgen and rustls accept what they made");
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).expect("rcgen and rustls accept what they made");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("rcgen and rustls accept what they made");
     let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("rcgen and rustls accept what they made");
     let server = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -56,9 +57,13 @@ async fn read_request(io: &mut (impl AsyncRead + Unpin)) -> Option<(String, Stri
         if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
             let method = req.method?.to_owned();
             let path = req.path?.to_owned();
-            let hs: Vec<(String, String)> =
-                req.headers.iter().map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned())).collect();
-            let len: usize = hs.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+            let hs: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                .collect();
+            let len: usize =
+                hs.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
             let mut body = buf[n..].to_vec();
             while body.len() < len {
                 let mut chunk = [0u8; 8192];
@@ -189,4 +194,3 @@ pub async fn server(tls: Option<Arc<rustls::ServerConfig>>) -> std::io::Result<S
     });
     Ok(Server { port, task })
 }
-

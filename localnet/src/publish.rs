@@ -64,7 +64,9 @@ impl PublishService {
             while let Some(event) = client.next_event().await {
                 let ClientEvent::Received(m) = event else { continue };
                 let receipt = match std::str::from_utf8(&m.data) {
-                    _ if m.data.len() > MAX_POST_BYTES => Receipt::refused(format!("posts are limited to {MAX_POST_BYTES} bytes")),
+                    _ if m.data.len() > MAX_POST_BYTES => {
+                        Receipt::refused(format!("posts are limited to {MAX_POST_BYTES} bytes"))
+                    }
                     Err(_) => Receipt::refused("a post must be UTF-8 text".into()),
                     Ok(text) => {
                         let post = Post { id: next_id, text: text.to_owned(), at_ms: nodenet::unix_ms() };

@@ -98,7 +98,10 @@ async fn control(State(s): State<Arc<Shared>>, Path((i, action)): Path<(usize, S
             Ok(()) => (StatusCode::OK, "webtransport port closed; packets to it are dropped silently").into_response(),
             Err(e) => (StatusCode::CONFLICT, e).into_response(),
         },
-        other => (StatusCode::NOT_FOUND, format!("unknown action {other:?}: stop, start, close-webtransport or blackhole-webtransport"))
+        other => (
+            StatusCode::NOT_FOUND,
+            format!("unknown action {other:?}: stop, start, close-webtransport or blackhole-webtransport"),
+        )
             .into_response(),
     }
 }

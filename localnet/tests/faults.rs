@@ -12,7 +12,9 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use localnet::LocalnetConfig;
 use mixnet_core::message::RouteMode;
-use mixnet_core::sphinx::{self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode};
+use mixnet_core::sphinx::{
+    self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode,
+};
 use nodenet::link::{LinkStats, Links};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -36,15 +38,20 @@ async fn a_replayed_packet_is_dropped_at_every_node() {
     let mut starts: Vec<(NodeAddress, Vec<RouteNode>)> = topology
         .mixes
         .iter()
-        .map(|m| (NodeAddress(m.identity.0), vec![hop(m.identity.0, m.sphinx_key.0), hop(gw.identity.0, gw.sphinx_key.0)]))
+        .map(|m| {
+            (NodeAddress(m.identity.0), vec![hop(m.identity.0, m.sphinx_key.0), hop(gw.identity.0, gw.sphinx_key.0)])
+        })
         .collect();
     starts.push((NodeAddress(gw.identity.0), vec![hop(gw.identity.0, gw.sphinx_key.0)]));
     for (first, route) in &starts {
-        let packet = sphinx::build_packet(&mut rng, route, &dest, &vec![Delay(0); route.len()], &[0u8; 2048], size).unwrap();
+        let packet =
+            sphinx::build_packet(&mut rng, route, &dest, &vec![Delay(0); route.len()], &[0u8; 2048], size).unwrap();
         links.send(*first, packet.clone());
         links.send(*first, packet);
     }
-    let replays_at = |text: &str, kind: &str| nodenet::metrics::sample(text, &format!("{kind}_dropped_total{{reason=\"replay\"}}")).unwrap_or(0.0);
+    let replays_at = |text: &str, kind: &str| {
+        nodenet::metrics::sample(text, &format!("{kind}_dropped_total{{reason=\"replay\"}}")).unwrap_or(0.0)
+    };
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let mixes: Vec<f64> = net.mixes.iter().flatten().map(|m| replays_at(&m.metrics_text(), "mix")).collect();
@@ -119,7 +126,8 @@ async fn a_restarted_gateway_delivers_what_it_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_mix_is_routed_around_and_nothing_is_lost() {
-    let mut net = net_with(LocalnetConfig { mode: RouteMode::Mixnet, node_ttl_ms: 3_000, ..LocalnetConfig::default() }).await;
+    let mut net =
+        net_with(LocalnetConfig { mode: RouteMode::Mixnet, node_ttl_ms: 3_000, ..LocalnetConfig::default() }).await;
     let mut a = client(&net, 0).await;
     let mut b = client(&net, 1).await;
     let dead = net.kill_mix(0).unwrap();
@@ -181,7 +189,10 @@ async fn malformed_input_is_counted_and_the_nodes_keep_serving() {
         if malformed >= 3.0 && handshakes >= 1.0 && auth >= 1.0 && ws_bad >= 1.0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "malformed {malformed} handshakes {handshakes} auth {auth} ws {ws_bad}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "malformed {malformed} handshakes {handshakes} auth {auth} ws {ws_bad}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // and everything still works

@@ -58,8 +58,10 @@ async fn https_with_tls_end_to_end_from_the_client() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert_der = cert.cert.der().clone();
     let key_der = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
-    let server_config =
-        rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(vec![cert_der.clone()], key_der).unwrap();
+    let server_config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone()], key_der)
+        .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
@@ -90,7 +92,10 @@ async fn https_with_tls_end_to_end_from_the_client() {
     let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio::time::timeout(WAIT, connector.connect(name, stream)).await.expect("handshake in time").expect("TLS handshake");
+    let mut tls = tokio::time::timeout(WAIT, connector.connect(name, stream))
+        .await
+        .expect("handshake in time")
+        .expect("TLS handshake");
     tls.write_all(b"GET /secret HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(WAIT, tls.read_to_end(&mut response)).await.expect("response in time").unwrap();
@@ -105,7 +110,12 @@ async fn https_with_tls_end_to_end_from_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exit_policy_refuses_with_a_clear_reason() {
     // the default policy: no loopback, only ports 80 and 443
-    let net = net_with(LocalnetConfig { mode: RouteMode::Fast, exit_policy: ExitPolicy::default(), ..LocalnetConfig::default() }).await;
+    let net = net_with(LocalnetConfig {
+        mode: RouteMode::Fast,
+        exit_policy: ExitPolicy::default(),
+        ..LocalnetConfig::default()
+    })
+    .await;
     let a = client(&net, 0).await;
     let err = a.open_stream(net.exit_address(), "127.0.0.1", 443).await.err().expect("refused");
     assert!(err.to_string().contains("loopback address, denied by the exit policy"), "{err}");

@@ -17,7 +17,9 @@ fn wt_client_config(net: &localnet::Localnet, gateway: usize) -> localnet::clien
 }
 
 /// A wtransport client that pins the endpoint's published certificate hash.
-fn pinned_client(endpoint: &mixnet_core::topology::WebTransportEndpoint) -> wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client> {
+fn pinned_client(
+    endpoint: &mixnet_core::topology::WebTransportEndpoint,
+) -> wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client> {
     let hash = endpoint.cert_hash().unwrap().expect("localnet pins a self-signed certificate");
     let config = wtransport::ClientConfig::builder()
         .with_bind_default()
@@ -87,7 +89,11 @@ async fn bad_streams_are_counted_and_the_gateway_keeps_serving() {
     match conn.closed().await {
         wtransport::error::ConnectionError::ApplicationClosed(c) => {
             assert_eq!(c.code().into_inner(), 4002, "authentication failure");
-            assert!(String::from_utf8_lossy(c.reason()).contains("decrypt"), "{:?}", String::from_utf8_lossy(c.reason()));
+            assert!(
+                String::from_utf8_lossy(c.reason()).contains("decrypt"),
+                "{:?}",
+                String::from_utf8_lossy(c.reason())
+            );
         }
         other => panic!("expected the gateway to close with a code, got {other}"),
     }

@@ -29,7 +29,8 @@ pub enum StartError {
 
 /// Reads a TOML config file into `T`, naming the file in errors.
 pub fn load_config<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, StartError> {
-    let text = std::fs::read_to_string(path).map_err(|e| StartError::Config(format!("reading {}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| StartError::Config(format!("reading {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| StartError::Config(format!("{}: {e}", path.display())))
 }
 

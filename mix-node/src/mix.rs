@@ -117,11 +117,23 @@ impl MixMetrics {
             )
             .counter("mix_bad_frames_total", "Link frames that failed to parse or decrypt.", l.bad_frames.get())
             .counter("mix_link_handshake_failures_total", "Failed Noise handshakes.", l.handshake_failures.get())
-            .counter("mix_link_connect_failures_total", "Failed outgoing connection attempts.", l.connect_failures.get())
+            .counter(
+                "mix_link_connect_failures_total",
+                "Failed outgoing connection attempts.",
+                l.connect_failures.get(),
+            )
             .counter("mix_processing_microseconds_sum", "Time spent in Sphinx processing.", self.processing_us.get())
             .counter("mix_processing_microseconds_count", "Packets processed.", self.processed.get())
-            .gauge("mix_worker_queue_depth", "Packets waiting for a worker.", self.queued_workers.load(Ordering::Relaxed) as f64)
-            .gauge("mix_delay_queue_depth", "Packets waiting for their delay.", self.queued_delay.load(Ordering::Relaxed) as f64)
+            .gauge(
+                "mix_worker_queue_depth",
+                "Packets waiting for a worker.",
+                self.queued_workers.load(Ordering::Relaxed) as f64,
+            )
+            .gauge(
+                "mix_delay_queue_depth",
+                "Packets waiting for their delay.",
+                self.queued_delay.load(Ordering::Relaxed) as f64,
+            )
             .gauge("mix_link_queue_depth", "Packets waiting for an outgoing link.", links_queued as f64);
         e.finish()
     }
@@ -227,7 +239,11 @@ fn spawn_workers(
 }
 
 /// Holds each packet for its delay (the core's `DelayQueue`), then forwards it.
-async fn delay_queue(mut rx: mpsc::UnboundedReceiver<(Duration, NodeAddress, Vec<u8>)>, links: Links, metrics: Arc<MixMetrics>) {
+async fn delay_queue(
+    mut rx: mpsc::UnboundedReceiver<(Duration, NodeAddress, Vec<u8>)>,
+    links: Links,
+    metrics: Arc<MixMetrics>,
+) {
     let start = Instant::now();
     let mut queue = DelayQueue::default();
     loop {
@@ -275,7 +291,8 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
         template,
         Duration::from_millis(config.heartbeat_ms),
     );
-    let (info, keys) = membership.join(Duration::from_secs(30)).await.map_err(|e| StartError::Directory(e.to_string()))?;
+    let (info, keys) =
+        membership.join(Duration::from_secs(30)).await.map_err(|e| StartError::Directory(e.to_string()))?;
     let keys = Arc::new(RwLock::new(keys));
 
     let metrics = Arc::new(MixMetrics::default());

@@ -201,8 +201,10 @@ impl MixFetch {
     /// Starts a client (`options`: the client's JSON options) with MixFetch on it
     /// (`fetch_options`: `{exit?, extraRoots?, timeoutMs?, maxConcurrency?}`).
     pub async fn create(options: String, fetch_options: String, on_event: Function) -> Result<Self, JsValue> {
-        let fo: FetchOptions = serde_json::from_str(&fetch_options).map_err(|e| error("invalid-argument", format!("invalid MixFetch options: {e}")))?;
-        let tls = client_config(fo.extra_roots.as_bytes(), Arc::new(JsClock)).map_err(|e| error("invalid-argument", e))?;
+        let fo: FetchOptions = serde_json::from_str(&fetch_options)
+            .map_err(|e| error("invalid-argument", format!("invalid MixFetch options: {e}")))?;
+        let tls =
+            client_config(fo.extra_roots.as_bytes(), Arc::new(JsClock)).map_err(|e| error("invalid-argument", e))?;
         let mut config = FetchConfig::new(tls);
         if let Some(ms) = fo.timeout_ms.filter(|ms| ms.is_finite() && *ms > 0.0) {
             config.timeout = Duration::from_secs_f64(ms / 1000.0);
@@ -223,7 +225,8 @@ impl MixFetch {
         }));
         let client = MixnetClient::start(&options, on_event, Some(Box::new(LayerHandle(layer.clone())))).await?;
         if explicit_exit.is_none() {
-            let exit = client.exits().into_iter().next().ok_or_else(|| error("directory", "the topology offers no exit"))?;
+            let exit =
+                client.exits().into_iter().next().ok_or_else(|| error("directory", "the topology offers no exit"))?;
             layer.borrow_mut().exit = exit;
         }
         Ok(Self { client, layer })
@@ -232,12 +235,18 @@ impl MixFetch {
     /// Starts a request (`request`: `{method, url, headers: [[name, value]…], redirect?,
     /// timeoutMs?}` as JSON); returns its id. Its response arrives as events.
     pub fn fetch(&self, request: &str, body: Option<Vec<u8>>) -> Result<f64, JsValue> {
-        let r: RequestJson = serde_json::from_str(request).map_err(|e| error("invalid-argument", format!("invalid request: {e}")))?;
+        let r: RequestJson =
+            serde_json::from_str(request).map_err(|e| error("invalid-argument", format!("invalid request: {e}")))?;
         let redirect = match r.redirect.as_deref() {
             None | Some("follow") => Redirect::Follow,
             Some("error") => Redirect::Error,
             Some("manual") => Redirect::Manual,
-            Some(other) => return Err(error("invalid-argument", format!("redirect must be follow, error or manual, not {other:?}"))),
+            Some(other) => {
+                return Err(error(
+                    "invalid-argument",
+                    format!("redirect must be follow, error or manual, not {other:?}"),
+                ));
+            }
         };
         let req = FetchRequest {
             method: r.method,
@@ -245,7 +254,10 @@ impl MixFetch {
             headers: r.headers,
             body,
             redirect,
-            timeout: r.timeout_ms.filter(|ms| ms.is_finite() && *ms > 0.0).map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+            timeout: r
+                .timeout_ms
+                .filter(|ms| ms.is_finite() && *ms > 0.0)
+                .map(|ms| Duration::from_secs_f64(ms / 1000.0)),
         };
         let layer = self.layer.clone();
         let id = self.client.drive(move |_, now| layer.borrow_mut().fetcher.fetch(now, req))?;

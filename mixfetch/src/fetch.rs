@@ -392,13 +392,15 @@ impl Fetcher {
 
     /// Timers: request deadlines and idle connections.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let expired: Vec<FetchId> = self.requests.iter().filter(|(_, r)| r.deadline <= now).map(|(&id, _)| id).collect();
+        let expired: Vec<FetchId> =
+            self.requests.iter().filter(|(_, r)| r.deadline <= now).map(|(&id, _)| id).collect();
         for id in expired {
             let Some(r) = self.requests.get(&id) else { continue };
             let ms = r.timeout.as_millis() as u64;
             self.fail(id, if r.responded { FetchError::Stalled(ms) } else { FetchError::Timeout(ms) });
         }
-        let idle: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.idle_until.is_some_and(|t| t <= now)).map(|(&id, _)| id).collect();
+        let idle: Vec<ConnId> =
+            self.conns.iter().filter(|(_, c)| c.idle_until.is_some_and(|t| t <= now)).map(|(&id, _)| id).collect();
         for conn in idle {
             self.close_conn(conn);
         }
@@ -436,7 +438,8 @@ impl Fetcher {
             }
             let origin = Origin::of(&req.url);
             let head_request = req.method == "HEAD";
-            let idle = self.conns.iter().find(|(_, c)| c.origin == origin && c.request.is_none() && c.opened).map(|(&k, _)| k);
+            let idle =
+                self.conns.iter().find(|(_, c)| c.origin == origin && c.request.is_none() && c.opened).map(|(&k, _)| k);
             let conn = match idle {
                 Some(conn) => conn,
                 None if self.conns.values().filter(|c| c.origin == origin).count() < self.config.max_per_origin => {
@@ -500,10 +503,15 @@ impl Fetcher {
     fn send_request(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(req) = c.request.and_then(|id| self.requests.get(&id)) else { return };
-        let head = match encode_request(&req.method, &req.url, &req.headers, req.body.as_ref().map(Vec::len).or(
-            // a POST/PUT without a body still says so
-            (req.method == "POST" || req.method == "PUT").then_some(0),
-        )) {
+        let head = match encode_request(
+            &req.method,
+            &req.url,
+            &req.headers,
+            req.body.as_ref().map(Vec::len).or(
+                // a POST/PUT without a body still says so
+                (req.method == "POST" || req.method == "PUT").then_some(0),
+            ),
+        ) {
             Ok(h) => h,
             Err(e) => {
                 self.drop_conn(conn, FetchError::Invalid(e.to_string()));

@@ -103,7 +103,12 @@ const CONTROLLED: &[&str] = &[
 
 /// Encodes a request head for `url` with the caller's headers (validated), the
 /// headers the client controls, and `Content-Length` when there is a body.
-pub fn encode_request(method: &str, url: &Url, headers: &[(String, String)], body_len: Option<usize>) -> Result<Vec<u8>, HttpError> {
+pub fn encode_request(
+    method: &str,
+    url: &Url,
+    headers: &[(String, String)],
+    body_len: Option<usize>,
+) -> Result<Vec<u8>, HttpError> {
     if !is_token(method) {
         return Err(HttpError::BadMethod(method.into()));
     }
@@ -303,7 +308,11 @@ impl ResponseReader {
             // another coding without chunked: the body ends with the connection
             return Ok(Some(Body::UntilClose));
         }
-        let mut lengths = head.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).flat_map(|(_, v)| v.split(','));
+        let mut lengths = head
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .flat_map(|(_, v)| v.split(','));
         match lengths.next() {
             None => Ok(Some(Body::UntilClose)),
             Some(first) => {
@@ -374,7 +383,11 @@ impl ResponseReader {
 mod tests {
     use super::*;
 
-    fn read_all(reader: &mut ResponseReader, input: &[u8], step: usize) -> Result<(Option<ResponseHead>, Vec<u8>, bool), HttpError> {
+    fn read_all(
+        reader: &mut ResponseReader,
+        input: &[u8],
+        step: usize,
+    ) -> Result<(Option<ResponseHead>, Vec<u8>, bool), HttpError> {
         let mut head = None;
         let mut body = Vec::new();
         let mut done = false;
@@ -438,7 +451,10 @@ mod tests {
         r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").unwrap();
         assert_eq!(r.eof(), Err(HttpError::Truncated));
         let huge = vec![b'a'; MAX_HEAD + 10];
-        assert_eq!(ResponseReader::new(false).feed(&[b"HTTP/1.1 200 OK\r\nX: ", &huge[..]].concat()), Err(HttpError::HeadTooLarge));
+        assert_eq!(
+            ResponseReader::new(false).feed(&[b"HTTP/1.1 200 OK\r\nX: ", &huge[..]].concat()),
+            Err(HttpError::HeadTooLarge)
+        );
     }
 
     #[test]

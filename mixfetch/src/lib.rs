@@ -17,4 +17,6 @@ pub mod http;
 pub mod tls;
 pub mod url;
 
-pub use fetch::{Action, ConnId, FetchConfig, FetchError, FetchEvent, FetchId, FetchRequest, Fetcher, Redirect, ResponseInfo};
+pub use fetch::{
+    Action, ConnId, FetchConfig, FetchError, FetchEvent, FetchId, FetchRequest, Fetcher, Redirect, ResponseInfo,
+};

@@ -56,7 +56,8 @@ pub struct Tls {
 impl Tls {
     /// Starts a session with `host` (a DNS name or an IP literal).
     pub fn new(config: Arc<ClientConfig>, host: &str) -> Result<Self, TlsError> {
-        let name = ServerName::try_from(host.to_owned()).map_err(|_| TlsError(format!("{host:?} is not a valid server name")))?;
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| TlsError(format!("{host:?} is not a valid server name")))?;
         Ok(Self { conn: ClientConnection::new(config, name)? })
     }
 

@@ -46,7 +46,8 @@ async fn https_and_http_bodies_of_every_framing() {
     }
     assert_eq!(out[0].body, b"hello over the mixnet");
     assert_eq!(out[1].body, br#"{"ok":true,"n":42}"#);
-    let ct = out[1].response.as_ref().unwrap().headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).unwrap();
+    let ct =
+        out[1].response.as_ref().unwrap().headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).unwrap();
     assert_eq!(ct.1, "application/json");
     assert_eq!(out[2].body, b"first second third");
     assert_eq!(out[3].body.len(), 5_000_000);
@@ -87,7 +88,10 @@ async fn bodies_methods_statuses_and_redirects() {
     assert_eq!((status(&out[1]), &out[1].body[..]), (404, &b"nothing here"[..]));
     assert_eq!((status(&out[2]), &out[2].body[..]), (500, &b"it broke"[..]));
     let r = out[3].response.as_ref().unwrap();
-    assert_eq!((r.status, r.redirected, r.url.as_str(), &out[3].body[..]), (200, true, &*format!("{base}/text"), &b"hello over the mixnet"[..]));
+    assert_eq!(
+        (r.status, r.redirected, r.url.as_str(), &out[3].body[..]),
+        (200, true, &*format!("{base}/text"), &b"hello over the mixnet"[..])
+    );
     // 303 turns the POST into a GET without a body; 307 keeps both
     let see_other = out[4].response.as_ref().unwrap();
     assert!(see_other.headers.contains(&("X-Method".into(), "GET".into())));
@@ -136,12 +140,18 @@ async fn aborts_timeouts_and_refused_connections() {
     assert_eq!(out[0].error.as_deref(), Some("aborted"));
     assert!(out[0].body.len() >= 100_000 && out[0].body.len() < 3_000_000);
 
-    let hang = FetchRequest { timeout: Some(Duration::from_millis(300)), ..get(format!("http://127.0.0.1:{}/hang", http.port)) };
+    let hang = FetchRequest {
+        timeout: Some(Duration::from_millis(300)),
+        ..get(format!("http://127.0.0.1:{}/hang", http.port))
+    };
     let out = f.run(vec![hang], None).await;
     assert_eq!(out[0].error.as_deref(), Some("the response body stalled: no data for 300 ms"));
     assert_eq!(out[0].body, b"partial", "the body streams before the end");
 
-    let silent = FetchRequest { timeout: Some(Duration::from_millis(300)), ..get(format!("http://127.0.0.1:{}/silent", http.port)) };
+    let silent = FetchRequest {
+        timeout: Some(Duration::from_millis(300)),
+        ..get(format!("http://127.0.0.1:{}/silent", http.port))
+    };
     let out = f.run(vec![silent], None).await;
     assert_eq!(out[0].error.as_deref(), Some("timed out after 300 ms"));
 
@@ -162,7 +172,10 @@ async fn invalid_requests_fail_at_once() {
         (get("/relative".into()), "not an absolute URL"),
         (FetchRequest { body: Some(b"x".to_vec()), ..get("http://example.com/".into()) }, "cannot have a body"),
         (FetchRequest { method: "CONNECT".into(), ..get("http://example.com/".into()) }, "forbidden"),
-        (FetchRequest { headers: vec![("Bad Name".into(), "v".into())], ..get("http://example.com/".into()) }, "header"),
+        (
+            FetchRequest { headers: vec![("Bad Name".into(), "v".into())], ..get("http://example.com/".into()) },
+            "header",
+        ),
     ] {
         let e = f.fetcher.fetch(mixnet_core::time::Instant::ZERO, req).unwrap_err().to_string();
         assert!(e.contains(want), "{e} should mention {want}");

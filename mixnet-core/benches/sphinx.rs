@@ -9,16 +9,13 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use mixnet_core::sphinx::{
-    self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize,
-    RouteNode, Surb,
+    self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode, Surb,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use sphinx_packet::SphinxPacketBuilder;
 use sphinx_packet::header::delays::Delay as RefDelay;
-use sphinx_packet::route::{
-    Destination as RefDestination, DestinationAddressBytes, Node as RefNode, NodeAddressBytes,
-};
+use sphinx_packet::route::{Destination as RefDestination, DestinationAddressBytes, Node as RefNode, NodeAddressBytes};
 use sphinx_packet::surb::{SURB, SURBMaterial};
 use sphinx_packet::version::SINGLE_SEED_SURB_VERSION;
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -140,9 +137,14 @@ fn surbs(c: &mut Criterion) {
     });
     group.bench_function("sphinx-packet", |b| {
         b.iter(|| {
-            SURBMaterial::new(net.theirs.clone(), net.their_delays.clone(), their_dest.clone(), SINGLE_SEED_SURB_VERSION)
-                .construct_recoverable_SURB()
-                .unwrap()
+            SURBMaterial::new(
+                net.theirs.clone(),
+                net.their_delays.clone(),
+                their_dest.clone(),
+                SINGLE_SEED_SURB_VERSION,
+            )
+            .construct_recoverable_SURB()
+            .unwrap()
         })
     });
     group.finish();

@@ -294,7 +294,9 @@ impl<R: CryptoRng> Client<R> {
             Ok(SessionEvent::Throttled(m)) => self.events.push_back(ClientEvent::Throttled(m)),
             Err(e) => {
                 let reason = match &e {
-                    SessionError::Gateway { code, message } => format!("gateway closed the session ({code}): {message}"),
+                    SessionError::Gateway { code, message } => {
+                        format!("gateway closed the session ({code}): {message}")
+                    }
                     other => other.to_string(),
                 };
                 self.handle_disconnected(now, &reason);

@@ -358,7 +358,8 @@ impl<R: CryptoRng> Gateway<R> {
                 else {
                     return Err((code::PROTOCOL, SessionError::Unexpected("first frame must be Authenticate")));
                 };
-                session::verify_auth(&self.noise, &t.handshake_hash, &identity, &tag).map_err(|e| (code::AUTH_FAILED, e))?;
+                session::verify_auth(&self.noise, &t.handshake_hash, &identity, &tag)
+                    .map_err(|e| (code::AUTH_FAILED, e))?;
                 let ConnState::AwaitAuth(t) = std::mem::replace(&mut c.state, ConnState::AwaitHello) else {
                     unreachable!("matched above")
                 };
@@ -395,10 +396,14 @@ impl<R: CryptoRng> Gateway<R> {
                         b.last = now;
                         if b.tokens < 1.0 {
                             self.stats.throttled += 1;
-                            let notify = b.notified.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+                            let notify =
+                                b.notified.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
                             if notify {
                                 b.notified = Some(now);
-                                let msg = format!("over {} packets/s: packets dropped, retransmit later", self.config.rate_per_sec);
+                                let msg = format!(
+                                    "over {} packets/s: packets dropped, retransmit later",
+                                    self.config.rate_per_sec
+                                );
                                 self.send(conn, &ServerFrame::Error { code: code::THROTTLED, message: msg });
                             }
                             return Ok(());

@@ -2,9 +2,9 @@
 //! packet for its header delay, then forwarding. Sans-IO: the driver feeds packets
 //! and time, and sends what [`Mix::poll_transmit`] yields.
 
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::Mutex;
-use std::cmp::Reverse;
 
 use crate::sphinx::{self, NodeAddress, NodeSecret, Processed, REPLAY_TAG_SIZE, SphinxError};
 use crate::time::Instant;
@@ -317,7 +317,10 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let route = [
             RouteNode { address: NodeAddress([1; 32]), key: NodeKey::new(secret.public_key()) },
-            RouteNode { address: NodeAddress([2; 32]), key: NodeKey::new(NodeSecret::from_bytes([9; 32]).public_key()) },
+            RouteNode {
+                address: NodeAddress([2; 32]),
+                key: NodeKey::new(NodeSecret::from_bytes([9; 32]).public_key()),
+            },
         ];
         let dest = Destination { address: DestinationAddress([3; 32]), identifier: [0; 16] };
         sphinx::build_packet(&mut rng, &route, &dest, &[Delay(0); 2], b"x", PacketSize::Ack.payload_len()).unwrap()

@@ -100,7 +100,9 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(p.check(ip("93.184.216.34"), 443), Ok(()));
         assert_eq!(p.check(ip("93.184.216.34"), 22), Err(PolicyDenied::Port(22)));
-        for private in ["10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "fd00::1", "fe80::1"] {
+        for private in
+            ["10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "fd00::1", "fe80::1"]
+        {
             assert!(matches!(p.check(ip(private), 443), Err(PolicyDenied::Private(_))), "{private}");
         }
         assert!(matches!(p.check(ip("127.0.0.1"), 80), Err(PolicyDenied::Loopback(_))));

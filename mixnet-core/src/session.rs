@@ -13,9 +13,9 @@
 //! [`ClientSession`] is the client's side; the gateway's side is in [`crate::gateway`].
 
 use hmac::{Hmac, KeyInit, Mac};
+use rand_core::CryptoRng;
 use sha2::Sha256;
 use zeroize::Zeroize;
-use rand_core::CryptoRng;
 
 use crate::message::{Delivery, Transmit};
 use crate::noise::{self, Initiator, NoiseError, Transport};
@@ -261,7 +261,13 @@ impl ClientSession {
         let (init, m1) = Initiator::start(rng, PROLOGUE, gateway_key, &[PROTOCOL_VERSION]);
         let mut outgoing = std::collections::VecDeque::new();
         outgoing.push_back(m1);
-        Self { state: ClientState::Handshaking(init), identity, gateway_key: *gateway_key, outgoing, authenticated: false }
+        Self {
+            state: ClientState::Handshaking(init),
+            identity,
+            gateway_key: *gateway_key,
+            outgoing,
+            authenticated: false,
+        }
     }
 
     /// Whether the gateway accepted our identity.

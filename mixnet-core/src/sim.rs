@@ -246,12 +246,8 @@ impl<A: Ord + Clone + core::hash::Hash, E: Endpoint<A>> SimNet<A, E> {
     /// When the next thing happens, if anything will.
     pub fn next_event(&self) -> Option<Instant> {
         let packet = self.in_flight.peek().map(|p| p.0.at);
-        let timer = self
-            .nodes
-            .iter()
-            .filter(|(a, _)| !self.down.contains(a))
-            .filter_map(|(_, n)| n.poll_timeout())
-            .min();
+        let timer =
+            self.nodes.iter().filter(|(a, _)| !self.down.contains(a)).filter_map(|(_, n)| n.poll_timeout()).min();
         [packet, timer].into_iter().flatten().min()
     }
 
@@ -611,7 +607,10 @@ pub mod mixnet {
             );
             client.set_routes(Routes::new(self.topology.clone()).expect("valid topology"));
             let address = client.self_address();
-            self.net.add(NodeAddress(identity), SimNode::Client(SimClient { gateway: NodeAddress(gw), client, events: vec![], sent: 0 }));
+            self.net.add(
+                NodeAddress(identity),
+                SimNode::Client(SimClient { gateway: NodeAddress(gw), client, events: vec![], sent: 0 }),
+            );
             // the client's own connection is reliable (TCP/QUIC in production); faults
             // apply between nodes
             let latency = LinkConfig::ideal(Duration::from_millis(2));

@@ -272,12 +272,21 @@ impl Streams {
     ) -> Result<StreamId, StreamError> {
         let msg = StreamMessage::Open { id, host: host.to_owned(), port };
         m.send(now, exit, &msg.encode(), self.surbs_with_open)?;
-        self.streams.insert(id, ClientStream { exit, opened: false, sent: 0, write_closed: false, inbound: Inbound::default() });
+        self.streams.insert(
+            id,
+            ClientStream { exit, opened: false, sent: 0, write_closed: false, inbound: Inbound::default() },
+        );
         Ok(id)
     }
 
     /// Sends bytes on a stream (split into chunks of at most [`MAX_CHUNK`]).
-    pub fn write<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, id: StreamId, data: &[u8]) -> Result<(), StreamError> {
+    pub fn write<R: CryptoRng>(
+        &mut self,
+        m: &mut Messenger<R>,
+        now: Instant,
+        id: StreamId,
+        data: &[u8],
+    ) -> Result<(), StreamError> {
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown(id))?;
         if s.write_closed {
             return Err(StreamError::Closed(id));
@@ -305,7 +314,13 @@ impl Streams {
 
     /// Aborts a stream: the exit drops its connection at once (no more data comes
     /// back), and we forget the stream.
-    pub fn reset<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, id: StreamId, reason: &str) -> Result<(), StreamError> {
+    pub fn reset<R: CryptoRng>(
+        &mut self,
+        m: &mut Messenger<R>,
+        now: Instant,
+        id: StreamId,
+        reason: &str,
+    ) -> Result<(), StreamError> {
         let s = self.streams.remove(&id).ok_or(StreamError::Unknown(id))?;
         let msg = StreamMessage::Close { id, seq: s.sent, error: Some(reason.to_owned()) };
         // one SURB: the exit knows our streams by the tag that comes with SURBs
@@ -338,7 +353,9 @@ impl Streams {
             return false;
         }
         // data can overtake `Opened`; report it first either way
-        if matches!(sm, StreamMessage::Opened { .. } | StreamMessage::Data { .. } | StreamMessage::Close { .. }) && !s.opened {
+        if matches!(sm, StreamMessage::Opened { .. } | StreamMessage::Data { .. } | StreamMessage::Close { .. })
+            && !s.opened
+        {
             s.opened = true;
             self.events.push_back(StreamEvent::Opened(id));
         }

@@ -273,7 +273,11 @@ impl Routes {
     }
 
     /// Mixnet mode: one random mix per layer, then `gateway` (4 hops).
-    pub fn mixnet_route<R: Rng + ?Sized>(&mut self, rng: &mut R, gateway: &[u8; 32]) -> Result<Vec<RouteNode>, TopologyError> {
+    pub fn mixnet_route<R: Rng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        gateway: &[u8; 32],
+    ) -> Result<Vec<RouteNode>, TopologyError> {
         let g = self.topology.gateway(gateway).ok_or(TopologyError::UnknownGateway(Key32(*gateway)))?;
         let (gid, gkey) = (g.identity, g.sphinx_key);
         let mut route = Vec::with_capacity(LAYERS + 1);

@@ -6,17 +6,15 @@ use wasm_bindgen_test::wasm_bindgen_test;
 use curve25519_dalek::constants::EIGHT_TORSION;
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use mixnet_core::sphinx::{
-    self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize,
-    Processed, RouteNode, Surb, SurbRecovery, Version,
+    self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, Processed, RouteNode,
+    Surb, SurbRecovery, Version,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use sphinx_packet::SphinxPacketBuilder;
 use sphinx_packet::header::delays::Delay as RefDelay;
 use sphinx_packet::packet::ProcessedPacketData;
-use sphinx_packet::route::{
-    Destination as RefDestination, DestinationAddressBytes, Node as RefNode, NodeAddressBytes,
-};
+use sphinx_packet::route::{Destination as RefDestination, DestinationAddressBytes, Node as RefNode, NodeAddressBytes};
 use sphinx_packet::surb::{SURB, SURBMaterial, SurbReplyRecovery};
 use sphinx_packet::version::SINGLE_SEED_SURB_VERSION;
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -188,11 +186,7 @@ fn run_ours(case: &Case, mut packet: Vec<u8>) -> Vec<Hop> {
             }
             Processed::Final(f) => {
                 assert_eq!(i + 1, case.nodes.len());
-                hops.push(Hop::Final {
-                    destination: f.destination.0,
-                    identifier: f.identifier,
-                    payload: f.payload,
-                });
+                hops.push(Hop::Final { destination: f.destination.0, identifier: f.identifier, payload: f.payload });
                 return hops;
             }
         }
@@ -366,10 +360,8 @@ fn surbs_we_create_are_used_by_the_reference_and_we_recover() {
         assert_eq!(recovery.identifier(), &case.identifier);
         let bytes = surb.to_bytes();
         assert_eq!(bytes.len(), Surb::encoded_len(1));
-        let (packet, first_hop) = SURB::from_bytes(&bytes)
-            .unwrap()
-            .use_surb(&case.message, case.size.payload_len())
-            .unwrap();
+        let (packet, first_hop) =
+            SURB::from_bytes(&bytes).unwrap().use_surb(&case.message, case.size.payload_len()).unwrap();
         assert_eq!(first_hop.to_bytes(), case.nodes[0].address);
         // alternate which implementation carries the reply through the mixes
         let with_reference = case.message.len() % 2 == 0;

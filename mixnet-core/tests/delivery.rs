@@ -29,10 +29,8 @@ fn a_to_b_across_gateways_in_both_modes() {
         let a = net.add_client(0, config(mode));
         let b = net.add_client(1, config(mode));
         let msgs: Vec<_> = (0..5).map(|i| payload(i, 100 + 700 * usize::from(i))).collect();
-        let ids: Vec<_> = msgs
-            .iter()
-            .map(|m| net.client_mut(&a).client.send(Instant::ZERO, b, m, 0).unwrap())
-            .collect();
+        let ids: Vec<_> =
+            msgs.iter().map(|m| net.client_mut(&a).client.send(Instant::ZERO, b, m, 0).unwrap()).collect();
         assert!(run_until_received(&mut net, &b, msgs.len()));
         let mut got = received(&net, &b);
         got.sort();
@@ -70,7 +68,14 @@ fn every_packet_on_the_wire_has_the_same_size() {
     net.net.start_capture();
     let id = net.client_mut(&a).client.send(Instant::ZERO, b, &payload(1, 5000), 4).unwrap();
     let ok = run_until_delivered(&mut net, &a, id);
-    assert!(ok, "a: {:?} {:?}\nb: {:?} {:?}", net.client(&a).events, net.client(&a).client.stats().messenger, net.client(&b).events.len(), net.client(&b).client.stats().messenger);
+    assert!(
+        ok,
+        "a: {:?} {:?}\nb: {:?} {:?}",
+        net.client(&a).events,
+        net.client(&a).client.stats().messenger,
+        net.client(&b).events.len(),
+        net.client(&b).client.stats().messenger
+    );
     let tag = net.client(&b).received().next().unwrap().sender_tag.unwrap();
     net.client_mut(&b).client.reply(Instant::ZERO, tag, b"short reply").unwrap();
     assert!(run_until_received(&mut net, &a, 1));

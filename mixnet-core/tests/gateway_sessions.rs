@@ -37,7 +37,12 @@ fn outputs(gw: &mut Gateway<ChaCha20Rng>) -> Vec<Output> {
 }
 
 /// Runs the handshake for a client on `conn`; answers LoadInbox with `inbox`.
-fn connect(s: &mut Setup, conn: u64, key: &NodeSecret, inbox: Vec<(u64, Delivery)>) -> (ClientSession, Vec<SessionEvent>) {
+fn connect(
+    s: &mut Setup,
+    conn: u64,
+    key: &NodeSecret,
+    inbox: Vec<(u64, Delivery)>,
+) -> (ClientSession, Vec<SessionEvent>) {
     let mut client = ClientSession::start(&mut s.rng, &s.noise_public, key.clone());
     s.gw.handle_connect(Instant::ZERO, conn);
     let m1 = client.poll_send().unwrap();
@@ -81,10 +86,7 @@ fn authenticates_and_replays_the_inbox_in_order() {
     assert!(s.gw.is_connected(&key.public_key()));
     client.ack_inbox(7).unwrap();
     s.gw.handle_message(Instant::ZERO, 1, &client.poll_send().unwrap());
-    assert_eq!(
-        outputs(&mut s.gw),
-        vec![Output::DeleteInbox { client: key.public_key(), up_to: 7 }]
-    );
+    assert_eq!(outputs(&mut s.gw), vec![Output::DeleteInbox { client: key.public_key(), up_to: 7 }]);
     // a packet is forwarded to its first hop
     let packet = vec![0u8; PacketSize::Regular.packet_len()];
     client.send_packet(Transmit { first_hop: NodeAddress([4; 32]), packet: packet.clone() }).unwrap();
@@ -195,6 +197,10 @@ fn a_second_connection_of_the_same_identity_replaces_the_first() {
     client.handle_message(&message).unwrap();
     s.gw.handle_message(Instant::ZERO, 2, &client.poll_send().unwrap());
     let outs = outputs(&mut s.gw);
-    assert!(outs.contains(&Output::Close { conn: 1, code: code::REPLACED, reason: "the same identity connected again".into() }));
+    assert!(outs.contains(&Output::Close {
+        conn: 1,
+        code: code::REPLACED,
+        reason: "the same identity connected again".into()
+    }));
     assert!(s.gw.is_connected(&key.public_key()));
 }

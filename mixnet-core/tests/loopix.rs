@@ -80,8 +80,12 @@ fn fast_mode_sends_no_cover_and_reconnects_after_a_drop() {
     net.set_client_online(&a, true);
     net.net.run_for(Duration::from_secs(2));
     assert_eq!(net.client(&a).client.state(), ConnectionState::Connected);
-    let states: Vec<_> =
-        net.client(&a).events.iter().filter_map(|e| if let ClientEvent::State(s, _) = e { Some(*s) } else { None }).collect();
+    let states: Vec<_> = net
+        .client(&a)
+        .events
+        .iter()
+        .filter_map(|e| if let ClientEvent::State(s, _) = e { Some(*s) } else { None })
+        .collect();
     assert_eq!(
         states,
         [

@@ -68,7 +68,8 @@ fn corrupted_packets_are_dropped_and_retransmitted() {
             _ => None,
         })
         .sum();
-    let dropped_at_clients = net.client(&a).client.stats().messenger.dropped + net.client(&b).client.stats().messenger.dropped;
+    let dropped_at_clients =
+        net.client(&a).client.stats().messenger.dropped + net.client(&b).client.stats().messenger.dropped;
     assert!(malformed_at_mixes + dropped_at_clients > 0);
     assert!(net.client(&b).events.iter().all(|e| !matches!(e, ClientEvent::Failed { .. })));
 }

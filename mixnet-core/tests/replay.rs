@@ -22,13 +22,8 @@ fn replays_are_dropped_at_every_hop() {
     net.run_until(Duration::from_secs(5), |_| false);
     // replay every packet that was sent between nodes (mixes and gateways)
     let nodes: Vec<_> = net.net.nodes().filter(|(_, n)| !matches!(n, SimNode::Client(_))).map(|(a, _)| *a).collect();
-    let replays: Vec<_> = net
-        .net
-        .captured()
-        .iter()
-        .filter(|(from, to, _)| nodes.contains(from) && nodes.contains(to))
-        .cloned()
-        .collect();
+    let replays: Vec<_> =
+        net.net.captured().iter().filter(|(from, to, _)| nodes.contains(from) && nodes.contains(to)).cloned().collect();
     assert!(replays.len() >= 4, "the packet crossed 4 hops (and its ack came back)");
     for (from, to, bytes) in replays.iter().cloned() {
         net.net.inject(from, to, bytes);

@@ -12,10 +12,10 @@ use common::*;
 use mixnet_core::address::Recipient;
 use mixnet_core::client::ClientEvent;
 use mixnet_core::message::{Messenger, RouteMode};
-use mixnet_core::time::Instant;
-use rand_chacha::ChaCha20Rng;
 use mixnet_core::sim::mixnet::SimMixnet;
 use mixnet_core::stream::{ExitAction, ExitStreams, StreamEvent, Streams};
+use mixnet_core::time::Instant;
+use rand_chacha::ChaCha20Rng;
 
 struct Harness {
     net: SimMixnet,
@@ -34,12 +34,24 @@ impl Harness {
         let mut net = SimMixnet::new(seed, lossy(loss), 2, 2);
         let client = net.add_client(0, config(mode));
         let exit = net.add_client(1, config(mode));
-        Self { net, client, exit, streams: Streams::default(), exit_streams: ExitStreams::default(), seen: (0, 0), events: vec![], aborted: 0 }
+        Self {
+            net,
+            client,
+            exit,
+            streams: Streams::default(),
+            exit_streams: ExitStreams::default(),
+            seen: (0, 0),
+            events: vec![],
+            aborted: 0,
+        }
     }
 
     /// Runs `f` on the client's streams and messenger at the current simulated time,
     /// with the exit's address, then flushes what it queued.
-    fn on_client<T>(&mut self, f: impl FnOnce(&mut Streams, &mut Messenger<ChaCha20Rng>, Instant, Recipient) -> T) -> T {
+    fn on_client<T>(
+        &mut self,
+        f: impl FnOnce(&mut Streams, &mut Messenger<ChaCha20Rng>, Instant, Recipient) -> T,
+    ) -> T {
         let now = self.net.net.now();
         let c = &mut self.net.client_mut(&self.client).client;
         let out = f(&mut self.streams, c.messenger_mut(), now, self.exit);
@@ -138,7 +150,12 @@ fn echo_through_the_exit_in_order_with_loss() {
             h.events.iter().filter(|e| !matches!(e, StreamEvent::Data(..))).collect::<Vec<_>>(),
             h.net.client(&h.client).client.stats().messenger,
             h.net.client(&h.exit).client.stats().messenger,
-            h.net.client(&h.exit).events.iter().filter(|e| !matches!(e, ClientEvent::Message(_) | ClientEvent::Delivered(_))).collect::<Vec<_>>(),
+            h.net
+                .client(&h.exit)
+                .events
+                .iter()
+                .filter(|e| !matches!(e, ClientEvent::Message(_) | ClientEvent::Delivered(_)))
+                .collect::<Vec<_>>(),
         );
         assert_eq!(h.events[0], StreamEvent::Opened(42));
         assert_eq!(echoed(&h.events, 42), data, "{mode:?}: echo differs");

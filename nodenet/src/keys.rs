@@ -65,7 +65,8 @@ impl NodeIdentity {
     /// Loads keys from `dir` (creating missing ones), or makes ephemeral keys.
     pub fn load_or_create(dir: Option<&Path>) -> io::Result<Self> {
         if let Some(d) = dir {
-            std::fs::create_dir_all(d).map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", d.display())))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", d.display())))?;
         }
         let signing = SigningKey::from_bytes(&load_or_create(dir, "identity.key")?);
         let noise = NodeSecret::from_bytes(load_or_create(dir, "noise.key")?);

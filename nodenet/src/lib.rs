@@ -19,10 +19,7 @@ pub fn os_rng() -> ChaCha20Rng {
 
 /// Unix time in milliseconds.
 pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// The core's time for a tokio driver: microseconds since `start`.

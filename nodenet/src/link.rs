@@ -283,7 +283,12 @@ where
     .await;
 }
 
-async fn serve_conn<F: Fn(Vec<u8>)>(mut stream: TcpStream, secret: [u8; 32], stats: &LinkStats, on_packet: &F) -> std::io::Result<()> {
+async fn serve_conn<F: Fn(Vec<u8>)>(
+    mut stream: TcpStream,
+    secret: [u8; 32],
+    stats: &LinkStats,
+    on_packet: &F,
+) -> std::io::Result<()> {
     let handshake = async {
         let mut hs = snow::Builder::new(NOISE_PARAMS.parse().map_err(noise_err)?)
             .local_private_key(&secret)

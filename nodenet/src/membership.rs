@@ -24,7 +24,12 @@ pub struct Membership {
 
 impl Membership {
     /// `template` is the descriptor without keys and timestamp (they are filled in).
-    pub fn new(client: DirectoryClient, identity: Arc<Mutex<NodeIdentity>>, template: NodeDescriptor, heartbeat: Duration) -> Self {
+    pub fn new(
+        client: DirectoryClient,
+        identity: Arc<Mutex<NodeIdentity>>,
+        template: NodeDescriptor,
+        heartbeat: Duration,
+    ) -> Self {
         Self { client, identity, template, heartbeat }
     }
 
@@ -46,7 +51,9 @@ impl Membership {
         loop {
             match self.register_once().await {
                 Ok(info) => {
-                    let keys = self.keys_for(info.epoch).map_err(|e| DirectoryError::Refused { status: 0, body: e.to_string() })?;
+                    let keys = self
+                        .keys_for(info.epoch)
+                        .map_err(|e| DirectoryError::Refused { status: 0, body: e.to_string() })?;
                     return Ok((info, keys));
                 }
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
@@ -68,7 +75,8 @@ impl Membership {
 
     async fn register_once(&self) -> Result<EpochInfo, DirectoryError> {
         let info = self.client.epoch().await?;
-        let signed = self.descriptor(info.epoch).map_err(|e| DirectoryError::Refused { status: 0, body: e.to_string() })?;
+        let signed =
+            self.descriptor(info.epoch).map_err(|e| DirectoryError::Refused { status: 0, body: e.to_string() })?;
         self.client.register(&signed).await?;
         Ok(info)
     }

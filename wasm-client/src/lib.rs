@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use ed25519_dalek::VerifyingKey;
+use gloo_timers::callback::{Interval, Timeout};
 use js::{error, set};
 use js_sys::{Array, Function, Object, Uint8Array};
 use mixnet_core::address::{Recipient, encode_key};
@@ -23,15 +24,14 @@ use mixnet_core::client::{Client, ClientEvent, ConnectionState, PacketKind};
 use mixnet_core::message::{RouteMode, SenderTag};
 use mixnet_core::sphinx::NodeSecret;
 use mixnet_core::time::Instant;
+use mixnet_core::topology::WebTransportEndpoint;
 use mixnet_core::topology::{Routes, SignedTopology, Topology, directory_key};
+use options::TransportChoice;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use gloo_timers::callback::{Interval, Timeout};
+use transport::{Conn, Kind, Target};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use mixnet_core::topology::WebTransportEndpoint;
-use options::TransportChoice;
-use transport::{Conn, Kind, Target};
 
 pub use options::ClientOptions;
 
@@ -228,10 +228,14 @@ fn step(shared: &Shared) {
             events.push(event_to_js(e));
         }
         events.append(&mut inner.driver_events);
-        let deadline = [inner.client.poll_timeout(), inner.layer.as_ref().and_then(|l| l.poll_timeout())].into_iter().flatten().min();
+        let deadline = [inner.client.poll_timeout(), inner.layer.as_ref().and_then(|l| l.poll_timeout())]
+            .into_iter()
+            .flatten()
+            .min();
         inner.timer = deadline.map(|at| {
             // setTimeout has millisecond resolution; round up so the deadline has passed
-            let delay_ms = (at.saturating_duration_since(now).as_micros().div_ceil(1000)).min(u128::from(u32::MAX)) as u32;
+            let delay_ms =
+                (at.saturating_duration_since(now).as_micros().div_ceil(1000)).min(u128::from(u32::MAX)) as u32;
             let weak = Rc::downgrade(shared);
             Timeout::new(delay_ms, move || {
                 if let Some(shared) = weak.upgrade() {
@@ -330,7 +334,11 @@ fn event_to_js(e: ClientEvent) -> JsValue {
         ClientEvent::Message(m) => {
             set(&o, "type", "message");
             set(&o, "data", Uint8Array::from(m.data.as_slice()));
-            set(&o, "senderTag", m.sender_tag.map(|t| bs58::encode(t).into_string()).map_or(JsValue::NULL, JsValue::from));
+            set(
+                &o,
+                "senderTag",
+                m.sender_tag.map(|t| bs58::encode(t).into_string()).map_or(JsValue::NULL, JsValue::from),
+            );
             set(&o, "replyFrom", m.reply_from.map(|r| r.to_string()).map_or(JsValue::NULL, JsValue::from));
         }
         ClientEvent::Delivered(id) => {
@@ -436,7 +444,8 @@ impl MixnetClient {
         set(&o, "transport", inner.last_transport.map_or(JsValue::NULL, |k| JsValue::from(k.name())));
         set(&o, "webTransportFailure", inner.wt_failure.clone().map_or(JsValue::NULL, JsValue::from));
         let loopix = inner.client.loopix();
-        let mean_ms = |d: Option<std::time::Duration>| d.map_or(JsValue::NULL, |d| JsValue::from(d.as_secs_f64() * 1000.0));
+        let mean_ms =
+            |d: Option<std::time::Duration>| d.map_or(JsValue::NULL, |d| JsValue::from(d.as_secs_f64() * 1000.0));
         set(&o, "sendDelayMs", mean_ms(loopix.send_delay_mean));
         set(&o, "loopCoverMs", mean_ms(loopix.loop_cover_mean));
         for (k, v) in [
@@ -498,7 +507,8 @@ impl MixnetClient {
         let o = ClientOptions::parse(options).map_err(invalid)?;
         let key = directory_key(&o.directory_key).map_err(|e| invalid(format!("directoryKey: {e}")))?;
         let topology = fetch_topology(&o.directory, &key).await.map_err(directory_error)?;
-        let (gateway, gateway_key, gateway_ws, gateway_wt) = pick_gateway(&topology, o.gateway.as_deref()).map_err(directory_error)?;
+        let (gateway, gateway_key, gateway_ws, gateway_wt) =
+            pick_gateway(&topology, o.gateway.as_deref()).map_err(directory_error)?;
         let mut rng = seeded_rng();
         let (signing, encryption) = match &o.identity {
             Some(s) => {
@@ -514,7 +524,8 @@ impl MixnetClient {
             }
             None => (NodeSecret::random(&mut rng), NodeSecret::random(&mut rng)),
         };
-        let mut client = Client::new(o.messenger(), o.loopix(), signing, encryption, gateway, gateway_key, rng, seeded_rng());
+        let mut client =
+            Client::new(o.messenger(), o.loopix(), signing, encryption, gateway, gateway_key, rng, seeded_rng());
         client.set_routes(Routes::new(topology.clone()).map_err(directory_error)?);
         let address = client.self_address();
         let shared = Rc::new(RefCell::new(Inner {
@@ -602,7 +613,9 @@ fn start_refresh(shared: &Shared, every_ms: f64) {
 /// does) and returns packets per second, for the in-browser benchmark.
 #[wasm_bindgen(js_name = benchBuildPackets)]
 pub fn bench_build_packets(n: u32) -> f64 {
-    use mixnet_core::sphinx::{self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, PacketSize, RouteNode};
+    use mixnet_core::sphinx::{
+        self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, PacketSize, RouteNode,
+    };
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let route: Vec<RouteNode> = (0..4u8)
         .map(|i| RouteNode {

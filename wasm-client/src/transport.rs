@@ -16,8 +16,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    BinaryType, CloseEvent, MessageEvent, ReadableStreamDefaultReader, ReadableStreamReadResult, WebSocket, WebTransport,
-    WebTransportBidirectionalStream, WebTransportHash, WebTransportOptions, WritableStreamDefaultWriter,
+    BinaryType, CloseEvent, MessageEvent, ReadableStreamDefaultReader, ReadableStreamReadResult, WebSocket,
+    WebTransport, WebTransportBidirectionalStream, WebTransportHash, WebTransportOptions, WritableStreamDefaultWriter,
 };
 
 use crate::{Inner, on_closed, on_message, on_open, on_open_failed};
@@ -192,12 +192,9 @@ fn open_wt(shared: &Rc<RefCell<Inner>>, endpoint: &WebTransportEndpoint, timeout
         options.set_server_certificate_hashes(&[hash]);
     }
     let url = endpoint.url.clone();
-    let wt = WebTransport::new_with_options(&url, &options).map_err(|e| format!("cannot open {url}: {}", describe(&e)))?;
-    let state = Rc::new(WtState {
-        writer: RefCell::new(None),
-        dropped: Cell::new(false),
-        timed_out: Cell::new(false),
-    });
+    let wt =
+        WebTransport::new_with_options(&url, &options).map_err(|e| format!("cannot open {url}: {}", describe(&e)))?;
+    let state = Rc::new(WtState { writer: RefCell::new(None), dropped: Cell::new(false), timed_out: Cell::new(false) });
     wasm_bindgen_futures::spawn_local(run(Rc::downgrade(shared), wt.clone(), state.clone(), url, timeout_ms));
     let timeout = {
         let (state, wt) = (state.clone(), wt.clone());
@@ -216,7 +213,8 @@ fn open_wt(shared: &Rc<RefCell<Inner>>, endpoint: &WebTransportEndpoint, timeout
 async fn run(shared: Weak<RefCell<Inner>>, wt: WebTransport, state: Rc<WtState>, url: String, timeout_ms: u32) {
     let opened = async {
         JsFuture::from(wt.ready()).await?;
-        let bidi: WebTransportBidirectionalStream = JsFuture::from(wt.create_bidirectional_stream()).await?.unchecked_into();
+        let bidi: WebTransportBidirectionalStream =
+            JsFuture::from(wt.create_bidirectional_stream()).await?.unchecked_into();
         let writer = bidi.writable().get_writer()?;
         let reader: ReadableStreamDefaultReader = bidi.readable().get_reader().unchecked_into();
         Ok::<_, JsValue>((writer, reader))

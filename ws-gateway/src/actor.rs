@@ -259,7 +259,10 @@ impl Actor {
                 "gateway_transport_connections_total",
                 "Client connections accepted, by transport.",
                 "transport",
-                &[("websocket", self.metrics.ws_connections.get()), ("webtransport", self.metrics.wt_connections.get())],
+                &[
+                    ("websocket", self.metrics.ws_connections.get()),
+                    ("webtransport", self.metrics.wt_connections.get()),
+                ],
             )
             .counter(
                 "gateway_webtransport_failed_total",
@@ -290,9 +293,17 @@ impl Actor {
                     ("link_error", l.dropped_link_error.get()),
                 ],
             )
-            .counter("gateway_bad_frames_total", "Node link frames that failed to parse or decrypt.", l.bad_frames.get())
+            .counter(
+                "gateway_bad_frames_total",
+                "Node link frames that failed to parse or decrypt.",
+                l.bad_frames.get(),
+            )
             .counter("exit_streams_total", "Exit streams requested.", exit.streams_opened)
-            .gauge("exit_streams_open", "Exit streams alive.", self.exit.as_ref().map_or(0, |x| x.open_streams()) as f64)
+            .gauge(
+                "exit_streams_open",
+                "Exit streams alive.",
+                self.exit.as_ref().map_or(0, |x| x.open_streams()) as f64,
+            )
             .counter("exit_policy_denials_total", "Connections refused by the exit policy.", exit.policy_denials)
             .counter("exit_connect_failures_total", "Connections that failed.", exit.connect_failures)
             .counter("exit_bytes_in_total", "Bytes read from servers.", exit.bytes_in)

@@ -184,7 +184,14 @@ impl ExitService {
     }
 }
 
-async fn connect(key: ExitKey, host: String, port: u16, policy: ExitPolicy, timeout: Duration, events: mpsc::Sender<Event>) {
+async fn connect(
+    key: ExitKey,
+    host: String,
+    port: u16,
+    policy: ExitPolicy,
+    timeout: Duration,
+    events: mpsc::Sender<Event>,
+) {
     let report = |e: TcpEvent| {
         let events = events.clone();
         async move {
@@ -193,7 +200,9 @@ async fn connect(key: ExitKey, host: String, port: u16, policy: ExitPolicy, time
     };
     let addrs = match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port))).await {
         Ok(Ok(a)) => a.collect::<Vec<_>>(),
-        Ok(Err(e)) => return report(TcpEvent::ConnectFailed { key, reason: format!("cannot resolve {host}: {e}") }).await,
+        Ok(Err(e)) => {
+            return report(TcpEvent::ConnectFailed { key, reason: format!("cannot resolve {host}: {e}") }).await;
+        }
         Err(_) => return report(TcpEvent::ConnectFailed { key, reason: format!("resolving {host} timed out") }).await,
     };
     let mut last = format!("{host} has no addresses");
@@ -228,7 +237,8 @@ async fn connect(key: ExitKey, host: String, port: u16, policy: ExitPolicy, time
                 WriteCmd::Shutdown => w.shutdown().await,
             };
             if let Err(e) = r {
-                let _ = wevents.send(Event::Tcp(TcpEvent::Eof { key, error: Some(format!("write failed: {e}")) })).await;
+                let _ =
+                    wevents.send(Event::Tcp(TcpEvent::Eof { key, error: Some(format!("write failed: {e}")) })).await;
                 return;
             }
         }

@@ -130,7 +130,9 @@ fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>)
             InboxCommand::Store { token, client, delivery } => {
                 let r = (|| -> rusqlite::Result<Result<u64, String>> {
                     let count: i64 =
-                        tx.query_row("SELECT COUNT(*) FROM inbox WHERE client = ?1", params![&client[..]], |r| r.get(0))?;
+                        tx.query_row("SELECT COUNT(*) FROM inbox WHERE client = ?1", params![&client[..]], |r| {
+                            r.get(0)
+                        })?;
                     if count as u64 >= limits.per_client {
                         return Ok(Err(format!("inbox full ({count} entries)")));
                     }
@@ -146,9 +148,8 @@ fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>)
                 // never hand out what has expired, even between periodic sweeps
                 expire(&tx, nodenet::unix_ms(), limits.max_age);
                 let rows = (|| -> rusqlite::Result<Vec<(u64, Delivery)>> {
-                    let mut stmt = tx.prepare_cached(
-                        "SELECT seq, identifier, payload FROM inbox WHERE client = ?1 ORDER BY seq",
-                    )?;
+                    let mut stmt =
+                        tx.prepare_cached("SELECT seq, identifier, payload FROM inbox WHERE client = ?1 ORDER BY seq")?;
                     let rows = stmt.query_map(params![&client[..]], |r| {
                         let seq: i64 = r.get(0)?;
                         let id: Vec<u8> = r.get(1)?;
@@ -213,7 +214,8 @@ mod tests {
         let path = dir.path().join("inbox.sqlite");
         let limits = InboxLimits { per_client: 3, max_age: Duration::from_secs(60) };
         let mut db = open(Some(&path)).unwrap();
-        let stores: Vec<_> = (1..=4u8).map(|i| InboxCommand::Store { token: u64::from(i), client: [1; 32], delivery: d(i) }).collect();
+        let stores: Vec<_> =
+            (1..=4u8).map(|i| InboxCommand::Store { token: u64::from(i), client: [1; 32], delivery: d(i) }).collect();
         let replies = run(&mut db, limits, stores);
         let seqs: Vec<Result<u64, String>> = replies
             .into_iter()
@@ -234,7 +236,10 @@ mod tests {
         let loaded = run(
             &mut db,
             limits,
-            vec![InboxCommand::Delete { client: [1; 32], up_to: second }, InboxCommand::Load { conn: 5, client: [1; 32] }],
+            vec![
+                InboxCommand::Delete { client: [1; 32], up_to: second },
+                InboxCommand::Load { conn: 5, client: [1; 32] },
+            ],
         );
         match &loaded[0] {
             InboxReply::Loaded(5, entries) => {

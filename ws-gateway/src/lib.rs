@@ -23,13 +23,13 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mix_node::StartError;
 use mixnet_core::address::Recipient;
 use mixnet_core::gateway::GatewayConfig as CoreConfig;
 use mixnet_core::message::RouteMode;
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sphinx::NodeAddress;
 use mixnet_core::topology::{self, Key32, NodeDescriptor, Role, WebTransportEndpoint};
-use mix_node::StartError;
 use nodenet::directory::DirectoryClient;
 use nodenet::keys::NodeIdentity;
 use nodenet::link::{LinkStats, Links};
@@ -221,18 +221,17 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         None => None,
     };
     let mix_listener = mix_node::bind(&config.listen).await?;
-    let mix_addr = mix_listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen.clone(), error })?;
+    let mix_addr =
+        mix_listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen.clone(), error })?;
     let ws_listener = mix_node::bind(&config.ws_listen).await?;
-    let ws_addr = ws_listener.local_addr().map_err(|error| StartError::Bind { addr: config.ws_listen.clone(), error })?;
+    let ws_addr =
+        ws_listener.local_addr().map_err(|error| StartError::Bind { addr: config.ws_listen.clone(), error })?;
     let ws_url = config.ws_url.clone().unwrap_or_else(|| format!("ws://{ws_addr}"));
 
     let exit = match &config.exit {
         Some(_) => {
             let id = exit_identity(config.data_dir.as_deref())?;
-            Some(actor::ExitKeys {
-                identity: id.signing.verifying_key().to_bytes(),
-                encryption: id.noise.clone(),
-            })
+            Some(actor::ExitKeys { identity: id.signing.verifying_key().to_bytes(), encryption: id.noise.clone() })
         }
         None => None,
     };
@@ -260,11 +259,13 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         template,
         Duration::from_millis(config.heartbeat_ms),
     );
-    let (info, keys) = membership.join(Duration::from_secs(30)).await.map_err(|e| StartError::Directory(e.to_string()))?;
+    let (info, keys) =
+        membership.join(Duration::from_secs(30)).await.map_err(|e| StartError::Directory(e.to_string()))?;
 
     let link_stats = Arc::new(LinkStats::default());
     let links = Links::new(&noise, config.link_queue, link_stats.clone());
-    let metrics = Arc::new(Metrics { links: link_stats.clone(), ws_connections: Counter::default(), ..Default::default() });
+    let metrics =
+        Arc::new(Metrics { links: link_stats.clone(), ws_connections: Counter::default(), ..Default::default() });
     let core = CoreConfig { rate_per_sec: config.rate_per_sec, burst: config.burst, ..CoreConfig::default() };
     let (actor, events) = actor::Actor::new(
         address,
@@ -361,9 +362,10 @@ async fn bind_webtransport(config: &GatewayConfig, listen: &str) -> Result<Bound
     // the certificate names the published host, so it is known before binding
     let configured = config.wt_url.as_deref().map(parse_https_url).transpose().map_err(StartError::Config)?;
     let host = configured.as_ref().map_or_else(|| addr.ip().to_string(), |(h, _)| h.clone());
-    let identity = wt::load_identity(config.wt_cert.as_deref(), config.wt_key.as_deref(), config.data_dir.as_deref(), &host)
-        .await
-        .map_err(StartError::Config)?;
+    let identity =
+        wt::load_identity(config.wt_cert.as_deref(), config.wt_key.as_deref(), config.data_dir.as_deref(), &host)
+            .await
+            .map_err(StartError::Config)?;
     let endpoint = Arc::new(wt::bind(addr, &identity).map_err(bind_err)?);
     let bound = endpoint.local_addr().map_err(bind_err)?;
     let (url, path) = match (&config.wt_url, configured) {

@@ -21,13 +21,19 @@ const MAX_WS_MESSAGE: usize = 64 * 1024;
 const CLIENT_QUEUE: usize = 4096;
 
 /// Connection ids come from `next`, shared with the WebTransport listener.
-pub(crate) async fn serve(listener: TcpListener, events: mpsc::Sender<Event>, metrics: Arc<Metrics>, next: Arc<AtomicU64>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    events: mpsc::Sender<Event>,
+    metrics: Arc<Metrics>,
+    next: Arc<AtomicU64>,
+) {
     nodenet::accept_each(listener, move |stream, peer| {
         let conn = next.fetch_add(1, Ordering::Relaxed);
         let events = events.clone();
         let metrics = metrics.clone();
         async move {
-            let config = WebSocketConfig::default().max_message_size(Some(MAX_WS_MESSAGE)).max_frame_size(Some(MAX_WS_MESSAGE));
+            let config =
+                WebSocketConfig::default().max_message_size(Some(MAX_WS_MESSAGE)).max_frame_size(Some(MAX_WS_MESSAGE));
             let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
                 Ok(ws) => ws,
                 Err(e) => {

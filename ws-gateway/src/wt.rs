@@ -74,7 +74,8 @@ pub(crate) async fn load_identity(
         .build()
         .map_err(|e| format!("webtransport certificate for {host}: {e}"))?;
     if let Some((c, k)) = &stored {
-        write_secret(c, identity.certificate_chain().as_slice()[0].to_pem().as_bytes()).map_err(|e| io_err("writing", c, e))?;
+        write_secret(c, identity.certificate_chain().as_slice()[0].to_pem().as_bytes())
+            .map_err(|e| io_err("writing", c, e))?;
         write_secret(k, identity.private_key().to_secret_pem().as_bytes()).map_err(|e| io_err("writing", k, e))?;
     }
     Ok(pinned(identity))

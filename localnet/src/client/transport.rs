@@ -27,8 +27,12 @@ pub(crate) enum Target {
 impl Target {
     pub(crate) fn of(g: &Gateway, transport: Transport) -> Result<Self, String> {
         match transport {
-            Transport::WebSocket => g.client_ws.clone().map(Self::Ws).ok_or_else(|| "the gateway has no WebSocket URL".into()),
-            Transport::WebTransport => g.client_wt.clone().map(Self::Wt).ok_or_else(|| "the gateway offers no WebTransport".into()),
+            Transport::WebSocket => {
+                g.client_ws.clone().map(Self::Ws).ok_or_else(|| "the gateway has no WebSocket URL".into())
+            }
+            Transport::WebTransport => {
+                g.client_wt.clone().map(Self::Wt).ok_or_else(|| "the gateway offers no WebTransport".into())
+            }
         }
     }
 }

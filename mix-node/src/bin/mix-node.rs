@@ -57,7 +57,6 @@ node_ttl_ms = 30000                    # nodes silent this long leave the topolo
 max_clock_skew_ms = 300000
 "#;
 
-
 #[tokio::main]
 async fn main() {
     init_tracing("info");

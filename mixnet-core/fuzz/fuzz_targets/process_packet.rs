@@ -4,7 +4,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use mixnet_core::mix::{Mix, NodeKeys};
-use mixnet_core::sphinx::{self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode};
+use mixnet_core::sphinx::{
+    self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode,
+};
 use mixnet_core::time::Instant;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
@@ -25,7 +27,9 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(u64::from(mode));
     let dest = Destination { address: DestinationAddress([9; 32]), identifier: [0; 16] };
-    let Ok(mut packet) = sphinx::build_packet(&mut rng, &route, &dest, &[Delay(1); 3], b"fuzz", PacketSize::Ack.payload_len()) else {
+    let Ok(mut packet) =
+        sphinx::build_packet(&mut rng, &route, &dest, &[Delay(1); 3], b"fuzz", PacketSize::Ack.payload_len())
+    else {
         return;
     };
     // flip bytes: (position, xor) pairs from the input

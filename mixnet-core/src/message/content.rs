@@ -137,9 +137,9 @@ impl Content {
             }
             SURB_REQUEST if bytes.len() == 3 => Ok(Self::SurbRequest(u16::from_be_bytes([bytes[1], bytes[2]]))),
             SURB_REQUEST => Err(ReceiveError::MalformedContent("SURB request length")),
-            ACKS if (bytes.len() - 1).is_multiple_of(16) && bytes.len() - 1 <= MAX_ACKS * 16 => Ok(Self::Acks(
-                bytes[1..].chunks_exact(16).map(|c| c.try_into().expect("chunks of 16")).collect(),
-            )),
+            ACKS if (bytes.len() - 1).is_multiple_of(16) && bytes.len() - 1 <= MAX_ACKS * 16 => {
+                Ok(Self::Acks(bytes[1..].chunks_exact(16).map(|c| c.try_into().expect("chunks of 16")).collect()))
+            }
             ACKS => Err(ReceiveError::MalformedContent("ack list length")),
             _ => Err(ReceiveError::MalformedContent("unknown kind")),
         }

@@ -21,8 +21,8 @@ use super::seal::{SEAL_OVERHEAD, open, seal};
 use super::{ACK_MARKER, BODY_LEN, ReceiveError, ack_packet, split_data};
 use crate::address::Recipient;
 use crate::sphinx::{
-    self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode,
-    Surb, SurbId, SurbRecovery,
+    self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode, Surb,
+    SurbId, SurbRecovery,
 };
 use crate::time::Instant;
 use crate::topology::{Routes, TopologyError};
@@ -462,7 +462,13 @@ impl<R: CryptoRng> Messenger<R> {
     /// Queues a message; `urgent` ones go ahead of everything queued (SURB requests,
     /// and reply acks: an ack held behind a long queue makes its sender retransmit,
     /// spending the very SURBs the queue is waiting to deliver).
-    fn enqueue_with(&mut self, target: Target, content: &Content, is_surb_request: bool, urgent: bool) -> Result<MessageId, SendError> {
+    fn enqueue_with(
+        &mut self,
+        target: Target,
+        content: &Content,
+        is_surb_request: bool,
+        urgent: bool,
+    ) -> Result<MessageId, SendError> {
         let encoded = content.encode();
         let max = self.config.reassembly.max_message_size;
         if encoded.len() > max {
@@ -489,7 +495,13 @@ impl<R: CryptoRng> Messenger<R> {
     }
 
     /// Queues `data` for `recipient`, attaching `reply_surbs` SURBs it can answer with.
-    pub fn send(&mut self, now: Instant, recipient: Recipient, data: &[u8], reply_surbs: u16) -> Result<MessageId, SendError> {
+    pub fn send(
+        &mut self,
+        now: Instant,
+        recipient: Recipient,
+        data: &[u8],
+        reply_surbs: u16,
+    ) -> Result<MessageId, SendError> {
         let content = if reply_surbs == 0 {
             Content::Data(data.to_vec())
         } else {
@@ -553,7 +565,12 @@ impl<R: CryptoRng> Messenger<R> {
         None
     }
 
-    fn build_fragment(&mut self, now: Instant, message: MessageId, index: u32) -> Result<Option<Transmit>, SendFailure> {
+    fn build_fragment(
+        &mut self,
+        now: Instant,
+        message: MessageId,
+        index: u32,
+    ) -> Result<Option<Transmit>, SendFailure> {
         let Some(out) = self.outbound.get(&message) else { return Ok(None) };
         let Some(Some(fragment)) = out.fragments.get(index as usize) else { return Ok(None) };
         let encoded = fragment.encoded.clone();
@@ -644,7 +661,15 @@ impl<R: CryptoRng> Messenger<R> {
         let route = self.route_to(&gateway).ok()?;
         let delays = self.delays(route.len(), self.config.average_hop_delay);
         let destination = Destination { address: DestinationAddress(self.keys.identity), identifier: [0u8; 16] };
-        let packet = sphinx::build_packet(&mut self.rng, &route, &destination, &delays, &data, PacketSize::Regular.payload_len()).ok()?;
+        let packet = sphinx::build_packet(
+            &mut self.rng,
+            &route,
+            &destination,
+            &delays,
+            &data,
+            PacketSize::Regular.payload_len(),
+        )
+        .ok()?;
         let id = *ack_recovery.identifier();
         self.cover_acks.insert(id, ack_recovery);
         self.cover_ack_order.push_back(id);
@@ -703,8 +728,12 @@ impl<R: CryptoRng> Messenger<R> {
                 self.queue.push_front(Job::Fragment { message, index });
             }
         }
-        let due: Vec<Recipient> =
-            self.pending_acks.iter().filter(|(_, (since, _))| *since + self.config.reply_ack_delay <= now).map(|(r, _)| *r).collect();
+        let due: Vec<Recipient> = self
+            .pending_acks
+            .iter()
+            .filter(|(_, (since, _))| *since + self.config.reply_ack_delay <= now)
+            .map(|(r, _)| *r)
+            .collect();
         for replier in due {
             self.flush_acks(replier);
         }
@@ -791,7 +820,9 @@ impl<R: CryptoRng> Messenger<R> {
         // replier when we know it and it told us the ack's identifier, else by SURB-ack
         let ack_id: SurbId = body[FRAGMENT_LEN..FRAGMENT_LEN + 16].try_into().expect("16 bytes");
         match self.tag_recipients.get(&key.tag).copied() {
-            Some(replier) if self.config.reply_ack_batch > 0 && ack_id != [0u8; 16] => self.batch_ack(now, replier, ack_id),
+            Some(replier) if self.config.reply_ack_batch > 0 && ack_id != [0u8; 16] => {
+                self.batch_ack(now, replier, ack_id)
+            }
             _ => {
                 if let Ok((packet, first_hop)) = ack_packet(&ack, self.config.ack_packet_size) {
                     self.raw.push_back(Transmit { first_hop, packet });
@@ -818,7 +849,12 @@ impl<R: CryptoRng> Messenger<R> {
         }
     }
 
-    fn handle_fragment(&mut self, now: Instant, bytes: &[u8], via_reply: Option<SenderTag>) -> Result<(), ReceiveError> {
+    fn handle_fragment(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        via_reply: Option<SenderTag>,
+    ) -> Result<(), ReceiveError> {
         let Some(fragment) = Fragment::decode(bytes)? else {
             self.stats.cover_received += 1;
             return Ok(());
@@ -836,7 +872,12 @@ impl<R: CryptoRng> Messenger<R> {
         }
     }
 
-    fn handle_content(&mut self, now: Instant, content: Content, via_reply: Option<SenderTag>) -> Result<(), ReceiveError> {
+    fn handle_content(
+        &mut self,
+        now: Instant,
+        content: Content,
+        via_reply: Option<SenderTag>,
+    ) -> Result<(), ReceiveError> {
         let reply_from = via_reply.and_then(|t| self.tag_recipients.get(&t).copied());
         let received = |data, sender_tag, reply_from| Event::Received(ReceivedMessage { data, sender_tag, reply_from });
         match content {

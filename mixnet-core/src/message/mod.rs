@@ -23,8 +23,8 @@ mod seal;
 pub use content::{Content, SenderTag};
 pub use fragment::{FRAGMENT_DATA, FRAGMENT_LEN, Fragment, FragmentKind, split_message};
 pub use messenger::{
-    ClientKeys, Delivery, Event, MessageId, Messenger, MessengerConfig, MessengerStats, ReceivedMessage,
-    RouteMode, SendError, SendFailure, Transmit,
+    ClientKeys, Delivery, Event, MessageId, Messenger, MessengerConfig, MessengerStats, ReceivedMessage, RouteMode,
+    SendError, SendFailure, Transmit,
 };
 pub use reassembly::{Eviction, Insert, Reassembler, ReassemblyConfig};
 pub use seal::{SEAL_OVERHEAD, open, seal};

@@ -222,8 +222,8 @@ impl Reassembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasm_bindgen_test::wasm_bindgen_test;
     use crate::message::fragment::split_message;
+    use wasm_bindgen_test::wasm_bindgen_test;
 
     fn msg(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7) as u8).collect()

@@ -52,9 +52,7 @@ pub fn seal<R: CryptoRng + ?Sized>(
     out[32..32 + FRAGMENT_LEN].copy_from_slice(fragment);
     let c = cipher(&shared, &epk, recipient.as_bytes());
     shared.zeroize();
-    let tag = c
-        .encrypt_inout_detached(&Nonce::default(), b"", (&mut out[32..32 + FRAGMENT_LEN]).into())
-        .ok()?;
+    let tag = c.encrypt_inout_detached(&Nonce::default(), b"", (&mut out[32..32 + FRAGMENT_LEN]).into()).ok()?;
     out[32 + FRAGMENT_LEN..].copy_from_slice(&tag);
     Some(out)
 }
@@ -70,7 +68,8 @@ pub fn open(secret: &NodeSecret, sealed: &[u8]) -> Result<[u8; FRAGMENT_LEN], Re
     shared.zeroize();
     let mut out = [0u8; FRAGMENT_LEN];
     out.copy_from_slice(&sealed[32..32 + FRAGMENT_LEN]);
-    let tag = Tag::try_from(&sealed[32 + FRAGMENT_LEN..32 + FRAGMENT_LEN + 16]).map_err(|_| ReceiveError::Unsealable)?;
+    let tag =
+        Tag::try_from(&sealed[32 + FRAGMENT_LEN..32 + FRAGMENT_LEN + 16]).map_err(|_| ReceiveError::Unsealable)?;
     c.decrypt_inout_detached(&Nonce::default(), b"", (&mut out[..]).into(), &tag)
         .map_err(|_| ReceiveError::Unsealable)?;
     Ok(out)

@@ -1,10 +1,10 @@
 //! Building and processing Sphinx headers and whole packets.
 
 use aes::Aes128;
-use curve25519_dalek::edwards::EdwardsPoint;
-use curve25519_dalek::montgomery::MontgomeryPoint;
 use ctr::Ctr64BE;
 use ctr::cipher::{KeyIvInit, StreamCipher};
+use curve25519_dalek::edwards::EdwardsPoint;
+use curve25519_dalek::montgomery::MontgomeryPoint;
 use hmac::{Hmac, KeyInit, Mac};
 use rand_core::CryptoRng;
 use sha2::Sha256;
@@ -13,10 +13,9 @@ use zeroize::Zeroize;
 use super::keys::{ExpandedSecret, NodeSecret, PayloadKey, derive_route_keys};
 use super::payload::{decrypt_layer, encapsulate_payload};
 use super::{
-    DELAY_LENGTH, Delay, Destination, DestinationAddress, FINAL_HOP, FORWARD_HOP, HEADER_MAC_SIZE,
-    HEADER_SIZE, HOP_INFO_SIZE, IDENTIFIER_LENGTH, KEYSTREAM_LENGTH, MAX_PATH_LENGTH,
-    MIN_PAYLOAD_SIZE, NODE_ADDRESS_LENGTH, NodeAddress, REPLAY_TAG_SIZE, ROUTING_INFO_SIZE,
-    RouteNode, SphinxError, SurbId, VERSION_LENGTH, Version,
+    DELAY_LENGTH, Delay, Destination, DestinationAddress, FINAL_HOP, FORWARD_HOP, HEADER_MAC_SIZE, HEADER_SIZE,
+    HOP_INFO_SIZE, IDENTIFIER_LENGTH, KEYSTREAM_LENGTH, MAX_PATH_LENGTH, MIN_PAYLOAD_SIZE, NODE_ADDRESS_LENGTH,
+    NodeAddress, REPLAY_TAG_SIZE, ROUTING_INFO_SIZE, RouteNode, SphinxError, SurbId, VERSION_LENGTH, Version,
 };
 
 const ALPHA: core::ops::Range<usize> = 0..32;
@@ -143,7 +142,8 @@ pub fn build_packet<R: CryptoRng + ?Sized>(
 ) -> Result<Vec<u8>, SphinxError> {
     let mut secret = [0u8; 32];
     rng.fill_bytes(&mut secret);
-    let built = build_packet_with_secret(rng, &secret, route, destination, delays, message, payload_size, Version::CURRENT);
+    let built =
+        build_packet_with_secret(rng, &secret, route, destination, delays, message, payload_size, Version::CURRENT);
     secret.zeroize();
     built.map(|(packet, _)| packet)
 }

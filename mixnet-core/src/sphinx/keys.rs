@@ -42,8 +42,8 @@ pub const EXPANDED_SECRET_LENGTH: usize = 288;
 
 /// 8⁻¹ mod ℓ, little-endian.
 const INV8_BYTES: [u8; 32] = [
-    0x79, 0x2f, 0xdc, 0xe2, 0x29, 0xe5, 0x06, 0x61, 0xd0, 0xda, 0x1c, 0x7d, 0xb3, 0x9d, 0xd3, 0x07, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06,
+    0x79, 0x2f, 0xdc, 0xe2, 0x29, 0xe5, 0x06, 0x61, 0xd0, 0xda, 0x1c, 0x7d, 0xb3, 0x9d, 0xd3, 0x07, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06,
 ];
 
 fn inv8() -> Scalar {
@@ -220,9 +220,7 @@ impl PartialEq for NodeKey {
 impl NodeKey {
     /// A key without a precomputed table.
     pub fn new(bytes: [u8; 32]) -> Self {
-        let cleared = MontgomeryPoint(bytes)
-            .to_edwards(0)
-            .map(|p| CofactorCleared::Point(p.mul_by_cofactor()));
+        let cleared = MontgomeryPoint(bytes).to_edwards(0).map(|p| CofactorCleared::Point(p.mul_by_cofactor()));
         Self { bytes, cleared }
     }
 
@@ -282,10 +280,7 @@ pub(super) fn derive_route_keys(initial_secret: &[u8; 32], route: &[&NodeKey]) -
         let mut shared = match &key.cleared {
             Some(CofactorCleared::Table(t)) => t.mul_base(&k).to_montgomery().to_bytes(),
             Some(CofactorCleared::Point(p)) => (p * k).to_montgomery().to_bytes(),
-            None => factors
-                .iter()
-                .fold(MontgomeryPoint(key.bytes), |acc, f| acc.mul_clamped(*f))
-                .to_bytes(),
+            None => factors.iter().fold(MontgomeryPoint(key.bytes), |acc, f| acc.mul_clamped(*f)).to_bytes(),
         };
         k.zeroize();
         let expanded = ExpandedSecret::expand(&shared);

@@ -29,11 +29,7 @@ pub(super) fn decrypt_layer(payload: &mut [u8], key: &PayloadKey) {
 
 /// Encodes `message` into a payload of `payload_size` bytes and adds one layer per key,
 /// the last key's layer first (so the first hop removes the outermost).
-pub fn encapsulate_payload(
-    message: &[u8],
-    keys: &[PayloadKey],
-    payload_size: usize,
-) -> Result<Vec<u8>, SphinxError> {
+pub fn encapsulate_payload(message: &[u8], keys: &[PayloadKey], payload_size: usize) -> Result<Vec<u8>, SphinxError> {
     if payload_size < MIN_PAYLOAD_SIZE {
         return Err(SphinxError::PayloadTooSmall(payload_size));
     }

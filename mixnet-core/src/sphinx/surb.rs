@@ -9,8 +9,8 @@ use super::header::build_header;
 use super::keys::PayloadKey;
 use super::payload::{decrypt_layer, encapsulate_payload, encrypt_layer, recover_plaintext};
 use super::{
-    Delay, Destination, HEADER_SIZE, IDENTIFIER_LENGTH, MAX_PATH_LENGTH, MIN_PAYLOAD_SIZE,
-    NODE_ADDRESS_LENGTH, NodeAddress, PAYLOAD_KEY_SEED_SIZE, RouteNode, SphinxError, SurbId, Version,
+    Delay, Destination, HEADER_SIZE, IDENTIFIER_LENGTH, MAX_PATH_LENGTH, MIN_PAYLOAD_SIZE, NODE_ADDRESS_LENGTH,
+    NodeAddress, PAYLOAD_KEY_SEED_SIZE, RouteNode, SphinxError, SurbId, Version,
 };
 
 type Seed = [u8; PAYLOAD_KEY_SEED_SIZE];

@@ -45,7 +45,6 @@ allow_loopback = false
 allow_private = false
 "#;
 
-
 #[tokio::main]
 async fn main() {
     init_tracing("info");
