@@ -26,7 +26,7 @@ pub use messenger::{
     ClientKeys, Delivery, Event, MessageId, Messenger, MessengerConfig, MessengerStats, ReceivedMessage, RouteMode,
     SendError, SendFailure, Transmit,
 };
-pub use reassembly::{Eviction, Insert, Reassembler, ReassemblyConfig};
+pub use reassembly::{Eviction, FRAGMENT_OVERHEAD, Insert, MESSAGE_OVERHEAD, Reassembler, ReassemblyConfig};
 pub use seal::{SEAL_OVERHEAD, open, seal};
 
 use crate::sphinx::{NodeAddress, PacketSize, SphinxError, Surb};

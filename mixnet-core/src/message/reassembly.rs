@@ -2,8 +2,13 @@
 //! reordering, with bounded memory: a cap on messages in flight and on buffered
 //! bytes (oldest evicted first), a maximum message size, and eviction of messages
 //! that stop making progress, driven by the injected time.
+//!
+//! Memory is counted as allocated, not as payload: a message holds only the
+//! fragments that arrived (a sparse map, so a fragment claiming a huge `count`
+//! costs what one fragment costs), and each message and fragment is charged its
+//! bookkeeping as well as its bytes.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::ReceiveError;
@@ -17,7 +22,8 @@ pub struct ReassemblyConfig {
     pub max_message_size: usize,
     /// Most incomplete messages held at once.
     pub max_incomplete: usize,
-    /// Most bytes held in incomplete messages.
+    /// Most memory held in incomplete messages: data plus bookkeeping, as counted by
+    /// [`Reassembler::buffered_bytes`].
     pub max_buffered_bytes: usize,
     /// An incomplete message with no new fragment for this long is dropped.
     pub stale_after: Duration,
@@ -58,11 +64,21 @@ pub enum Eviction {
 }
 
 struct Partial {
-    parts: Vec<Option<Vec<u8>>>,
-    received: u32,
+    /// Fragments received so far, by index (sparse: never sized by the claimed count).
+    parts: BTreeMap<u32, Vec<u8>>,
+    count: u32,
+    /// Memory charged to this message ([`MESSAGE_OVERHEAD`] + per fragment
+    /// [`FRAGMENT_OVERHEAD`] + its data).
     bytes: usize,
     last_activity: Instant,
 }
+
+/// Memory charged for each incomplete message's bookkeeping (map entry, struct,
+/// allocator slack), whatever its claimed size.
+pub const MESSAGE_OVERHEAD: usize = 512;
+/// Memory charged for each buffered fragment on top of its data (tree node share,
+/// `Vec` header, allocator slack).
+pub const FRAGMENT_OVERHEAD: usize = 64;
 
 /// Reassembles messages from fragments.
 pub struct Reassembler {
@@ -92,7 +108,8 @@ impl Reassembler {
         self.partial.len()
     }
 
-    /// Bytes held in incomplete messages.
+    /// Memory held in incomplete messages: their data plus [`MESSAGE_OVERHEAD`] per
+    /// message and [`FRAGMENT_OVERHEAD`] per fragment.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered
     }
@@ -145,53 +162,56 @@ impl Reassembler {
             self.remember(fragment.message_id);
             return Ok(Insert::Complete(fragment.data));
         }
-        let len = fragment.data.len();
-        if let Some(p) = self.partial.get(&fragment.message_id) {
-            if p.parts.len() != fragment.count as usize {
+        let id = fragment.message_id;
+        let existing = self.partial.get(&id).map(|p| (p.count, p.parts.contains_key(&fragment.index)));
+        let cost = fragment.data.len() + FRAGMENT_OVERHEAD + if existing.is_none() { MESSAGE_OVERHEAD } else { 0 };
+        match existing {
+            Some((count, _)) if count != fragment.count => {
                 return Err(ReceiveError::MalformedFragment("fragment count differs within a message"));
             }
-            if p.parts[fragment.index as usize].is_some() {
-                return Ok(Insert::Duplicate);
-            }
-        } else {
-            while !self.partial.is_empty()
-                && (self.partial.len() >= self.config.max_incomplete.max(1)
-                    || self.buffered + len > self.config.max_buffered_bytes)
-            {
-                self.evict_oldest();
+            Some((_, true)) => return Ok(Insert::Duplicate),
+            Some(_) => {}
+            None => {
+                while !self.partial.is_empty() && self.partial.len() >= self.config.max_incomplete.max(1) {
+                    self.evict_oldest();
+                }
             }
         }
-        while self.buffered + len > self.config.max_buffered_bytes && self.partial.len() > 1 {
-            // make room, but never by dropping the message this fragment belongs to
+        // make room, but never by dropping the message this fragment belongs to
+        while self.buffered + cost > self.config.max_buffered_bytes {
             let victim = self
                 .partial
                 .iter()
-                .filter(|(id, _)| **id != fragment.message_id)
-                .min_by_key(|(id, p)| (p.last_activity, **id))
-                .map(|(id, _)| *id);
+                .filter(|(pid, _)| **pid != id)
+                .min_by_key(|(pid, p)| (p.last_activity, **pid))
+                .map(|(pid, _)| *pid);
             match victim {
-                Some(id) => self.evict(id, Eviction::Capacity),
+                Some(v) => self.evict(v, Eviction::Capacity),
                 None => break,
             }
         }
-        let count = fragment.count as usize;
-        let p = self.partial.entry(fragment.message_id).or_insert_with(|| Partial {
-            parts: vec![None; count],
-            received: 0,
-            bytes: 0,
+        if self.buffered + cost > self.config.max_buffered_bytes {
+            // this message alone would exceed the limit: it can never complete
+            self.evict(id, Eviction::Capacity);
+            return Err(ReceiveError::MessageTooLarge(fragment.count));
+        }
+        let p = self.partial.entry(id).or_insert_with(|| Partial {
+            parts: BTreeMap::new(),
+            count: fragment.count,
+            bytes: MESSAGE_OVERHEAD,
             last_activity: now,
         });
-        p.parts[fragment.index as usize] = Some(fragment.data);
-        p.received += 1;
-        p.bytes += len;
+        p.bytes += cost - if existing.is_none() { MESSAGE_OVERHEAD } else { 0 };
+        p.parts.insert(fragment.index, fragment.data);
         p.last_activity = now;
-        self.buffered += len;
-        if p.received as usize == count {
-            let p = self.partial.remove(&fragment.message_id).expect("just inserted");
+        self.buffered += cost;
+        if p.parts.len() == p.count as usize {
+            let p = self.partial.remove(&id).expect("just inserted");
             self.buffered -= p.bytes;
-            self.remember(fragment.message_id);
-            let mut message = Vec::with_capacity(p.bytes);
-            for part in p.parts.into_iter().flatten() {
+            self.remember(id);
+            let len = p.parts.values().map(Vec::len).sum();
+            let mut message = Vec::with_capacity(len);
+            for part in p.parts.into_values() {
                 message.extend_from_slice(&part);
             }
             return Ok(Insert::Complete(message));
@@ -251,7 +271,7 @@ mod tests {
         let cfg = ReassemblyConfig {
             max_message_size: FRAGMENT_DATA * 3,
             max_incomplete: 2,
-            max_buffered_bytes: FRAGMENT_DATA * 3,
+            max_buffered_bytes: 3 * (FRAGMENT_DATA + FRAGMENT_OVERHEAD + MESSAGE_OVERHEAD),
             stale_after: Duration::from_secs(10),
             remember_completed: 1,
         };
@@ -267,7 +287,7 @@ mod tests {
         let m11 = msg(FRAGMENT_DATA * 2);
         let f = split_message(11, &m11)[1].clone();
         assert_eq!(r.insert(Instant::from_millis(5), f).unwrap(), Insert::Complete(m11));
-        assert_eq!(r.buffered_bytes(), FRAGMENT_DATA);
+        assert_eq!(r.buffered_bytes(), FRAGMENT_DATA + FRAGMENT_OVERHEAD + MESSAGE_OVERHEAD);
         assert_eq!(r.next_expiry(), Some(Instant::from_millis(2) + Duration::from_secs(10)));
         assert_eq!(r.evict_stale(Instant::from_millis(9_000)), 0);
         assert_eq!(r.evict_stale(Instant::from_millis(20_000)), 1);
