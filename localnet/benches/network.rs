@@ -18,7 +18,7 @@ use mix_node::directory::{self, DirectoryConfig};
 use mix_node::mix::{self, MixConfig};
 use mixnet_core::address::encode_key;
 use mixnet_core::message::RouteMode;
-use mixnet_core::mix::NodeKeys;
+use mixnet_core::mix::{NodeKeys, ReplayConfig};
 use mixnet_core::sphinx::{
     self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode,
 };
@@ -66,7 +66,9 @@ async fn mix_throughput() -> Throughput {
     let sink_addr = listener.local_addr().unwrap();
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
-    let sink = tokio::spawn(link::serve(listener, sink_noise.clone(), Arc::new(LinkStats::default()), move |_| {
+    // the sink both receives from the mix and sends to it: its key is in the topology
+    let sink_links = Links::new(&sink_noise, PACKETS + 10, Arc::new(LinkStats::default()));
+    let sink = tokio::spawn(link::serve(listener, sink_noise.clone(), sink_links.clone(), move |_| {
         counter.fetch_add(1, Ordering::Relaxed);
     }));
     let client = DirectoryClient::new(&dir.url(), dir.key);
@@ -107,7 +109,7 @@ async fn mix_throughput() -> Throughput {
     let baseline_route =
         [RouteNode { address: NodeAddress([1; 32]), key: NodeKey::prepared(key.public_key()) }, route[1].clone()];
     let baseline = build(&mut rng, &baseline_route, PACKETS);
-    let keys = NodeKeys::new(epoch, key);
+    let keys = NodeKeys::new(epoch, key, ReplayConfig::default());
     let start = Instant::now();
     for p in baseline {
         let _ = std::hint::black_box(keys.process(p).unwrap());
@@ -115,7 +117,7 @@ async fn mix_throughput() -> Throughput {
     let crypto_pps = PACKETS as f64 / start.elapsed().as_secs_f64();
 
     // the node: Noise in, worker, zero delay, Noise out
-    let sender = Links::new(&NodeSecret::from_bytes([13; 32]), PACKETS + 10, Arc::new(LinkStats::default()));
+    let sender = sink_links;
     sender.set_peers(&topology);
     let start = Instant::now();
     for p in packets {

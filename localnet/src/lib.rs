@@ -16,6 +16,7 @@ use mix_node::directory::{self, DirectoryConfig, RunningDirectory};
 use mix_node::mix::{self, MixConfig, RunningMix};
 use mixnet_core::address::{Recipient, encode_key};
 use mixnet_core::message::{MessengerConfig, RouteMode};
+use mixnet_core::mix::ReplayConfig;
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::topology::{Topology, WebTransportEndpoint};
 use nodenet::directory::DirectoryClient;
@@ -23,6 +24,10 @@ use serde::Serialize;
 use ws_gateway::{ExitConfig, GatewayConfig, RunningGateway};
 
 use crate::client::ClientConfig;
+
+/// Replay filters of localnet's nodes: sized for a test network (3.6 MiB per key)
+/// rather than the servers' default (36 MiB), as eight nodes share one process.
+pub const LOCALNET_REPLAY: ReplayConfig = ReplayConfig { capacity: 1_000_000, false_positive: 1e-6 };
 
 /// How to run the local network.
 #[derive(Debug, Clone)]
@@ -44,6 +49,11 @@ pub struct LocalnetConfig {
     /// Gateways also listen for WebTransport (self-signed certificates, pinned by hash
     /// in the topology).
     pub webtransport: bool,
+    /// What every mix starts from (limits, replay filter size, workers); addresses,
+    /// directory, data directory and heartbeat are set by localnet.
+    pub mix: MixConfig,
+    /// What both gateways start from (limits, rates); likewise.
+    pub gateway: GatewayConfig,
 }
 
 impl Default for LocalnetConfig {
@@ -57,6 +67,8 @@ impl Default for LocalnetConfig {
             heartbeat_ms: 1_000,
             exit_policy: ExitPolicy::localnet(),
             webtransport: true,
+            mix: MixConfig { workers: 1, replay: LOCALNET_REPLAY, ..MixConfig::default() },
+            gateway: GatewayConfig { replay: LOCALNET_REPLAY, ..GatewayConfig::default() },
         }
     }
 }
@@ -172,9 +184,8 @@ impl Localnet {
                 directory: dir_url.clone(),
                 directory_key: dir_key.clone(),
                 data_dir: Some(data_dir.join(format!("mix-{i}"))),
-                workers: 1,
                 heartbeat_ms: config.heartbeat_ms,
-                ..MixConfig::default()
+                ..config.mix.clone()
             })
             .await?;
             mixes.push(Some(m));
@@ -194,7 +205,7 @@ impl Localnet {
                     ..ExitConfig::default()
                 }),
                 wt_listen: config.webtransport.then(|| "127.0.0.1:0".into()),
-                ..GatewayConfig::default()
+                ..config.gateway.clone()
             };
             let g = ws_gateway::start(gc.clone()).await?;
             // a restart keeps the same ports (and certificate, in the data directory), so

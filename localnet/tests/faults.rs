@@ -5,17 +5,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use localnet::LocalnetConfig;
 use mixnet_core::message::RouteMode;
-use mixnet_core::sphinx::{
-    self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode,
-};
-use nodenet::link::{LinkStats, Links};
+use mixnet_core::sphinx::{self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, PacketSize, RouteNode};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -28,8 +24,8 @@ async fn a_replayed_packet_is_dropped_at_every_node() {
     let net = net(RouteMode::Mixnet).await;
     let b = client(&net, 0).await;
     let topology = net.wait_for_topology(|_| true, WAIT).await.unwrap();
-    let links = Links::new(&NodeSecret::from_bytes([42; 32]), 64, Arc::new(LinkStats::default()));
-    links.set_peers(&topology);
+    // sent from a node of the topology (links from other keys are refused: hostile_mix.rs)
+    let links = net.gateways[1].as_ref().unwrap().links.clone();
     let gw = &topology.gateways.iter().find(|g| g.identity.0 == b.address.gateway).unwrap();
     let dest = Destination { address: DestinationAddress(b.address.identity), identifier: [0; 16] };
     let mut rng = nodenet::os_rng();
@@ -151,7 +147,6 @@ async fn a_killed_mix_is_routed_around_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_is_counted_and_the_nodes_keep_serving() {
     let net = net(RouteMode::Mixnet).await;
-    let topology = net.wait_for_topology(|_| true, WAIT).await.unwrap();
     let mix = net.mixes[0].as_ref().unwrap();
 
     // plain garbage on a mix's link port: the handshake fails
@@ -159,8 +154,7 @@ async fn malformed_input_is_counted_and_the_nodes_keep_serving() {
     s.write_all(&[0, 48]).await.unwrap();
     s.write_all(&[0xAB; 48]).await.unwrap();
     // a proper Noise link carrying packets that are not Sphinx packets for it
-    let links = Links::new(&NodeSecret::from_bytes([43; 32]), 64, Arc::new(LinkStats::default()));
-    links.set_peers(&topology);
+    let links = net.gateways[1].as_ref().unwrap().links.clone();
     for len in [10, 2413, 2413] {
         links.send(mix.address, vec![0x5A; len]);
     }

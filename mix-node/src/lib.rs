@@ -39,6 +39,15 @@ pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
     tokio::net::TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr: addr.to_owned(), error })
 }
 
+/// Checks that each named limit is at least 1 (a zero bound cannot carry anything
+/// and some would panic, e.g. a channel of capacity 0).
+pub fn require_positive(limits: &[(&str, u64)]) -> Result<(), StartError> {
+    match limits.iter().find(|(_, v)| *v == 0) {
+        Some((name, _)) => Err(StartError::Config(format!("`{name}` must be at least 1"))),
+        None => Ok(()),
+    }
+}
+
 /// Checks that a node's config names its directory.
 pub fn require_directory(url: &str, key: &str) -> Result<(), StartError> {
     if url.is_empty() {
@@ -58,6 +67,27 @@ pub mod cli {
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into()))
             .with_writer(std::io::stderr)
             .init();
+    }
+
+    /// Waits for Ctrl-C or SIGTERM (what systemd and container runtimes send).
+    pub async fn shutdown_signal() {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 
     /// Prints `error: …` and exits with status 1.

@@ -1,18 +1,24 @@
 //! The mix node server: Noise links in, Sphinx processing on a worker pool sized to
-//! the cores (replay filter per key epoch, in `mixnet_core::mix::NodeKeys`), each
-//! packet held for its header delay, then forwarded over Noise links out. Bounded
-//! queues drop and count when full. `GET /metrics` exposes Prometheus counters.
+//! the cores, then the core's [`Mix`] (delay queue with its caps, maximum delay,
+//! counters by reason) holds each packet for its header delay before it goes out
+//! over Noise links. Replay filters are the core's, kept on disk by
+//! [`nodenet::replay`] so a restart does not reopen them. `GET /metrics` exposes
+//! Prometheus counters.
+//!
+//! The driver decides nothing: workers call `NodeKeys::process` (the crypto, on every
+//! core), the scheduler task hands each result to `Mix::handle_processed` and sends
+//! what `Mix::poll_transmit` yields.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use mixnet_core::mix::{DelayQueue, MixError, NodeKeys};
+use mixnet_core::mix::{Mix, MixConfig as CoreMixConfig, MixError, MixStats, NodeKeys, ReplayConfig};
 use mixnet_core::sphinx::{NodeAddress, Processed};
 use mixnet_core::topology::{self, Key32, NodeDescriptor, Role};
 use nodenet::directory::DirectoryClient;
@@ -20,6 +26,7 @@ use nodenet::keys::NodeIdentity;
 use nodenet::link::{self, LinkStats, Links};
 use nodenet::membership::Membership;
 use nodenet::metrics::{Counter, Exposition};
+use nodenet::replay::{ReplayKeeper, ReplayStore};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -40,7 +47,7 @@ pub struct MixConfig {
     pub directory: String,
     /// The directory's base58 ed25519 key.
     pub directory_key: String,
-    /// Key files (ephemeral keys if unset).
+    /// Key files and replay filters (ephemeral keys, filters in memory only, if unset).
     pub data_dir: Option<PathBuf>,
     /// Crypto worker threads (0: one per core).
     pub workers: usize,
@@ -50,10 +57,19 @@ pub struct MixConfig {
     pub link_queue: usize,
     /// How often the descriptor is refreshed.
     pub heartbeat_ms: u64,
+    /// Most packets held for their delay.
+    pub max_queue: usize,
+    /// Most bytes held for their delay.
+    pub max_queue_bytes: usize,
+    /// Longest per-hop delay honoured, in milliseconds; packets asking for more are dropped.
+    pub max_delay_ms: u64,
+    /// Replay filter size per key epoch (`capacity` packets at `false_positive`).
+    pub replay: ReplayConfig,
 }
 
 impl Default for MixConfig {
     fn default() -> Self {
+        let core = CoreMixConfig::default();
         Self {
             listen: "127.0.0.1:0".into(),
             announce: None,
@@ -65,23 +81,46 @@ impl Default for MixConfig {
             worker_queue: 4096,
             link_queue: 8192,
             heartbeat_ms: 10_000,
+            max_queue: core.max_queue,
+            max_queue_bytes: core.max_queue_bytes,
+            max_delay_ms: core.max_delay.as_millis() as u64,
+            replay: ReplayConfig::default(),
         }
     }
 }
 
-/// Counters of a mix node.
+impl MixConfig {
+    /// Checks the limits (a zero queue cannot carry anything).
+    pub fn validate(&self) -> Result<(), StartError> {
+        crate::require_positive(&[
+            ("worker_queue", self.worker_queue as u64),
+            ("link_queue", self.link_queue as u64),
+            ("max_queue", self.max_queue as u64),
+            ("max_queue_bytes", self.max_queue_bytes as u64),
+            ("replay.capacity", self.replay.capacity),
+        ])?;
+        if !(self.replay.false_positive > 0.0 && self.replay.false_positive < 1.0) {
+            return Err(StartError::Config("replay.false_positive must be between 0 and 1".into()));
+        }
+        Ok(())
+    }
+
+    fn core(&self) -> CoreMixConfig {
+        CoreMixConfig {
+            max_queue: self.max_queue,
+            max_queue_bytes: self.max_queue_bytes,
+            max_delay: Duration::from_millis(self.max_delay_ms),
+        }
+    }
+}
+
+/// Counters of a mix node: the driver's own, and the core's as last published.
 #[derive(Debug, Default)]
 pub struct MixMetrics {
     /// Packets received from links.
     pub packets_in: Counter,
     /// Packets handed to outgoing links after their delay.
     pub packets_out: Counter,
-    /// Replays dropped.
-    pub dropped_replay: Counter,
-    /// Undecryptable or malformed packets dropped.
-    pub dropped_malformed: Counter,
-    /// Final-hop packets at a mix (a sender's mistake) dropped.
-    pub dropped_final_hop: Counter,
     /// Packets dropped because every worker queue was full.
     pub dropped_queue_full: Counter,
     /// Total processing time, microseconds.
@@ -89,14 +128,22 @@ pub struct MixMetrics {
     /// Packets processed.
     pub processed: Counter,
     queued_workers: AtomicUsize,
-    queued_delay: AtomicUsize,
+    core: Mutex<(MixStats, usize, usize)>,
+    replay: Mutex<(u64, usize)>,
     /// Link counters.
     pub links: Arc<LinkStats>,
 }
 
 impl MixMetrics {
+    /// The core's counters as last published by the scheduler.
+    pub fn core_stats(&self) -> MixStats {
+        self.core.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
+    }
+
     /// The Prometheus exposition.
     pub fn render(&self, links_queued: usize) -> String {
+        let (s, queued, queued_bytes) = self.core.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (replay_tags, replay_bytes) = *self.replay.lock().unwrap_or_else(|e| e.into_inner());
         let mut e = Exposition::default();
         let l = &self.links;
         e.counter("mix_packets_in_total", "Packets received from other nodes.", self.packets_in.get())
@@ -106,9 +153,12 @@ impl MixMetrics {
                 "Packets dropped, by reason.",
                 "reason",
                 &[
-                    ("replay", self.dropped_replay.get()),
-                    ("malformed", self.dropped_malformed.get()),
-                    ("final_hop", self.dropped_final_hop.get()),
+                    ("replay", s.replays),
+                    ("malformed", s.malformed),
+                    ("final_hop", s.final_hop),
+                    ("delay_queue_full", s.queue_full),
+                    ("delay_too_long", s.delay_too_long),
+                    ("key_refused", s.key_refused),
                     ("worker_queue_full", self.dropped_queue_full.get()),
                     ("link_queue_full", l.dropped_queue_full.get()),
                     ("unknown_next_hop", l.dropped_unknown_peer.get()),
@@ -117,6 +167,11 @@ impl MixMetrics {
             )
             .counter("mix_bad_frames_total", "Link frames that failed to parse or decrypt.", l.bad_frames.get())
             .counter("mix_link_handshake_failures_total", "Failed Noise handshakes.", l.handshake_failures.get())
+            .counter(
+                "mix_link_rejected_peers_total",
+                "Incoming links refused: the peer's key is not in the topology.",
+                l.rejected_peers.get(),
+            )
             .counter(
                 "mix_link_connect_failures_total",
                 "Failed outgoing connection attempts.",
@@ -129,12 +184,11 @@ impl MixMetrics {
                 "Packets waiting for a worker.",
                 self.queued_workers.load(Ordering::Relaxed) as f64,
             )
-            .gauge(
-                "mix_delay_queue_depth",
-                "Packets waiting for their delay.",
-                self.queued_delay.load(Ordering::Relaxed) as f64,
-            )
-            .gauge("mix_link_queue_depth", "Packets waiting for an outgoing link.", links_queued as f64);
+            .gauge("mix_delay_queue_depth", "Packets waiting for their delay.", queued as f64)
+            .gauge("mix_delay_queue_bytes", "Bytes waiting for their delay.", queued_bytes as f64)
+            .gauge("mix_link_queue_depth", "Packets waiting for an outgoing link.", links_queued as f64)
+            .gauge("mix_replay_tags", "Replay tags held across the held keys.", replay_tags as f64)
+            .gauge("mix_replay_filter_bytes", "Memory of the replay filters (fixed per key).", replay_bytes as f64);
         e.finish()
     }
 }
@@ -151,7 +205,10 @@ pub struct RunningMix {
     pub metrics: Arc<MixMetrics>,
     /// Its outgoing links (fault injection in tests).
     pub links: Links,
+    /// Its Sphinx keys.
+    pub keys: NodeKeys,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    _replay: Option<ReplayKeeper>,
 }
 
 impl Drop for RunningMix {
@@ -168,7 +225,8 @@ impl RunningMix {
         self.metrics.render(self.links.queued())
     }
 
-    /// Stops the node (also on drop); its workers exit when their queues close.
+    /// Stops the node (also on drop): its workers exit when their queues close, and
+    /// the replay filters are written out.
     pub fn stop(self) {}
 }
 
@@ -198,12 +256,16 @@ impl Dispatcher {
     }
 }
 
+type ProcessResult = Result<Processed, MixError>;
+
+/// Workers run the crypto; each result goes to the scheduler (blocking when it lags,
+/// so the worker queues fill and the dispatcher drops and counts).
 fn spawn_workers(
     count: usize,
     queue: usize,
-    keys: Arc<RwLock<NodeKeys>>,
+    keys: NodeKeys,
     metrics: Arc<MixMetrics>,
-    scheduled: mpsc::UnboundedSender<(Duration, NodeAddress, Vec<u8>)>,
+    scheduled: mpsc::Sender<ProcessResult>,
 ) -> Vec<SyncSender<Vec<u8>>> {
     (0..count)
         .map(|i| {
@@ -217,18 +279,11 @@ fn spawn_workers(
                     while let Ok(packet) = rx.recv() {
                         metrics.queued_workers.fetch_sub(1, Ordering::Relaxed);
                         let start = std::time::Instant::now();
-                        let result = keys.read().unwrap_or_else(|e| e.into_inner()).process(packet);
+                        let result = keys.process(packet);
                         metrics.processing_us.add(start.elapsed().as_micros() as u64);
                         metrics.processed.inc();
-                        match result {
-                            Ok(Processed::Forward(f)) => {
-                                if scheduled.send((f.delay.to_duration(), f.next_hop, f.packet)).is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(Processed::Final(_)) => metrics.dropped_final_hop.inc(),
-                            Err(MixError::Replay) => metrics.dropped_replay.inc(),
-                            Err(_) => metrics.dropped_malformed.inc(),
+                        if scheduled.blocking_send(result).is_err() {
+                            return;
                         }
                     }
                 })
@@ -238,35 +293,41 @@ fn spawn_workers(
         .collect()
 }
 
-/// Holds each packet for its delay (the core's `DelayQueue`), then forwards it.
-async fn delay_queue(
-    mut rx: mpsc::UnboundedReceiver<(Duration, NodeAddress, Vec<u8>)>,
-    links: Links,
-    metrics: Arc<MixMetrics>,
-) {
+/// Owns the core's [`Mix`]: schedules what the workers processed and forwards what
+/// is due.
+async fn scheduler(mut mix: Mix, mut rx: mpsc::Receiver<ProcessResult>, links: Links, metrics: Arc<MixMetrics>) {
     let start = Instant::now();
-    let mut queue = DelayQueue::default();
+    let mut batch = Vec::with_capacity(256);
     loop {
-        let next = queue.next_due().map(|t| start + Duration::from_micros(t.as_micros()));
+        let next = mix.poll_timeout().map(|t| start + Duration::from_micros(t.as_micros()));
         tokio::select! {
-            item = rx.recv() => {
-                let Some((delay, next_hop, packet)) = item else { return };
-                queue.push(nodenet::core_now(start) + delay, next_hop, packet);
+            n = rx.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    return;
+                }
+                let now = nodenet::core_now(start);
+                for result in batch.drain(..) {
+                    let _ = mix.handle_processed(now, result);
+                }
             }
             _ = async { tokio::time::sleep_until(next.unwrap_or_else(Instant::now)).await }, if next.is_some() => {}
         }
         let now = nodenet::core_now(start);
-        while let Some((next_hop, packet)) = queue.pop_due(now) {
+        while let Some((next_hop, packet)) = mix.poll_transmit(now) {
             metrics.packets_out.inc();
             links.send(next_hop, packet);
         }
-        metrics.queued_delay.store(queue.len(), Ordering::Relaxed);
+        *metrics.core.lock().unwrap_or_else(|e| e.into_inner()) =
+            (mix.stats().clone(), mix.queued(), mix.queued_bytes());
+        *metrics.replay.lock().unwrap_or_else(|e| e.into_inner()) =
+            (mix.keys().replay_tags(), mix.keys().replay_memory());
     }
 }
 
 /// Starts a mix node: registers with the directory, then serves.
 pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
     crate::require_directory(&config.directory, &config.directory_key)?;
+    config.validate()?;
     let identity = NodeIdentity::load_or_create(config.data_dir.as_deref()).map_err(StartError::Keys)?;
     let address = identity.address();
     let noise = identity.noise.clone();
@@ -291,21 +352,31 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
         template,
         Duration::from_millis(config.heartbeat_ms),
     );
-    let (info, keys) =
-        membership.join(Duration::from_secs(30)).await.map_err(|e| StartError::Directory(e.to_string()))?;
-    let keys = Arc::new(RwLock::new(keys));
+    let (info, keys) = membership
+        .join(Duration::from_secs(30), config.replay)
+        .await
+        .map_err(|e| StartError::Directory(e.to_string()))?;
+    // the filters on disk are read back before the first packet is accepted
+    let replay = match &config.data_dir {
+        Some(dir) => {
+            let (store, restored) = ReplayStore::open(&dir.join("replay"), &keys).map_err(StartError::Keys)?;
+            tracing::info!(snapshots = ?restored.snapshots, logged = restored.logged_tags, refused = ?restored.refused, "replay filters restored");
+            Some(ReplayKeeper::start(store))
+        }
+        None => None,
+    };
 
     let metrics = Arc::new(MixMetrics::default());
     let links = Links::new(&noise, config.link_queue, metrics.links.clone());
     if let Ok(t) = membership.client.topology().await {
         links.set_peers(&t);
     }
-    let (sched_tx, sched_rx) = mpsc::unbounded_channel();
     let workers = if config.workers == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     } else {
         config.workers
     };
+    let (sched_tx, sched_rx) = mpsc::channel(workers * config.worker_queue);
     let dispatcher = Arc::new(Dispatcher {
         workers: spawn_workers(workers, config.worker_queue, keys.clone(), metrics.clone(), sched_tx),
         next: AtomicUsize::new(0),
@@ -313,15 +384,16 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
     });
 
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(delay_queue(sched_rx, links.clone(), metrics.clone())));
+    let mix = Mix::new(config.core(), keys.clone());
+    tasks.push(tokio::spawn(scheduler(mix, sched_rx, links.clone(), metrics.clone())));
     let d = dispatcher.clone();
-    tasks.push(tokio::spawn(link::serve(listener, noise, metrics.links.clone(), move |p| d.dispatch(p))));
+    tasks.push(tokio::spawn(link::serve(listener, noise, links.clone(), move |p| d.dispatch(p))));
     let rotate = keys.clone();
     let peers = links.clone();
     tasks.push(membership.spawn(
         info.epoch,
         move |epoch, key, next| {
-            rotate.write().unwrap_or_else(|e| e.into_inner()).rotate(epoch, key, Some(next));
+            rotate.rotate(epoch, key, Some(next));
             tracing::info!(epoch, "rotated Sphinx key");
         },
         move |t| peers.set_peers(&t),
@@ -337,5 +409,5 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
         }));
     }
     tracing::info!(address = %address, %mix_addr, workers, "mix node running");
-    Ok(RunningMix { address, mix_addr, metrics_addr, metrics, links, tasks })
+    Ok(RunningMix { address, mix_addr, metrics_addr, metrics, links, keys, tasks, _replay: replay })
 }

@@ -234,9 +234,9 @@ impl<R: CryptoRng> Gateway<R> {
         self.address
     }
 
-    /// The Sphinx keys (to rotate them per epoch).
-    pub fn keys_mut(&mut self) -> &mut NodeKeys {
-        &mut self.keys
+    /// The Sphinx keys (to rotate them per epoch, and persist their replay filters).
+    pub fn keys(&self) -> &NodeKeys {
+        &self.keys
     }
 
     /// Connections currently open (any state).

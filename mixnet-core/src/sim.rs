@@ -318,7 +318,7 @@ pub mod mixnet {
     use crate::address::Recipient;
     use crate::gateway::{ConnId, Gateway, GatewayConfig, Output};
     use crate::message::{Delivery, Messenger, MessengerConfig, ReceivedMessage};
-    use crate::mix::{Mix, NodeKeys};
+    use crate::mix::{Mix, MixConfig, NodeKeys, ReplayConfig};
     use crate::sphinx::{NodeAddress, NodeSecret};
     use crate::time::Instant;
     use crate::topology::{Gateway as GatewayInfo, Key32, MixNode, Routes, Topology};
@@ -507,6 +507,11 @@ pub mod mixnet {
         rng: ChaCha8Rng,
     }
 
+    /// Replay filters sized for a simulation (a few hundred KB per node).
+    pub fn sim_replay() -> ReplayConfig {
+        ReplayConfig { capacity: 100_000, false_positive: 1e-6 }
+    }
+
     fn key(rng: &mut ChaCha8Rng) -> [u8; 32] {
         let mut b = [0u8; 32];
         rng.fill_bytes(&mut b);
@@ -531,7 +536,10 @@ pub mod mixnet {
                         mix_address: format!("mix-{layer}-{i}"),
                         noise_key: Key32(key(&mut rng)),
                     });
-                    net.add(NodeAddress(identity), SimNode::Mix(Mix::new(NodeKeys::new(1, secret), 100_000)));
+                    net.add(
+                        NodeAddress(identity),
+                        SimNode::Mix(Mix::new(MixConfig::default(), NodeKeys::new(1, secret, sim_replay()))),
+                    );
                 }
             }
             let mut infos = Vec::new();
@@ -553,7 +561,7 @@ pub mod mixnet {
                     GatewayConfig::default(),
                     NodeAddress(identity),
                     noise,
-                    NodeKeys::new(1, secret),
+                    NodeKeys::new(1, secret, sim_replay()),
                     ChaCha20Rng::seed_from_u64(rng.next_u64()),
                 );
                 gateways_sm.push((identity, gw));

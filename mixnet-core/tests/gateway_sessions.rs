@@ -26,7 +26,7 @@ fn setup(config: GatewayConfig) -> Setup {
         config,
         NodeAddress([9; 32]),
         noise,
-        NodeKeys::new(1, NodeSecret::from_bytes([2; 32])),
+        NodeKeys::new(1, NodeSecret::from_bytes([2; 32]), mixnet_core::sim::mixnet::sim_replay()),
         ChaCha20Rng::seed_from_u64(1),
     );
     Setup { gw, noise_public, rng: ChaCha20Rng::seed_from_u64(2) }

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod link;
 pub mod membership;
 pub mod metrics;
+pub mod replay;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;

@@ -5,8 +5,17 @@
 //! [`Links`] keeps one bounded queue and one connection task per peer; `send` never
 //! blocks: when a queue is full the packet is dropped and counted (backpressure the
 //! way a mix must behave). [`serve`] accepts links and hands each packet to a callback.
+//!
+//! **Admission**: a node accepts a link only from a static key that the topology it
+//! holds (or the one before it, for the overlap of an epoch change) lists for a
+//! node; anyone else is refused after the handshake and counted
+//! (`rejected_peers`), so a stranger who reaches the port cannot inject packets.
+//! An admitted link starts with one empty transport message from the responder;
+//! the initiator sends nothing before it, so packets for a node that does not know
+//! us yet stay in our queue (and go once its topology lists us) instead of being
+//! written into a connection about to be closed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -15,6 +24,8 @@ use mixnet_core::topology::Topology;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+
+use zeroize::Zeroizing;
 
 use crate::metrics::Counter;
 
@@ -45,6 +56,8 @@ pub struct LinkStats {
     pub bad_frames: Counter,
     /// Packets dropped on purpose by fault injection (tests only).
     pub dropped_injected: Counter,
+    /// Incoming links refused because the peer's static key is not in the topology.
+    pub rejected_peers: Counter,
 }
 
 /// How to reach a peer.
@@ -56,9 +69,18 @@ pub struct Peer {
     pub noise_key: [u8; 32],
 }
 
+/// The current topology's node keys and the previous one's.
+#[derive(Default)]
+struct Admitted {
+    current: HashSet<[u8; 32]>,
+    previous: HashSet<[u8; 32]>,
+}
+
 struct Inner {
-    secret: [u8; 32],
+    secret: Zeroizing<[u8; 32]>,
     peers: RwLock<HashMap<NodeAddress, Peer>>,
+    /// Noise keys admitted on incoming links.
+    admitted: RwLock<Admitted>,
     queues: Mutex<HashMap<NodeAddress, mpsc::Sender<Vec<u8>>>>,
     queue_len: usize,
     stats: Arc<LinkStats>,
@@ -77,8 +99,9 @@ impl Links {
     pub fn new(noise: &NodeSecret, queue_len: usize, stats: Arc<LinkStats>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                secret: noise.to_bytes(),
+                secret: Zeroizing::new(noise.to_bytes()),
                 peers: RwLock::new(HashMap::new()),
+                admitted: RwLock::new(Admitted::default()),
                 queues: Mutex::new(HashMap::new()),
                 queue_len,
                 stats,
@@ -92,8 +115,21 @@ impl Links {
         &self.inner.stats
     }
 
-    /// Learns every node's address and key from a topology.
+    /// Learns every node's address and key from a topology; its keys (and the
+    /// previous topology's) are admitted on incoming links.
     pub fn set_peers(&self, topology: &Topology) {
+        let keys: HashSet<[u8; 32]> = topology
+            .mixes
+            .iter()
+            .map(|m| m.noise_key.0)
+            .chain(topology.gateways.iter().map(|g| g.noise_key.0))
+            .collect();
+        {
+            let mut admitted = self.inner.admitted.write().unwrap_or_else(|e| e.into_inner());
+            if admitted.current != keys {
+                admitted.previous = std::mem::replace(&mut admitted.current, keys);
+            }
+        }
         let mut peers = HashMap::new();
         for m in &topology.mixes {
             peers.insert(NodeAddress(m.identity.0), Peer { addr: m.mix_address.clone(), noise_key: m.noise_key.0 });
@@ -104,9 +140,16 @@ impl Links {
         *self.inner.peers.write().unwrap_or_else(|e| e.into_inner()) = peers;
     }
 
-    /// Adds or replaces one peer.
+    /// Adds or replaces one peer (admitting its key on incoming links too).
     pub fn set_peer(&self, node: NodeAddress, peer: Peer) {
+        self.inner.admitted.write().unwrap_or_else(|e| e.into_inner()).current.insert(peer.noise_key);
         self.inner.peers.write().unwrap_or_else(|e| e.into_inner()).insert(node, peer);
+    }
+
+    /// Whether a link from the node with Noise static key `key` is accepted.
+    pub fn admits(&self, key: &[u8; 32]) -> bool {
+        let admitted = self.inner.admitted.read().unwrap_or_else(|e| e.into_inner());
+        admitted.current.contains(key) || admitted.previous.contains(key)
     }
 
     /// Whether `node` is known.
@@ -181,7 +224,7 @@ async fn connect(inner: &Inner, peer: &Peer) -> std::io::Result<(TcpStream, snow
     stream.set_nodelay(true)?;
     let handshake = async {
         let mut hs = snow::Builder::new(NOISE_PARAMS.parse().map_err(noise_err)?)
-            .local_private_key(&inner.secret)
+            .local_private_key(&inner.secret[..])
             .map_err(noise_err)?
             .remote_public_key(&peer.noise_key)
             .map_err(noise_err)?
@@ -197,7 +240,17 @@ async fn connect(inner: &Inner, peer: &Peer) -> std::io::Result<(TcpStream, snow
         hs.read_message(&msg, &mut buf).map_err(noise_err)?;
         let n = hs.write_message(&[], &mut buf).map_err(noise_err)?;
         write_frame(&mut stream, &buf[..n]).await?;
-        hs.into_transport_mode().map_err(noise_err)
+        let mut transport = hs.into_transport_mode().map_err(noise_err)?;
+        // the responder admits us (our key is in its topology) or closes: packets
+        // stay queued until a link is admitted
+        if !read_frame(&mut stream, &mut msg).await? {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the peer closed the link: our key is not (yet) in its topology",
+            ));
+        }
+        transport.read_message(&msg, &mut buf).map_err(noise_err)?;
+        Ok(transport)
     };
     let transport = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
@@ -264,18 +317,31 @@ async fn peer_task(inner: Arc<Inner>, node: NodeAddress, mut rx: mpsc::Receiver<
     }
 }
 
-/// Accepts node links on `listener` and calls `on_packet` with every packet received.
-pub async fn serve<F>(listener: TcpListener, noise: NodeSecret, stats: Arc<LinkStats>, on_packet: F)
+/// Most incoming links (connected or handshaking) a node holds at once; more are
+/// closed at accept and counted as handshake failures.
+pub const MAX_INBOUND_LINKS: usize = 1024;
+
+/// Accepts node links on `listener` from the nodes `links` admits (see the module
+/// docs) and calls `on_packet` with every packet received.
+pub async fn serve<F>(listener: TcpListener, noise: NodeSecret, links: Links, on_packet: F)
 where
     F: Fn(Vec<u8>) + Send + Sync + 'static,
 {
     let on_packet = Arc::new(on_packet);
-    let secret = noise.to_bytes();
+    let secret = Arc::new(Zeroizing::new(noise.to_bytes()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_LINKS));
     crate::accept_each(listener, move |stream, peer| {
         let on_packet = on_packet.clone();
-        let stats = stats.clone();
+        let links = links.clone();
+        let secret = secret.clone();
+        let slot = slots.clone().try_acquire_owned();
         async move {
-            if let Err(e) = serve_conn(stream, secret, &stats, on_packet.as_ref()).await {
+            let Ok(_slot) = slot else {
+                links.inner.stats.handshake_failures.inc();
+                tracing::debug!(%peer, "too many node links: refused");
+                return;
+            };
+            if let Err(e) = serve_conn(stream, &secret, &links, on_packet.as_ref()).await {
                 tracing::debug!(%peer, error = %e, "node link closed");
             }
         }
@@ -285,13 +351,14 @@ where
 
 async fn serve_conn<F: Fn(Vec<u8>)>(
     mut stream: TcpStream,
-    secret: [u8; 32],
-    stats: &LinkStats,
+    secret: &[u8; 32],
+    links: &Links,
     on_packet: &F,
 ) -> std::io::Result<()> {
+    let stats = &links.inner.stats;
     let handshake = async {
         let mut hs = snow::Builder::new(NOISE_PARAMS.parse().map_err(noise_err)?)
-            .local_private_key(&secret)
+            .local_private_key(secret)
             .map_err(noise_err)?
             .build_responder()
             .map_err(noise_err)?;
@@ -308,9 +375,13 @@ async fn serve_conn<F: Fn(Vec<u8>)>(
             }
             hs.read_message(&msg, &mut buf).map_err(noise_err)?;
         }
-        hs.into_transport_mode().map_err(noise_err)
+        let remote: [u8; 32] = hs
+            .get_remote_static()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no remote static key"))?;
+        Ok((remote, hs.into_transport_mode().map_err(noise_err)?))
     };
-    let mut transport = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let (remote, mut transport) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             stats.handshake_failures.inc();
@@ -321,6 +392,17 @@ async fn serve_conn<F: Fn(Vec<u8>)>(
             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"));
         }
     };
+    if !links.admits(&remote) {
+        stats.rejected_peers.inc();
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("static key {} is not a node of the topology", mixnet_core::address::encode_key(&remote)),
+        ));
+    }
+    // admitted: tell the initiator, which sends nothing before this
+    let mut admitted = [0u8; 64];
+    let n = transport.write_message(&[], &mut admitted).map_err(noise_err)?;
+    write_frame(&mut stream, &admitted[..n]).await?;
     let (r, _w) = stream.split();
     let mut r = tokio::io::BufReader::with_capacity(64 * 1024, r);
     let mut msg = Vec::new();

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mixnet_core::mix::NodeKeys;
+use mixnet_core::mix::{NodeKeys, ReplayConfig};
 use mixnet_core::sphinx::NodeSecret;
 use mixnet_core::topology::{EpochKey, Key32, NodeDescriptor, SignedDescriptor, Topology};
 
@@ -46,13 +46,17 @@ impl Membership {
 
     /// Registers once (retrying for up to `patience`); returns the epoch and the keys
     /// for it and the next one.
-    pub async fn join(&self, patience: Duration) -> Result<(EpochInfo, NodeKeys), DirectoryError> {
+    pub async fn join(
+        &self,
+        patience: Duration,
+        replay: ReplayConfig,
+    ) -> Result<(EpochInfo, NodeKeys), DirectoryError> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             match self.register_once().await {
                 Ok(info) => {
                     let keys = self
-                        .keys_for(info.epoch)
+                        .keys_for(info.epoch, replay)
                         .map_err(|e| DirectoryError::Refused { status: 0, body: e.to_string() })?;
                     return Ok((info, keys));
                 }
@@ -66,9 +70,9 @@ impl Membership {
     }
 
     /// The keys a node holds in `epoch`: that epoch's and the next one's.
-    fn keys_for(&self, epoch: u64) -> std::io::Result<NodeKeys> {
+    fn keys_for(&self, epoch: u64, replay: ReplayConfig) -> std::io::Result<NodeKeys> {
         let mut id = self.identity.lock().unwrap_or_else(|e| e.into_inner());
-        let mut keys = NodeKeys::new(epoch, id.sphinx_key(epoch)?);
+        let keys = NodeKeys::new(epoch, id.sphinx_key(epoch)?, replay);
         keys.add(epoch + 1, id.sphinx_key(epoch + 1)?);
         Ok(keys)
     }

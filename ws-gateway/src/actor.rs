@@ -10,6 +10,7 @@ use mixnet_core::sphinx::{NodeAddress, NodeSecret};
 use mixnet_core::topology::Topology;
 use nodenet::link::{LinkStats, Links};
 use nodenet::metrics::{Counter, Exposition};
+use nodenet::replay::ReplayStore;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, oneshot};
 
@@ -84,6 +85,7 @@ impl Actor {
         links: Links,
         metrics: std::sync::Arc<Metrics>,
         exit: Option<(ExitKeys, ExitConfig)>,
+        replay: Option<std::sync::Arc<std::sync::Mutex<ReplayStore>>>,
         config: &GatewayConfig,
     ) -> Result<(Self, mpsc::Sender<Event>), String> {
         let (tx, rx) = mpsc::channel(65_536);
@@ -93,7 +95,7 @@ impl Actor {
             max_age: Duration::from_secs(config.inbox_max_age_secs),
         };
         let path = config.data_dir.as_ref().map(|d| d.join("inbox.sqlite"));
-        let inbox = inbox::start(path.as_deref(), limits, move |r| {
+        let inbox = inbox::start(path.as_deref(), limits, replay, move |r| {
             let _ = inbox_tx.blocking_send(Event::Inbox(r));
         })?;
         let mut gateway = Gateway::new(core, address, noise, keys, nodenet::os_rng());
@@ -168,7 +170,7 @@ impl Actor {
             Event::Inbox(InboxReply::Stored(token, r)) => self.gateway.handle_stored(token, r),
             Event::Inbox(InboxReply::Loaded(conn, entries)) => self.gateway.handle_inbox(conn, entries),
             Event::Rotate(epoch, key, next) => {
-                self.gateway.keys_mut().rotate(epoch, key, Some(next));
+                self.gateway.keys().rotate(epoch, key, Some(next));
                 tracing::info!(epoch, "rotated Sphinx key");
             }
             Event::Topology(t) => {

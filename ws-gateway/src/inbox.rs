@@ -5,10 +5,11 @@
 //! Runs on its own thread; requests batch into one transaction.
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use mixnet_core::message::Delivery;
+use nodenet::replay::ReplayStore;
 use rusqlite::{Connection, params};
 
 /// A request to the inbox thread.
@@ -79,6 +80,7 @@ fn open(path: Option<&Path>) -> rusqlite::Result<Connection> {
 pub fn start(
     path: Option<&Path>,
     limits: InboxLimits,
+    replay: Option<Arc<Mutex<ReplayStore>>>,
     reply: impl Fn(InboxReply) + Send + 'static,
 ) -> Result<mpsc::Sender<InboxCommand>, String> {
     let mut db = open(path).map_err(|e| format!("opening the inbox database: {e}"))?;
@@ -90,7 +92,24 @@ pub fn start(
             while let Ok(first) = rx.recv() {
                 let mut batch = vec![first];
                 batch.extend(rx.try_iter().take(1023));
-                let replies = run_batch(&mut db, limits, batch);
+                // the replay tags of what this batch stores are made durable first: a
+                // delivery acknowledged before a crash cannot be replayed after it
+                let mut refused = Vec::new();
+                if let Some(r) = &replay
+                    && batch.iter().any(|c| matches!(c, InboxCommand::Store { .. }))
+                    && let Err(e) = r.lock().unwrap_or_else(|e| e.into_inner()).persist()
+                {
+                    // not durable: store nothing, so nothing is acknowledged (senders retransmit)
+                    tracing::error!(error = %e, "writing replay tags failed: refusing this batch's deliveries");
+                    batch.retain(|c| match c {
+                        InboxCommand::Store { token, .. } => {
+                            refused.push(InboxReply::Stored(*token, Err(format!("replay tags not durable: {e}"))));
+                            false
+                        }
+                        _ => true,
+                    });
+                }
+                let replies = refused.into_iter().chain(run_batch(&mut db, limits, batch));
                 for r in replies {
                     reply(r);
                 }

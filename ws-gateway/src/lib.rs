@@ -27,6 +27,7 @@ use mix_node::StartError;
 use mixnet_core::address::Recipient;
 use mixnet_core::gateway::GatewayConfig as CoreConfig;
 use mixnet_core::message::RouteMode;
+use mixnet_core::mix::ReplayConfig;
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sphinx::NodeAddress;
 use mixnet_core::topology::{self, Key32, NodeDescriptor, Role, WebTransportEndpoint};
@@ -35,6 +36,7 @@ use nodenet::keys::NodeIdentity;
 use nodenet::link::{LinkStats, Links};
 use nodenet::membership::Membership;
 use nodenet::metrics::Counter;
+use nodenet::replay::{ReplayKeeper, ReplayStore};
 use serde::Deserialize;
 
 pub use actor::Metrics;
@@ -85,6 +87,8 @@ pub struct GatewayConfig {
     pub link_queue: usize,
     /// How often the descriptor is refreshed.
     pub heartbeat_ms: u64,
+    /// Replay filter size per key epoch (`capacity` packets at `false_positive`).
+    pub replay: ReplayConfig,
     /// Run an exit service.
     pub exit: Option<ExitConfig>,
 }
@@ -128,6 +132,7 @@ impl Default for GatewayConfig {
             inbox_max_age_secs: 24 * 3600,
             link_queue: 8192,
             heartbeat_ms: 10_000,
+            replay: ReplayConfig::default(),
             exit: None,
         }
     }
@@ -154,6 +159,9 @@ pub struct RunningGateway {
     /// Outgoing node links (fault injection in tests).
     pub links: Links,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Writes the replay filters; dropped last (after the actor stops), it writes them
+    /// a final time.
+    _replay: Option<ReplayKeeper>,
     wt_task: Option<tokio::task::JoinHandle<()>>,
     wt_endpoint: Option<Arc<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>>>,
     shutdown: tokio::sync::mpsc::Sender<actor::Event>,
@@ -259,8 +267,19 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         template,
         Duration::from_millis(config.heartbeat_ms),
     );
-    let (info, keys) =
-        membership.join(Duration::from_secs(30)).await.map_err(|e| StartError::Directory(e.to_string()))?;
+    let (info, keys) = membership
+        .join(Duration::from_secs(30), config.replay)
+        .await
+        .map_err(|e| StartError::Directory(e.to_string()))?;
+    // the filters on disk are read back before the first packet is accepted
+    let replay = match &config.data_dir {
+        Some(dir) => {
+            let (store, restored) = ReplayStore::open(&dir.join("replay"), &keys).map_err(StartError::Keys)?;
+            tracing::info!(snapshots = ?restored.snapshots, logged = restored.logged_tags, refused = ?restored.refused, "replay filters restored");
+            Some(ReplayKeeper::start(store))
+        }
+        None => None,
+    };
 
     let link_stats = Arc::new(LinkStats::default());
     let links = Links::new(&noise, config.link_queue, link_stats.clone());
@@ -275,6 +294,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         links.clone(),
         metrics.clone(),
         exit.map(|keys| (keys, config.exit.clone().unwrap_or_default())),
+        replay.as_ref().map(ReplayKeeper::store),
         &config,
     )
     .map_err(StartError::Config)?;
@@ -285,7 +305,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
     let mut tasks = vec![tokio::spawn(actor.run())];
     let ev = events.clone();
     let node_metrics = metrics.clone();
-    tasks.push(tokio::spawn(nodenet::link::serve(mix_listener, noise, link_stats, move |p| {
+    tasks.push(tokio::spawn(nodenet::link::serve(mix_listener, noise, links.clone(), move |p| {
         if ev.try_send(actor::Event::NodePacket(p)).is_err() {
             node_metrics.dropped_overload.inc();
         }
@@ -340,6 +360,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         tasks,
         wt_task,
         wt_endpoint,
+        _replay: replay,
         shutdown: events,
     })
 }

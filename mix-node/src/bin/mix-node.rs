@@ -42,11 +42,18 @@ announce = "mix1.example.org:1789" # what the topology publishes
 metrics_listen = "127.0.0.1:9101"  # GET /metrics
 directory = "http://directory.example.org:8000"
 directory_key = "<base58 ed25519 key printed by the directory>"
-data_dir = "/var/lib/mixnet/mix1"  # identity, Noise and per-epoch Sphinx keys
+data_dir = "/var/lib/mixnet/mix1"  # identity, Noise and per-epoch Sphinx keys, replay filters
 workers = 0                        # crypto threads; 0 = one per core
 worker_queue = 4096
 link_queue = 8192
 heartbeat_ms = 10000
+max_queue = 100000                 # packets held for their delay, at most
+max_queue_bytes = 268435456        # and bytes (256 MiB)
+max_delay_ms = 60000               # longer per-hop delays are dropped
+
+[replay]                           # one Bloom filter per held key (3 held): 36 MiB each
+capacity = 10000000                # packets expected per key epoch
+false_positive = 1e-6              # chance a fresh packet is taken for a replay
 "#;
 
 const DIRECTORY_EXAMPLE: &str = r#"# directory authority
@@ -68,7 +75,7 @@ async fn main() {
             let config: mix::MixConfig = load_config(&path).unwrap_or_else(|e| fail(e));
             let node = mix::start(config).await.unwrap_or_else(|e| fail(e));
             println!("mix node {} listening on {}", node.address, node.mix_addr);
-            let _ = tokio::signal::ctrl_c().await;
+            mix_node::cli::shutdown_signal().await;
             node.stop();
         }
         Command::Directory { config, .. } => {
@@ -82,8 +89,18 @@ async fn main() {
                 dir.url(),
                 mixnet_core::address::encode_key(&dir.key.to_bytes())
             );
-            let _ = tokio::signal::ctrl_c().await;
+            mix_node::cli::shutdown_signal().await;
             dir.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_example_configs_parse() {
+        let mix: mix_node::mix::MixConfig = toml::from_str(super::MIX_EXAMPLE).unwrap();
+        mix.validate().unwrap();
+        let _: mix_node::directory::DirectoryConfig = toml::from_str(super::DIRECTORY_EXAMPLE).unwrap();
     }
 }

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mixnet_core::mix::{Mix, NodeKeys};
+use mixnet_core::mix::{Mix, MixConfig, NodeKeys, ReplayConfig};
 use mixnet_core::sphinx::{
     self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, NodeSecret, PacketSize, RouteNode,
 };
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
     let secrets: Vec<NodeSecret> = (1..=3u8).map(|i| NodeSecret::from_bytes([i; 32])).collect();
     if mode % 2 == 0 {
-        let mut mix = Mix::new(NodeKeys::new(1, secrets[0].clone()), 16);
+        let mut mix = Mix::new(MixConfig { max_queue: 16, ..MixConfig::default() }, NodeKeys::new(1, secrets[0].clone(), ReplayConfig { capacity: 1000, false_positive: 1e-6 }));
         let _ = mix.handle_packet(Instant::ZERO, rest.to_vec());
         let _ = sphinx::process_packet(&secrets[0], rest.to_vec());
         return;

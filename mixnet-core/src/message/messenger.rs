@@ -418,7 +418,11 @@ impl<R: CryptoRng> Messenger<R> {
     fn delays(&mut self, hops: usize, mean: Duration) -> Vec<Delay> {
         match self.config.mode {
             RouteMode::Fast => vec![Delay(0); hops],
-            RouteMode::Mixnet => Delay::sample_exponential(&mut self.rng, mean, hops),
+            // a mix drops packets that ask for more than its maximum: never ask for it
+            RouteMode::Mixnet => Delay::sample_exponential(&mut self.rng, mean, hops)
+                .into_iter()
+                .map(|d| d.min(Delay::from_duration(crate::mix::DEFAULT_MAX_DELAY)))
+                .collect(),
         }
     }
 

@@ -61,7 +61,7 @@ async fn main() {
     if let Some(exit) = gw.exit {
         println!("exit address: {exit}");
     }
-    let _ = tokio::signal::ctrl_c().await;
+    mix_node::cli::shutdown_signal().await;
     gw.shutdown().await;
 }
 

@@ -1,0 +1,249 @@
+//! The replay filter of one key epoch: a Bloom filter of fixed size, chosen from
+//! the number of packets expected under the key and a false-positive target, so
+//! its memory never grows with traffic. A false positive drops an honest packet
+//! (its sender retransmits); a replay is never let through while the filter holds
+//! every tag accepted under the key.
+//!
+//! The filter is sharded (each shard its own bit array behind its own lock), so the
+//! worker threads of a multi-core mix rarely contend, and "seen? then insert" is
+//! atomic per tag. It can be written out ([`ReplayFilter::snapshot`]) and read
+//! back ([`ReplayFilter::restore`]) so a restarted node keeps rejecting what it saw.
+
+use std::sync::Mutex;
+
+use crate::sphinx::REPLAY_TAG_SIZE;
+
+/// Sizing of a replay filter.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// Packets expected under one key (one epoch, plus its overlaps). Beyond this the
+    /// false-positive rate rises above the target (counted as over capacity).
+    pub capacity: u64,
+    /// Chance that a fresh packet is taken for a replay while the filter holds at
+    /// most `capacity` tags.
+    pub false_positive: f64,
+}
+
+impl Default for ReplayConfig {
+    /// 10 M packets per key at 10⁻⁶: 36 MiB per held key.
+    fn default() -> Self {
+        Self { capacity: 10_000_000, false_positive: 1e-6 }
+    }
+}
+
+impl ReplayConfig {
+    /// Bits of the whole filter and the number of probes per tag.
+    fn dimensions(&self) -> (u64, u32) {
+        let n = self.capacity.max(1) as f64;
+        let p = self.false_positive.clamp(1e-12, 0.5);
+        let ln2 = core::f64::consts::LN_2;
+        let bits = (-(n * p.ln()) / (ln2 * ln2)).ceil().max(64.0 * SHARDS as f64);
+        let probes = ((bits / n) * ln2).round().clamp(1.0, 32.0) as u32;
+        (bits as u64, probes)
+    }
+
+    /// Bytes the filter takes in memory (and on disk).
+    pub fn memory_bytes(&self) -> usize {
+        let (bits, _) = self.dimensions();
+        Self::words_per_shard(bits) * 8 * SHARDS
+    }
+
+    fn words_per_shard(bits: u64) -> usize {
+        (bits.div_ceil(64) as usize).div_ceil(SHARDS).max(1)
+    }
+}
+
+const SHARDS: usize = 64;
+const MAGIC: &[u8; 8] = b"MXREPLY1";
+const HEADER_LEN: usize = 8 + 8 + 4 + 4 + 8;
+
+/// Why a snapshot was not restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The bytes are not a snapshot of this format.
+    #[error("not a replay filter snapshot")]
+    Format,
+    /// The snapshot was taken with another size (the configuration changed).
+    #[error("replay filter snapshot has another size ({0} B per shard)")]
+    Size(usize),
+}
+
+/// A Bloom filter of replay tags with a fixed memory bound.
+#[derive(Debug)]
+pub struct ReplayFilter {
+    shards: Box<[Mutex<Vec<u64>>]>,
+    words: usize,
+    probes: u32,
+    capacity: u64,
+    inserted: std::sync::atomic::AtomicU64,
+}
+
+impl ReplayFilter {
+    /// An empty filter sized by `config`.
+    pub fn new(config: &ReplayConfig) -> Self {
+        let (bits, probes) = config.dimensions();
+        let words = ReplayConfig::words_per_shard(bits);
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(vec![0u64; words])).collect(),
+            words,
+            probes,
+            capacity: config.capacity,
+            inserted: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn locate(&self, tag: &[u8; REPLAY_TAG_SIZE]) -> (usize, u64, u64) {
+        // the tag is the output of a hash (HKDF): its bytes are uniform already
+        let word = |i: usize| u64::from_le_bytes(tag[i..i + 8].try_into().expect("8 bytes"));
+        (usize::from(tag[16]) % SHARDS, word(0), word(8) | 1)
+    }
+
+    /// Records `tag`; false if it was (probably) there already.
+    pub fn insert(&self, tag: &[u8; REPLAY_TAG_SIZE]) -> bool {
+        let (shard, h1, h2) = self.locate(tag);
+        let bits = (self.words * 64) as u64;
+        // a poisoned shard only means a panic elsewhere; the bits themselves are intact
+        let mut s = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
+        let mut fresh = false;
+        for i in 0..u64::from(self.probes) {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % bits;
+            let (w, m) = ((bit / 64) as usize, 1u64 << (bit % 64));
+            fresh |= s[w] & m == 0;
+            s[w] |= m;
+        }
+        if fresh {
+            self.inserted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fresh
+    }
+
+    /// Whether `tag` was (probably) recorded.
+    pub fn contains(&self, tag: &[u8; REPLAY_TAG_SIZE]) -> bool {
+        let (shard, h1, h2) = self.locate(tag);
+        let bits = (self.words * 64) as u64;
+        let s = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
+        (0..u64::from(self.probes)).all(|i| {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % bits;
+            s[(bit / 64) as usize] & (1u64 << (bit % 64)) != 0
+        })
+    }
+
+    /// Tags recorded.
+    pub fn len(&self) -> u64 {
+        self.inserted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether more tags were recorded than the filter was sized for (its
+    /// false-positive rate is then above the target).
+    pub fn over_capacity(&self) -> bool {
+        self.len() > self.capacity
+    }
+
+    /// Bytes of memory the filter holds (fixed).
+    pub fn memory_bytes(&self) -> usize {
+        self.words * 8 * SHARDS
+    }
+
+    /// The filter as bytes, for [`Self::restore`] after a restart. Shards are copied
+    /// one at a time: a tag inserted meanwhile may or may not be included.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + self.memory_bytes());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(self.words as u64).to_le_bytes());
+        out.extend_from_slice(&(SHARDS as u32).to_le_bytes());
+        out.extend_from_slice(&self.probes.to_le_bytes());
+        out.extend_from_slice(&self.len().to_le_bytes());
+        for shard in self.shards.iter() {
+            let s = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for w in s.iter() {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Adds what a snapshot holds (bitwise, so tags recorded since start stay).
+    pub fn restore(&self, bytes: &[u8]) -> Result<(), RestoreError> {
+        if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
+            return Err(RestoreError::Format);
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+        let (words, shards, probes, inserted) = (u64_at(8), u32_at(16), u32_at(20), u64_at(24));
+        if words != self.words as u64 || shards as usize != SHARDS || probes != self.probes {
+            return Err(RestoreError::Size(usize::try_from(words).unwrap_or(usize::MAX).saturating_mul(8)));
+        }
+        if bytes.len() != HEADER_LEN + self.memory_bytes() {
+            return Err(RestoreError::Format);
+        }
+        for (i, shard) in self.shards.iter().enumerate() {
+            let mut s = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let base = HEADER_LEN + i * self.words * 8;
+            for (j, w) in s.iter_mut().enumerate() {
+                *w |= u64_at(base + j * 8);
+            }
+        }
+        self.inserted.fetch_add(inserted, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::{Rng, SeedableRng};
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn tags(seed: u64, n: usize) -> Vec<[u8; REPLAY_TAG_SIZE]> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                let mut t = [0u8; REPLAY_TAG_SIZE];
+                rng.fill_bytes(&mut t);
+                t
+            })
+            .collect()
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn replays_are_caught_and_false_positives_stay_near_the_target() {
+        let config = ReplayConfig { capacity: 20_000, false_positive: 1e-3 };
+        let f = ReplayFilter::new(&config);
+        let seen = tags(1, 20_000);
+        for t in &seen {
+            f.insert(t);
+        }
+        assert!(seen.iter().all(|t| f.contains(t) && !f.insert(t)), "every recorded tag is a replay");
+        let fresh = tags(2, 100_000);
+        let false_positives = fresh.iter().filter(|t| f.contains(t)).count();
+        // 1e-3 of 100 000 is 100; allow for chance
+        assert!(false_positives < 200, "{false_positives} false positives in 100 000");
+        assert!(!f.over_capacity());
+        assert_eq!(f.memory_bytes(), config.memory_bytes());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_snapshot_restores_every_tag_and_refuses_another_size() {
+        let config = ReplayConfig { capacity: 1000, false_positive: 1e-6 };
+        let f = ReplayFilter::new(&config);
+        let seen = tags(3, 500);
+        for t in &seen {
+            f.insert(t);
+        }
+        let snap = f.snapshot();
+        let g = ReplayFilter::new(&config);
+        g.restore(&snap).unwrap();
+        assert!(seen.iter().all(|t| g.contains(t)));
+        assert_eq!(g.len(), 500);
+        let other = ReplayFilter::new(&ReplayConfig { capacity: 100_000, false_positive: 1e-6 });
+        assert!(matches!(other.restore(&snap), Err(RestoreError::Size(_))));
+        assert_eq!(g.restore(&snap[..snap.len() - 1]), Err(RestoreError::Format));
+        assert_eq!(g.restore(b"junk"), Err(RestoreError::Format));
+    }
+}
