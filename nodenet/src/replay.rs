@@ -188,6 +188,21 @@ pub struct ReplayKeeper {
 }
 
 impl ReplayKeeper {
+    /// Restores `keys`' filters from `data_dir/replay` and keeps them there; `None`
+    /// without a data directory (keys are then ephemeral: nothing to protect after a
+    /// restart).
+    pub fn open(data_dir: Option<&Path>, keys: &NodeKeys) -> io::Result<Option<Self>> {
+        let Some(dir) = data_dir else { return Ok(None) };
+        let (store, restored) = ReplayStore::open(&dir.join("replay"), keys)?;
+        tracing::info!(
+            snapshots = ?restored.snapshots,
+            logged = restored.logged_tags,
+            refused = ?restored.refused,
+            "replay filters restored"
+        );
+        Ok(Some(Self::start(store)))
+    }
+
     /// Starts the thread.
     pub fn start(store: ReplayStore) -> Self {
         let store = Arc::new(Mutex::new(store));

@@ -36,7 +36,7 @@ use nodenet::keys::NodeIdentity;
 use nodenet::link::{LinkStats, Links};
 use nodenet::membership::Membership;
 use nodenet::metrics::Counter;
-use nodenet::replay::{ReplayKeeper, ReplayStore};
+use nodenet::replay::ReplayKeeper;
 use serde::Deserialize;
 
 pub use actor::Metrics;
@@ -272,14 +272,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         .await
         .map_err(|e| StartError::Directory(e.to_string()))?;
     // the filters on disk are read back before the first packet is accepted
-    let replay = match &config.data_dir {
-        Some(dir) => {
-            let (store, restored) = ReplayStore::open(&dir.join("replay"), &keys).map_err(StartError::Keys)?;
-            tracing::info!(snapshots = ?restored.snapshots, logged = restored.logged_tags, refused = ?restored.refused, "replay filters restored");
-            Some(ReplayKeeper::start(store))
-        }
-        None => None,
-    };
+    let replay = ReplayKeeper::open(config.data_dir.as_deref(), &keys).map_err(StartError::Keys)?;
 
     let link_stats = Arc::new(LinkStats::default());
     let links = Links::new(&noise, config.link_queue, link_stats.clone());
