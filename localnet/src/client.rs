@@ -554,7 +554,10 @@ impl Driver {
         while let Some(e) = self.client.poll_event() {
             let out = match e {
                 CoreEvent::Message(m) => {
-                    if self.streams.handle_message(&m) {
+                    let now = self.now();
+                    if self.streams.handle_message(self.client.messenger_mut(), now, &m) {
+                        // credit from the exit may have let held data go
+                        self.client.flush(now);
                         continue;
                     }
                     ClientEvent::Received(m)

@@ -169,9 +169,14 @@ impl FetchLayer {
 struct LayerHandle(Rc<RefCell<FetchLayer>>);
 
 impl Layer for LayerHandle {
-    fn handle_event(&mut self, _client: &mut CoreClient, _now: Instant, event: &ClientEvent) -> bool {
+    fn handle_event(&mut self, client: &mut CoreClient, now: Instant, event: &ClientEvent) -> bool {
         match event {
-            ClientEvent::Message(m) => self.0.borrow_mut().streams.handle_message(m),
+            ClientEvent::Message(m) => {
+                let mine = self.0.borrow_mut().streams.handle_message(client.messenger_mut(), now, m);
+                // credit from the exit may have let held data go
+                client.flush(now);
+                mine
+            }
             _ => false,
         }
     }

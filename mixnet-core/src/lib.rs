@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod client;
+pub mod exit;
 pub mod framing;
 pub mod gateway;
 pub mod message;

@@ -36,6 +36,20 @@ pub enum PolicyDenied {
     Private(IpAddr),
 }
 
+impl PolicyDenied {
+    /// The reason as told to the client: the kind of address, never the address the
+    /// exit resolved (which would tell the client about the exit's resolver).
+    pub fn client_reason(&self) -> String {
+        match self {
+            Self::Port(p) => format!("port {p} is not allowed by the exit policy"),
+            Self::Loopback(_) => "the host resolves to a loopback address, denied by the exit policy".into(),
+            Self::Private(_) => {
+                "the host resolves to a private or non-public address, denied by the exit policy".into()
+            }
+        }
+    }
+}
+
 fn private_v4(ip: Ipv4Addr) -> bool {
     let [a, b, ..] = ip.octets();
     ip.is_private()

@@ -315,7 +315,10 @@ pub mod mixnet {
     use rand_core::{Rng, SeedableRng};
 
     use super::{Endpoint, LinkConfig, SimNet};
+    use std::net::{IpAddr, SocketAddr};
+
     use crate::address::Recipient;
+    use crate::exit::{ConnectError, Exit, ExitAction, ExitConfig, ExitKey, ResolveError};
     use crate::gateway::{ConnId, Gateway, GatewayConfig, Output};
     use crate::message::{Delivery, Messenger, MessengerConfig, ReceivedMessage};
     use crate::mix::{Mix, MixConfig, NodeKeys, ReplayConfig};
@@ -334,6 +337,123 @@ pub mod mixnet {
         inbox: HashMap<[u8; 32], BTreeMap<u64, Delivery>>,
         next_seq: u64,
         out: VecDeque<(NodeAddress, Vec<u8>)>,
+        /// The exit attached to this gateway, if any.
+        pub exit: Option<SimExit>,
+    }
+
+    /// How a simulated server behaves.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum SimServer {
+        /// Writes back what it reads; closes after the client does.
+        Echo,
+        /// Reads everything, never answers; closes after the client does.
+        Sink,
+        /// Accepts the connection, then never reads (a slow or stuck server).
+        Stalled,
+        /// Sends this many bytes at once, then closes (a download).
+        Source(usize),
+        /// Never answers the connection attempt (the driver's connect timeout is not
+        /// simulated: the attempt stays pending).
+        Unresponsive,
+    }
+
+    struct SimConn {
+        server: SimServer,
+        /// Bytes the server has for the exit to read.
+        to_read: VecDeque<u8>,
+        /// The server closes once `to_read` is empty.
+        closing: bool,
+    }
+
+    /// The core's [`Exit`] with simulated DNS and servers: the driver the gateway
+    /// runs, with sockets replaced by [`SimServer`]s.
+    pub struct SimExit {
+        /// The state machine under test.
+        pub exit: Exit<ChaCha20Rng>,
+        /// Names and their addresses.
+        pub dns: HashMap<String, Vec<IpAddr>>,
+        /// Servers by address; connecting anywhere else is refused.
+        pub servers: HashMap<SocketAddr, SimServer>,
+        conns: HashMap<ExitKey, SimConn>,
+        /// Every action the exit asked for, in order (for tests).
+        pub actions: Vec<ExitAction>,
+    }
+
+    impl SimExit {
+        fn feed(&mut self, now: Instant, key: ExitKey) {
+            loop {
+                let budget = self.exit.read_budget(&key);
+                let Some(c) = self.conns.get_mut(&key) else { return };
+                if budget == 0 || c.to_read.is_empty() {
+                    if c.to_read.is_empty() && c.closing {
+                        c.closing = false;
+                        self.exit.handle_eof(now, key, None);
+                    }
+                    return;
+                }
+                let n = budget.min(c.to_read.len());
+                let data: Vec<u8> = c.to_read.drain(..n).collect();
+                self.exit.handle_read(now, key, &data);
+            }
+        }
+
+        /// Carries out the exit's actions; true if there were any.
+        fn pump(&mut self, now: Instant) -> bool {
+            let mut any = false;
+            while let Some(a) = self.exit.poll_action() {
+                any = true;
+                self.actions.push(a.clone());
+                match a {
+                    ExitAction::Resolve { key, host, .. } => {
+                        let r = match host.parse::<IpAddr>() {
+                            Ok(ip) => Ok(vec![ip]),
+                            Err(_) => self.dns.get(&host).cloned().ok_or(ResolveError::NotFound),
+                        };
+                        self.exit.handle_resolved(now, key, r);
+                    }
+                    ExitAction::Connect { key, addr } => match self.servers.get(&addr) {
+                        Some(SimServer::Unresponsive) => {}
+                        Some(&server) => {
+                            let (to_read, closing) = match server {
+                                SimServer::Source(n) => ((0..n).map(|i| i as u8).collect(), true),
+                                _ => (VecDeque::new(), false),
+                            };
+                            self.conns.insert(key, SimConn { server, to_read, closing });
+                            self.exit.handle_connected(now, key);
+                        }
+                        None => self.exit.handle_connect_failed(now, key, ConnectError::Refused),
+                    },
+                    ExitAction::Write { key, data } => {
+                        let Some(c) = self.conns.get_mut(&key) else { continue };
+                        match c.server {
+                            SimServer::Echo => c.to_read.extend(&data),
+                            SimServer::Sink | SimServer::Source(_) => {}
+                            SimServer::Stalled | SimServer::Unresponsive => continue,
+                        }
+                        self.exit.handle_written(now, key, data.len());
+                        self.feed(now, key);
+                    }
+                    ExitAction::ShutdownWrite { key } => {
+                        if let Some(c) = self.conns.get_mut(&key)
+                            && c.server != SimServer::Stalled
+                        {
+                            c.closing = true;
+                            self.feed(now, key);
+                        }
+                    }
+                    ExitAction::ReadReady { key } => self.feed(now, key),
+                    ExitAction::Abort { key } | ExitAction::Release { key } => {
+                        self.conns.remove(&key);
+                    }
+                }
+            }
+            any
+        }
+
+        /// Connections the exit holds open in the simulated servers.
+        pub fn connections(&self) -> usize {
+            self.conns.len()
+        }
     }
 
     impl SimGateway {
@@ -349,7 +469,7 @@ pub mod mixnet {
             }
         }
 
-        fn run_outputs(&mut self) {
+        fn run_outputs(&mut self, now: Instant) {
             while let Some(o) = self.gateway.poll_output() {
                 match o {
                     Output::ToClient { conn, message } => {
@@ -377,7 +497,22 @@ pub mod mixnet {
                             m.retain(|s, _| *s > up_to);
                         }
                     }
-                    Output::LocalDeliver { .. } => {}
+                    Output::LocalDeliver { delivery, .. } => {
+                        if let Some(x) = self.exit.as_mut() {
+                            x.exit.handle_delivery(now, delivery);
+                        }
+                    }
+                }
+            }
+            // the exit's packets go into the gateway like a client's
+            if let Some(x) = self.exit.as_mut() {
+                let mut again = x.pump(now);
+                while let Some(t) = x.exit.poll_transmit(now) {
+                    self.gateway.handle_local_packet(now, t);
+                    again = true;
+                }
+                if again {
+                    self.run_outputs(now);
                 }
             }
         }
@@ -451,7 +586,7 @@ pub mod mixnet {
                         };
                         g.gateway.handle_message(now, conn, &bytes);
                     }
-                    g.run_outputs();
+                    g.run_outputs(now);
                 }
                 Self::Client(c) => {
                     c.client.handle_message(now, &bytes);
@@ -471,7 +606,10 @@ pub mod mixnet {
                 }
                 Self::Gateway(g) => {
                     g.gateway.handle_timeout(now);
-                    g.run_outputs();
+                    if let Some(x) = g.exit.as_mut() {
+                        x.exit.handle_timeout(now);
+                    }
+                    g.run_outputs(now);
                 }
                 Self::Mix(_) => {}
             }
@@ -492,7 +630,10 @@ pub mod mixnet {
         fn poll_timeout(&self) -> Option<Instant> {
             match self {
                 Self::Mix(m) => m.poll_timeout(),
-                Self::Gateway(g) => g.gateway.poll_timeout(),
+                Self::Gateway(g) => [g.gateway.poll_timeout(), g.exit.as_ref().and_then(|x| x.exit.poll_timeout())]
+                    .into_iter()
+                    .flatten()
+                    .min(),
                 Self::Client(c) => c.client.poll_timeout(),
             }
         }
@@ -585,6 +726,7 @@ pub mod mixnet {
                         inbox: HashMap::new(),
                         next_seq: 0,
                         out: VecDeque::new(),
+                        exit: None,
                     }),
                 );
             }
@@ -625,6 +767,35 @@ pub mod mixnet {
             self.net.set_link(NodeAddress(identity), NodeAddress(gw), latency.clone());
             self.net.set_link(NodeAddress(gw), NodeAddress(identity), latency);
             address
+        }
+
+        /// Attaches an exit to gateway number `gateway` (like `[exit]` in a gateway's
+        /// configuration) and publishes it in the topology; returns its address.
+        pub fn add_exit(&mut self, gateway: usize, config: ExitConfig) -> Recipient {
+            let gw = self.topology.gateways[gateway].identity.0;
+            let keys = crate::message::ClientKeys {
+                identity: key(&mut self.rng),
+                encryption: NodeSecret::from_bytes(key(&mut self.rng)),
+            };
+            let mut exit = Exit::new(config, keys, gw, ChaCha20Rng::seed_from_u64(self.rng.next_u64()));
+            let address = exit.address();
+            self.topology.gateways[gateway].exit = Some(address);
+            exit.set_routes(Routes::new(self.topology.clone()).expect("valid topology"));
+            let g = self.gateway_mut(gw);
+            g.gateway.attach_local(address.identity);
+            g.exit = Some(SimExit {
+                exit,
+                dns: HashMap::new(),
+                servers: HashMap::new(),
+                conns: HashMap::new(),
+                actions: Vec::new(),
+            });
+            address
+        }
+
+        /// The exit attached to gateway `id`.
+        pub fn exit_mut(&mut self, gateway: [u8; 32]) -> &mut SimExit {
+            self.gateway_mut(gateway).exit.as_mut().expect("an exit is attached")
         }
 
         /// The gateway with identity `id`.

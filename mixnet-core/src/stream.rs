@@ -1,27 +1,34 @@
 //! Byte streams through an exit: `Open(host, port)`, `Data(seq)`, `Close(seq)`,
-//! carried as messages. The client's messages carry SURBs; the exit answers only
-//! through them, so it never learns the client's address. Messages may arrive in
-//! any order, so each direction numbers its data and the receiver reorders.
+//! `Credit(written)`, carried as messages. The client's messages carry SURBs; the exit
+//! answers only through them, so it never learns the client's address. Messages
+//! may arrive in any order, so each direction numbers its data and the receiver
+//! reorders.
 //!
-//! [`Streams`] is the client's side, [`ExitStreams`] the exit's; both drive a
-//! [`Messenger`] and leave sockets and DNS to their driver.
+//! **Flow control.** Downloads: the exit keeps at most a window of reply bytes
+//! unacknowledged per stream (and in total), pausing its reads from the server.
+//! Uploads: the exit buffers a bounded number of bytes per stream, so the client
+//! keeps at most [`Streams::window`] bytes beyond what the exit has reported written
+//! to the server (`Credit`), and holds the rest until credit arrives.
+//!
+//! [`Streams`] is the client's side; the exit's is [`crate::exit::Exit`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rand_core::CryptoRng;
 
 use crate::address::Recipient;
-use crate::message::{Event, MessageId, Messenger, ReceivedMessage, SendError, SenderTag};
+use crate::message::{Messenger, ReceivedMessage, SendError};
 use crate::time::Instant;
 
 /// Identifies a stream; chosen at random by the client.
 pub type StreamId = u64;
 /// Largest data chunk per message.
 pub const MAX_CHUNK: usize = 32 * 1024;
-/// Most out-of-order messages buffered per stream direction.
-const MAX_PENDING: usize = 4096;
-/// Most streams an exit holds whose `Open` has not arrived yet.
-const MAX_UNOPENED: usize = 1024;
+/// Default upload window: bytes a client sends beyond the exit's last credit.
+pub const DEFAULT_WINDOW: usize = 512 * 1024;
+/// Out-of-order bytes a client buffers per stream before giving the stream up (the
+/// exit keeps at most its reply window in flight, far less).
+const CLIENT_MAX_PENDING: usize = 8 << 20;
 const MAGIC: &[u8; 4] = b"MXS1";
 
 /// A stream protocol message.
@@ -66,12 +73,27 @@ pub enum StreamMessage {
         /// Set when the stream ended abnormally.
         error: Option<String>,
     },
+    /// Exit → client: this many bytes of the stream were written to the server
+    /// (cumulative): the client may send that much more.
+    Credit {
+        /// Stream.
+        id: StreamId,
+        /// Bytes written so far.
+        written: u64,
+    },
 }
 
+/// Longest string a message carries (host names, reasons); longer ones are cut at a
+/// character boundary.
+const MAX_STR: usize = 1024;
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    let b = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
-    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
-    out.extend_from_slice(b);
+    let mut end = s.len().min(MAX_STR);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&(end as u16).to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..end]);
 }
 
 fn get_str(b: &[u8]) -> Option<(String, &[u8])> {
@@ -85,6 +107,18 @@ fn get_u64(b: &[u8]) -> Option<(u64, &[u8])> {
 }
 
 impl StreamMessage {
+    /// The stream it is about.
+    pub fn id(&self) -> StreamId {
+        match self {
+            Self::Open { id, .. }
+            | Self::Opened { id }
+            | Self::OpenFailed { id, .. }
+            | Self::Data { id, .. }
+            | Self::Close { id, .. }
+            | Self::Credit { id, .. } => *id,
+        }
+    }
+
     /// Encodes as a message body.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
@@ -118,6 +152,11 @@ impl StreamMessage {
                     put_str(&mut out, e);
                 }
             }
+            Self::Credit { id, written } => {
+                out.push(6);
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&written.to_be_bytes());
+            }
         }
         out
     }
@@ -139,6 +178,9 @@ impl StreamMessage {
             3 => Self::OpenFailed { id, reason: get_str(rest)?.0 },
             4 => {
                 let (seq, data) = get_u64(rest)?;
+                if data.len() > MAX_CHUNK {
+                    return None;
+                }
                 Self::Data { id, seq, data: data.to_vec() }
             }
             5 => {
@@ -146,38 +188,67 @@ impl StreamMessage {
                 let error = if rest.is_empty() { None } else { Some(get_str(rest)?.0) };
                 Self::Close { id, seq, error }
             }
+            6 => {
+                let (written, rest) = get_u64(rest)?;
+                if !rest.is_empty() {
+                    return None;
+                }
+                Self::Credit { id, written }
+            }
             _ => return None,
         })
     }
 }
 
-/// Reorders one direction of a stream.
-#[derive(Debug, Default)]
-struct Inbound {
+/// Reorders one direction of a stream, holding at most `max_bytes` out of order.
+#[derive(Debug)]
+pub(crate) struct Inbound {
     next: u64,
     pending: BTreeMap<u64, Vec<u8>>,
+    bytes: usize,
+    max_bytes: usize,
     close: Option<(u64, Option<String>)>,
     finished: bool,
 }
 
-enum Ordered {
+/// In-order output of [`Inbound`].
+pub(crate) enum Ordered {
     Data(Vec<u8>),
     End(Option<String>),
 }
 
 impl Inbound {
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        Self { next: 0, pending: BTreeMap::new(), bytes: 0, max_bytes, close: None, finished: false }
+    }
+
+    /// Bytes held out of order.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether the direction ended (its `Close` and every message before it arrived).
+    pub(crate) fn finished(&self) -> bool {
+        self.finished
+    }
+
     /// Adds a data message; returns what can now be delivered in order.
-    fn data(&mut self, seq: u64, data: Vec<u8>) -> Result<Vec<Ordered>, &'static str> {
-        if seq >= self.next && !self.finished {
-            if self.pending.len() >= MAX_PENDING {
-                return Err("too many out-of-order messages");
+    pub(crate) fn data(&mut self, seq: u64, data: Vec<u8>) -> Result<Vec<Ordered>, &'static str> {
+        if seq >= self.next && !self.finished && !self.pending.contains_key(&seq) {
+            if self.close.as_ref().is_some_and(|(end, _)| seq >= *end) {
+                return Err("data after the end of the stream");
             }
+            // in-order data leaves at once; only what waits for a gap counts
+            if seq > self.next && self.bytes + data.len() > self.max_bytes {
+                return Err("too much out-of-order data");
+            }
+            self.bytes += data.len();
             self.pending.insert(seq, data);
         }
         Ok(self.drain())
     }
 
-    fn close(&mut self, seq: u64, error: Option<String>) -> Vec<Ordered> {
+    pub(crate) fn close(&mut self, seq: u64, error: Option<String>) -> Vec<Ordered> {
         if self.close.is_none() && !self.finished {
             self.close = Some((seq, error));
         }
@@ -188,6 +259,7 @@ impl Inbound {
         let mut out = Vec::new();
         while let Some(d) = self.pending.remove(&self.next) {
             self.next += 1;
+            self.bytes -= d.len();
             out.push(Ordered::Data(d));
         }
         if let Some((seq, _)) = &self.close
@@ -196,6 +268,7 @@ impl Inbound {
         {
             self.finished = true;
             self.pending.clear();
+            self.bytes = 0;
             out.push(Ordered::End(self.close.take().and_then(|c| c.1)));
         }
         out
@@ -232,8 +305,17 @@ pub enum StreamEvent {
 struct ClientStream {
     exit: Recipient,
     opened: bool,
+    /// Data messages sent.
     sent: u64,
+    /// Data bytes sent.
+    sent_bytes: u64,
+    /// Bytes the exit reported written to the server.
+    credited: u64,
+    /// Chunks waiting for window.
+    unsent: VecDeque<Vec<u8>>,
+    /// The application closed its side; `Close` goes after the last unsent chunk.
     write_closed: bool,
+    close_sent: bool,
     inbound: Inbound,
 }
 
@@ -245,11 +327,20 @@ pub struct Streams {
     pub surbs_per_message: u16,
     /// SURBs attached to `Open`: the exit's first answers use them.
     pub surbs_with_open: u16,
+    /// Upload window: bytes sent beyond the exit's last credit (at most the exit's
+    /// per-stream buffer, [`crate::exit::ExitLimits::stream_buffer`]).
+    pub window: usize,
 }
 
 impl Default for Streams {
     fn default() -> Self {
-        Self { streams: HashMap::new(), events: VecDeque::new(), surbs_per_message: 8, surbs_with_open: 32 }
+        Self {
+            streams: HashMap::new(),
+            events: VecDeque::new(),
+            surbs_per_message: 8,
+            surbs_with_open: 32,
+            window: DEFAULT_WINDOW,
+        }
     }
 }
 
@@ -257,6 +348,11 @@ impl Streams {
     /// Streams not yet finished in both directions.
     pub fn open_streams(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Bytes written by the application and not yet sent (waiting for credit).
+    pub fn unsent_bytes(&self, id: StreamId) -> usize {
+        self.streams.get(&id).map_or(0, |s| s.unsent.iter().map(Vec::len).sum())
     }
 
     /// Asks `exit` to connect to `host:port` on a new stream `id` (random, chosen by
@@ -274,12 +370,23 @@ impl Streams {
         m.send(now, exit, &msg.encode(), self.surbs_with_open)?;
         self.streams.insert(
             id,
-            ClientStream { exit, opened: false, sent: 0, write_closed: false, inbound: Inbound::default() },
+            ClientStream {
+                exit,
+                opened: false,
+                sent: 0,
+                sent_bytes: 0,
+                credited: 0,
+                unsent: VecDeque::new(),
+                write_closed: false,
+                close_sent: false,
+                inbound: Inbound::new(CLIENT_MAX_PENDING),
+            },
         );
         Ok(id)
     }
 
-    /// Sends bytes on a stream (split into chunks of at most [`MAX_CHUNK`]).
+    /// Sends bytes on a stream (in chunks of at most [`MAX_CHUNK`]); what exceeds the
+    /// window waits here for the exit's credit.
     pub fn write<R: CryptoRng>(
         &mut self,
         m: &mut Messenger<R>,
@@ -291,25 +398,50 @@ impl Streams {
         if s.write_closed {
             return Err(StreamError::Closed(id));
         }
-        for chunk in data.chunks(MAX_CHUNK) {
-            let msg = StreamMessage::Data { id, seq: s.sent, data: chunk.to_vec() };
-            m.send(now, s.exit, &msg.encode(), self.surbs_per_message)?;
+        s.unsent.extend(data.chunks(MAX_CHUNK).map(<[u8]>::to_vec));
+        self.send_unsent(m, now, id)
+    }
+
+    /// Sends what the window allows, then the `Close` once everything went.
+    fn send_unsent<R: CryptoRng>(
+        &mut self,
+        m: &mut Messenger<R>,
+        now: Instant,
+        id: StreamId,
+    ) -> Result<(), StreamError> {
+        let window = self.window as u64;
+        let surbs = self.surbs_per_message;
+        let Some(s) = self.streams.get_mut(&id) else { return Ok(()) };
+        while let Some(chunk) = s.unsent.front() {
+            let in_flight = s.sent_bytes.saturating_sub(s.credited);
+            // one chunk always goes when nothing is in flight, whatever the window
+            if in_flight > 0 && in_flight + chunk.len() as u64 > window {
+                break;
+            }
+            let msg = StreamMessage::Data { id, seq: s.sent, data: chunk.clone() };
+            m.send(now, s.exit, &msg.encode(), surbs)?;
             s.sent += 1;
+            s.sent_bytes += chunk.len() as u64;
+            s.unsent.pop_front();
         }
+        if s.write_closed && s.unsent.is_empty() && !s.close_sent {
+            s.close_sent = true;
+            let msg = StreamMessage::Close { id, seq: s.sent, error: None };
+            m.send(now, s.exit, &msg.encode(), surbs)?;
+        }
+        self.finish_if_done(id);
         Ok(())
     }
 
-    /// Closes our write side (the exit shuts down its write to the server).
+    /// Closes our write side once what was written has gone (the exit then shuts
+    /// down its write to the server).
     pub fn close<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, id: StreamId) -> Result<(), StreamError> {
         let s = self.streams.get_mut(&id).ok_or(StreamError::Unknown(id))?;
         if s.write_closed {
             return Ok(());
         }
         s.write_closed = true;
-        let msg = StreamMessage::Close { id, seq: s.sent, error: None };
-        m.send(now, s.exit, &msg.encode(), self.surbs_per_message)?;
-        self.finish_if_done(id);
-        Ok(())
+        self.send_unsent(m, now, id)
     }
 
     /// Aborts a stream: the exit drops its connection at once (no more data comes
@@ -334,20 +466,16 @@ impl Streams {
     }
 
     fn finish_if_done(&mut self, id: StreamId) {
-        if self.streams.get(&id).is_some_and(|s| s.write_closed && s.inbound.finished) {
+        if self.streams.get(&id).is_some_and(|s| s.close_sent && s.inbound.finished()) {
             self.streams.remove(&id);
         }
     }
 
     /// Offers a received message; returns false if it is not for a stream of ours.
-    pub fn handle_message(&mut self, msg: &ReceivedMessage) -> bool {
+    /// Credit from the exit lets held data go, so this may send.
+    pub fn handle_message<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, msg: &ReceivedMessage) -> bool {
         let Some(sm) = StreamMessage::decode(&msg.data) else { return false };
-        let (StreamMessage::Opened { id }
-        | StreamMessage::OpenFailed { id, .. }
-        | StreamMessage::Data { id, .. }
-        | StreamMessage::Close { id, .. }
-        | StreamMessage::Open { id, .. }) = &sm;
-        let id = *id;
+        let id = sm.id();
         let Some(s) = self.streams.get_mut(&id) else { return true };
         if msg.reply_from != Some(s.exit) {
             return false;
@@ -360,7 +488,7 @@ impl Streams {
             self.events.push_back(StreamEvent::Opened(id));
         }
         let ordered = match sm {
-            StreamMessage::Opened { .. } => vec![],
+            StreamMessage::Opened { .. } | StreamMessage::Open { .. } => vec![],
             StreamMessage::OpenFailed { reason, .. } => {
                 self.streams.remove(&id);
                 self.events.push_back(StreamEvent::OpenFailed(id, reason));
@@ -371,9 +499,21 @@ impl Streams {
                 Err(e) => vec![Ordered::End(Some(e.to_owned()))],
             },
             StreamMessage::Close { seq, error, .. } => s.inbound.close(seq, error),
-            StreamMessage::Open { .. } => vec![],
+            StreamMessage::Credit { written, .. } => {
+                // never more than was sent: a confused exit cannot open the window wider
+                s.credited = s.credited.max(written.min(s.sent_bytes));
+                if let Err(e) = self.send_unsent(m, now, id) {
+                    self.streams.remove(&id);
+                    self.events.push_back(StreamEvent::Closed(id, Some(e.to_string())));
+                }
+                return true;
+            }
         };
         for o in ordered {
+            if let Ordered::End(Some(_)) = &o {
+                // an abnormal end: the exit forgot the stream, so must we
+                self.streams.remove(&id);
+            }
             self.events.push_back(match o {
                 Ordered::Data(d) => StreamEvent::Data(id, d),
                 Ordered::End(e) => StreamEvent::Closed(id, e),
@@ -386,286 +526,6 @@ impl Streams {
     /// The next stream event.
     pub fn poll_event(&mut self) -> Option<StreamEvent> {
         self.events.pop_front()
-    }
-}
-
-/// An exit stream: the client's tag and its stream id.
-pub type ExitKey = (SenderTag, StreamId);
-
-/// What the exit's driver must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExitAction {
-    /// Resolve `host`, check the exit policy, connect; report with
-    /// [`ExitStreams::connected`] or [`ExitStreams::connect_failed`].
-    Connect {
-        /// Stream.
-        key: ExitKey,
-        /// Host as the client gave it.
-        host: String,
-        /// Port.
-        port: u16,
-    },
-    /// Write bytes to the server, in order.
-    Write {
-        /// Stream.
-        key: ExitKey,
-        /// Bytes.
-        data: Vec<u8>,
-    },
-    /// The client finished sending: shut down our write side.
-    ShutdownWrite {
-        /// Stream.
-        key: ExitKey,
-    },
-    /// Drop the connection (the client went away or the stream broke).
-    Abort {
-        /// Stream.
-        key: ExitKey,
-    },
-    /// Reading may resume: replies in flight dropped below the window.
-    ReadReady {
-        /// Stream.
-        key: ExitKey,
-    },
-}
-
-struct ExitStream {
-    inbound: Inbound,
-    /// In-order client data not yet handed to the driver (it waits for the connection).
-    ready: VecDeque<Ordered>,
-    /// `Open` arrived (messages may overtake it).
-    opened: bool,
-    sent: u64,
-    in_flight: usize,
-    connected: bool,
-    read_closed: bool,
-    write_closed: bool,
-    paused: bool,
-}
-
-/// The exit's streams.
-pub struct ExitStreams {
-    streams: HashMap<ExitKey, ExitStream>,
-    replies: HashMap<MessageId, (ExitKey, usize)>,
-    actions: VecDeque<ExitAction>,
-    /// Reply bytes in flight per stream before reading pauses.
-    pub window: usize,
-    /// Streams opened, for metrics.
-    pub opened_total: u64,
-}
-
-impl Default for ExitStreams {
-    fn default() -> Self {
-        Self {
-            streams: HashMap::new(),
-            replies: HashMap::new(),
-            actions: VecDeque::new(),
-            window: 512 * 1024,
-            opened_total: 0,
-        }
-    }
-}
-
-impl ExitStreams {
-    /// Streams alive.
-    pub fn len(&self) -> usize {
-        self.streams.len()
-    }
-
-    /// Whether no stream is alive.
-    pub fn is_empty(&self) -> bool {
-        self.streams.is_empty()
-    }
-
-    /// The next thing for the driver to do.
-    pub fn poll_action(&mut self) -> Option<ExitAction> {
-        self.actions.pop_front()
-    }
-
-    /// How many bytes may be read from the server now (0: wait for `ReadReady`).
-    pub fn read_budget(&mut self, key: &ExitKey) -> usize {
-        match self.streams.get_mut(key) {
-            Some(s) if s.in_flight < self.window => (self.window - s.in_flight).min(MAX_CHUNK),
-            Some(s) => {
-                s.paused = true;
-                0
-            }
-            None => 0,
-        }
-    }
-
-    fn entry(&mut self, key: ExitKey) -> Option<&mut ExitStream> {
-        if !self.streams.contains_key(&key) {
-            let unopened = self.streams.values().filter(|s| !s.opened).count();
-            if unopened >= MAX_UNOPENED {
-                return None;
-            }
-            self.streams.insert(
-                key,
-                ExitStream {
-                    inbound: Inbound::default(),
-                    ready: VecDeque::new(),
-                    opened: false,
-                    sent: 0,
-                    in_flight: 0,
-                    connected: false,
-                    read_closed: false,
-                    write_closed: false,
-                    paused: false,
-                },
-            );
-        }
-        self.streams.get_mut(&key)
-    }
-
-    /// A message for the exit (from [`Messenger`]); malformed ones are ignored.
-    /// Messages may overtake the `Open`: they wait for it, and data waits for the
-    /// connection.
-    pub fn handle_message(&mut self, msg: ReceivedMessage) {
-        let (Some(tag), Some(sm)) = (msg.sender_tag, StreamMessage::decode(&msg.data)) else { return };
-        match sm {
-            StreamMessage::Open { id, host, port } => {
-                let key = (tag, id);
-                let Some(s) = self.entry(key) else { return };
-                if s.opened {
-                    return;
-                }
-                s.opened = true;
-                self.opened_total += 1;
-                self.actions.push_back(ExitAction::Connect { key, host, port });
-            }
-            StreamMessage::Data { id, seq, data } => {
-                let key = (tag, id);
-                let Some(s) = self.entry(key) else { return };
-                match s.inbound.data(seq, data) {
-                    Ok(ordered) => self.apply(key, ordered),
-                    Err(_) => self.fail(key),
-                }
-            }
-            StreamMessage::Close { id, seq, error } => {
-                let key = (tag, id);
-                let Some(s) = self.entry(key) else { return };
-                let ordered = s.inbound.close(seq, error);
-                self.apply(key, ordered);
-            }
-            StreamMessage::Opened { .. } | StreamMessage::OpenFailed { .. } => {}
-        }
-    }
-
-    /// Queues in-order items, and hands them to the driver once connected.
-    fn apply(&mut self, key: ExitKey, ordered: Vec<Ordered>) {
-        let Some(s) = self.streams.get_mut(&key) else { return };
-        s.ready.extend(ordered);
-        if !s.connected {
-            return;
-        }
-        while let Some(o) = s.ready.pop_front() {
-            match o {
-                Ordered::Data(data) => self.actions.push_back(ExitAction::Write { key, data }),
-                Ordered::End(None) => {
-                    s.write_closed = true;
-                    self.actions.push_back(ExitAction::ShutdownWrite { key });
-                }
-                Ordered::End(Some(_)) => {
-                    // the client reset the stream: the connection goes, and so does the stream
-                    self.streams.remove(&key);
-                    self.actions.push_back(ExitAction::Abort { key });
-                    return;
-                }
-            }
-        }
-        self.forget_if_done(key);
-    }
-
-    fn forget_if_done(&mut self, key: ExitKey) {
-        if self.streams.get(&key).is_some_and(|s| s.write_closed && s.read_closed) {
-            self.streams.remove(&key);
-        }
-    }
-
-    fn reply<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, key: ExitKey, msg: StreamMessage) {
-        let len = msg.encode().len();
-        match m.reply(now, key.0, &msg.encode()) {
-            Ok(mid) => {
-                self.replies.insert(mid, (key, len));
-                if let Some(s) = self.streams.get_mut(&key) {
-                    s.in_flight += len;
-                }
-            }
-            Err(_) => self.fail(key),
-        }
-    }
-
-    fn fail(&mut self, key: ExitKey) {
-        if self.streams.remove(&key).is_some() {
-            self.actions.push_back(ExitAction::Abort { key });
-        }
-    }
-
-    /// The connection for `key` is up.
-    pub fn connected<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, key: ExitKey) {
-        let Some(s) = self.streams.get_mut(&key) else { return };
-        s.connected = true;
-        self.reply(m, now, key, StreamMessage::Opened { id: key.1 });
-        self.apply(key, vec![]);
-    }
-
-    /// The connection for `key` could not be made (or the policy refused it).
-    pub fn connect_failed<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, key: ExitKey, reason: &str) {
-        if self.streams.remove(&key).is_none() {
-            return;
-        }
-        let msg = StreamMessage::OpenFailed { id: key.1, reason: reason.to_owned() };
-        let _ = m.reply(now, key.0, &msg.encode());
-    }
-
-    /// Bytes read from the server.
-    pub fn read<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, key: ExitKey, data: &[u8]) {
-        for chunk in data.chunks(MAX_CHUNK) {
-            let Some(s) = self.streams.get_mut(&key) else { return };
-            let seq = s.sent;
-            s.sent += 1;
-            self.reply(m, now, key, StreamMessage::Data { id: key.1, seq, data: chunk.to_vec() });
-        }
-    }
-
-    /// The server closed its side (`error` if the connection broke).
-    pub fn eof<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, key: ExitKey, error: Option<String>) {
-        let Some(s) = self.streams.get_mut(&key) else { return };
-        if s.read_closed {
-            return;
-        }
-        s.read_closed = true;
-        let seq = s.sent;
-        self.reply(m, now, key, StreamMessage::Close { id: key.1, seq, error });
-        self.forget_if_done(key);
-    }
-
-    /// A reply of ours was acknowledged: the read window opens.
-    pub fn delivered(&mut self, id: MessageId) {
-        let Some((key, len)) = self.replies.remove(&id) else { return };
-        let Some(s) = self.streams.get_mut(&key) else { return };
-        s.in_flight = s.in_flight.saturating_sub(len);
-        if s.paused && s.in_flight < self.window {
-            s.paused = false;
-            self.actions.push_back(ExitAction::ReadReady { key });
-        }
-    }
-
-    /// A reply of ours was given up: its stream is broken.
-    pub fn failed(&mut self, id: MessageId) {
-        if let Some((key, _)) = self.replies.remove(&id) {
-            self.fail(key);
-        }
-    }
-
-    /// Feeds a messenger event ([`Self::delivered`] / [`Self::failed`]).
-    pub fn handle_messenger_event(&mut self, event: &Event) {
-        match event {
-            Event::Delivered(id) => self.delivered(*id),
-            Event::Failed { id, .. } => self.failed(*id),
-            _ => {}
-        }
     }
 }
 
@@ -683,6 +543,7 @@ mod tests {
             StreamMessage::Data { id: 4, seq: 9, data: vec![1, 2, 3] },
             StreamMessage::Close { id: 5, seq: 10, error: None },
             StreamMessage::Close { id: 6, seq: 11, error: Some("reset".into()) },
+            StreamMessage::Credit { id: 7, written: 1 << 40 },
         ];
         for m in msgs {
             assert_eq!(StreamMessage::decode(&m.encode()), Some(m));
@@ -690,24 +551,40 @@ mod tests {
         assert_eq!(StreamMessage::decode(b"MXS1"), None);
         assert_eq!(StreamMessage::decode(b"hello"), None);
         assert_eq!(StreamMessage::decode(b"MXS1\x01\0\0\0\0\0\0\0\x01\xff\xff"), None);
+        // a long string is cut at a character boundary, never inside one
+        let long = "é".repeat(MAX_STR);
+        let Some(StreamMessage::OpenFailed { reason, .. }) =
+            StreamMessage::decode(&StreamMessage::OpenFailed { id: 1, reason: long }.encode())
+        else {
+            panic!("decodes")
+        };
+        assert_eq!(reason.len(), MAX_STR);
     }
 
-    #[wasm_bindgen_test(unsupported = test)]
-    fn inbound_reorders_and_ends_after_the_last_data() {
-        let mut i = Inbound::default();
-        assert!(i.close(3, None).is_empty());
-        assert!(i.data(2, b"c".to_vec()).unwrap().is_empty());
-        assert!(i.data(1, b"b".to_vec()).unwrap().is_empty());
-        let out = i.data(0, b"a".to_vec()).unwrap();
-        let got: Vec<_> = out
-            .into_iter()
+    fn texts(out: Vec<Ordered>) -> Vec<String> {
+        out.into_iter()
             .map(|o| match o {
                 Ordered::Data(d) => String::from_utf8(d).unwrap(),
                 Ordered::End(_) => "END".into(),
             })
-            .collect();
-        assert_eq!(got, ["a", "b", "c", "END"]);
+            .collect()
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn inbound_reorders_ends_after_the_last_data_and_bounds_what_it_holds() {
+        let mut i = Inbound::new(2);
+        assert!(i.close(3, None).is_empty());
+        assert!(i.data(2, b"c".to_vec()).unwrap().is_empty());
+        assert!(i.data(2, b"c".to_vec()).unwrap().is_empty(), "a duplicate is not counted twice");
+        assert!(i.data(1, b"b".to_vec()).unwrap().is_empty());
+        assert_eq!(i.bytes(), 2);
+        assert_eq!(i.data(5, b"x".to_vec()).err(), Some("data after the end of the stream"));
+        assert_eq!(texts(i.data(0, b"a".to_vec()).unwrap()), ["a", "b", "c", "END"]);
+        assert_eq!(i.bytes(), 0);
         // duplicates after the end are ignored
         assert!(i.data(1, b"b".to_vec()).unwrap().is_empty());
+        let mut j = Inbound::new(3);
+        j.data(1, b"xx".to_vec()).unwrap();
+        assert_eq!(j.data(2, b"yy".to_vec()).err(), Some("too much out-of-order data"));
     }
 }

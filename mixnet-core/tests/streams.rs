@@ -1,6 +1,6 @@
 //! Streams through an exit over the simulated mixnet (with loss and reordering): the
 //! exit answers only through SURBs, data arrives in order, and closing works both ways.
-//! The exit's "server" here is an in-process echo.
+//! The exit is the core's `Exit` with simulated servers (`sim::mixnet::SimExit`).
 
 mod common;
 
@@ -11,9 +11,11 @@ use wasm_bindgen_test::wasm_bindgen_test;
 use common::*;
 use mixnet_core::address::Recipient;
 use mixnet_core::client::ClientEvent;
+use mixnet_core::exit::{ExitAction, ExitConfig, ExitLimits};
 use mixnet_core::message::{Messenger, RouteMode};
-use mixnet_core::sim::mixnet::SimMixnet;
-use mixnet_core::stream::{ExitAction, ExitStreams, StreamEvent, Streams};
+use mixnet_core::policy::ExitPolicy;
+use mixnet_core::sim::mixnet::{SimExit, SimMixnet, SimServer};
+use mixnet_core::stream::{StreamEvent, Streams};
 use mixnet_core::time::Instant;
 use rand_chacha::ChaCha20Rng;
 
@@ -22,28 +24,30 @@ struct Harness {
     client: Recipient,
     exit: Recipient,
     streams: Streams,
-    exit_streams: ExitStreams,
-    seen: (usize, usize),
+    seen: usize,
     events: Vec<StreamEvent>,
-    /// Streams the exit aborted.
-    aborted: usize,
 }
 
 impl Harness {
     fn new(seed: u64, loss: f64, mode: RouteMode) -> Self {
+        Self::with_limits(seed, loss, mode, ExitLimits::default())
+    }
+
+    fn with_limits(seed: u64, loss: f64, mode: RouteMode, limits: ExitLimits) -> Self {
         let mut net = SimMixnet::new(seed, lossy(loss), 2, 2);
         let client = net.add_client(0, config(mode));
-        let exit = net.add_client(1, config(mode));
-        Self {
-            net,
-            client,
-            exit,
-            streams: Streams::default(),
-            exit_streams: ExitStreams::default(),
-            seen: (0, 0),
-            events: vec![],
-            aborted: 0,
-        }
+        let exit = net.add_exit(1, ExitConfig { messenger: config(mode), policy: ExitPolicy::localnet(), limits });
+        let gw = exit.gateway;
+        let x = net.exit_mut(gw);
+        x.dns.insert("echo".into(), vec![[127, 0, 0, 1].into()]);
+        x.servers.insert(([127, 0, 0, 1], 7).into(), SimServer::Echo);
+        x.servers.insert(([127, 0, 0, 1], 9).into(), SimServer::Sink);
+        x.servers.insert(([127, 0, 0, 1], 10).into(), SimServer::Stalled);
+        Self { net, client, exit, streams: Streams::default(), seen: 0, events: vec![] }
+    }
+
+    fn sim_exit(&mut self) -> &mut SimExit {
+        self.net.exit_mut(self.exit.gateway)
     }
 
     /// Runs `f` on the client's streams and messenger at the current simulated time,
@@ -59,54 +63,25 @@ impl Harness {
         out
     }
 
-    /// Moves events between the clients and the stream state machines; the exit echoes.
+    /// Moves the client's messages into its streams.
     fn pump(&mut self) {
         let now = self.net.net.now();
-        let new: Vec<ClientEvent> = self.net.client(&self.client).events[self.seen.0..].to_vec();
-        self.seen.0 += new.len();
+        let new: Vec<ClientEvent> = self.net.client(&self.client).events[self.seen..].to_vec();
+        self.seen += new.len();
+        let c = &mut self.net.client_mut(&self.client).client;
         for e in new {
             if let ClientEvent::Message(m) = e {
-                assert!(self.streams.handle_message(&m), "client got a non-stream message");
+                assert!(self.streams.handle_message(c.messenger_mut(), now, &m), "client got a non-stream message");
             }
         }
+        c.flush(now);
         while let Some(e) = self.streams.poll_event() {
             self.events.push(e);
         }
-        let new: Vec<ClientEvent> = self.net.client(&self.exit).events[self.seen.1..].to_vec();
-        self.seen.1 += new.len();
-        let client = &mut self.net.client_mut(&self.exit).client;
-        for e in new {
-            match e {
-                ClientEvent::Delivered(id) => self.exit_streams.delivered(id),
-                ClientEvent::Failed { id, .. } => self.exit_streams.failed(id),
-                ClientEvent::Message(msg) => {
-                    assert!(msg.reply_from.is_none() && msg.sender_tag.is_some());
-                    self.exit_streams.handle_message(msg);
-                }
-                _ => {}
-            }
-        }
-        let m = client.messenger_mut();
-        while let Some(a) = self.exit_streams.poll_action() {
-            match a {
-                ExitAction::Connect { key, host, port } => {
-                    if host == "echo" && port == 7 {
-                        self.exit_streams.connected(m, now, key);
-                    } else {
-                        self.exit_streams.connect_failed(m, now, key, "connection refused");
-                    }
-                }
-                ExitAction::Write { key, data } => self.exit_streams.read(m, now, key, &data),
-                ExitAction::ShutdownWrite { key } => self.exit_streams.eof(m, now, key, None),
-                ExitAction::Abort { .. } => self.aborted += 1,
-                ExitAction::ReadReady { .. } => {}
-            }
-        }
-        client.flush(now);
     }
 
-    fn run_until(&mut self, mut done: impl FnMut(&[StreamEvent]) -> bool) -> bool {
-        let limit = self.net.net.now() + Duration::from_secs(120);
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&[StreamEvent]) -> bool) -> bool {
+        let limit = self.net.net.now() + limit;
         while self.net.net.now() < limit {
             self.pump();
             if done(&self.events) {
@@ -142,26 +117,24 @@ fn echo_through_the_exit_in_order_with_loss() {
             streams.write(m, now, id, &data).unwrap();
             streams.close(m, now, id).unwrap();
         });
-        let ok = h.run_until(|ev| ev.contains(&StreamEvent::Closed(42, None)));
+        let ok = h.run_until(Duration::from_secs(120), |ev| ev.contains(&StreamEvent::Closed(42, None)));
+        let (exit_messenger, exit_stats) =
+            (h.sim_exit().exit.messenger().stats().clone(), h.sim_exit().exit.stats().clone());
         assert!(
             ok,
             "{mode:?}: stream never closed; got {} bytes, events {:?}\nclient {:?}\nexit {:?}\nexit events {:?}",
             echoed(&h.events, 42).len(),
             h.events.iter().filter(|e| !matches!(e, StreamEvent::Data(..))).collect::<Vec<_>>(),
             h.net.client(&h.client).client.stats().messenger,
-            h.net.client(&h.exit).client.stats().messenger,
-            h.net
-                .client(&h.exit)
-                .events
-                .iter()
-                .filter(|e| !matches!(e, ClientEvent::Message(_) | ClientEvent::Delivered(_)))
-                .collect::<Vec<_>>(),
+            exit_messenger,
+            exit_stats,
         );
         assert_eq!(h.events[0], StreamEvent::Opened(42));
         assert_eq!(echoed(&h.events, 42), data, "{mode:?}: echo differs");
         assert_eq!(h.streams.open_streams(), 0);
         // the exit answered through SURBs only, topping them up when it ran low
-        assert!(h.exit_streams.is_empty());
+        assert_eq!(h.sim_exit().exit.open_streams(), 0);
+        assert_eq!(h.sim_exit().connections(), 0, "the connection was released");
     }
 }
 
@@ -169,21 +142,25 @@ fn echo_through_the_exit_in_order_with_loss() {
 fn refused_connections_are_reported() {
     let mut h = Harness::new(62, 0.0, RouteMode::Fast);
     h.on_client(|streams, m, now, exit| streams.open(m, now, exit, "nowhere", 1, 7)).unwrap();
-    assert!(h.run_until(|ev| !ev.is_empty()));
-    assert_eq!(h.events, vec![StreamEvent::OpenFailed(7, "connection refused".into())]);
+    assert!(h.run_until(Duration::from_secs(60), |ev| !ev.is_empty()));
+    assert_eq!(h.events, vec![StreamEvent::OpenFailed(7, "cannot resolve the host: no such host".into())]);
+    h.on_client(|streams, m, now, exit| streams.open(m, now, exit, "127.0.0.1", 1, 8)).unwrap();
+    assert!(h.run_until(Duration::from_secs(60), |ev| ev.len() == 2));
+    assert_eq!(h.events[1], StreamEvent::OpenFailed(8, "connection refused".into()));
 }
 
 #[wasm_bindgen_test(unsupported = test)]
 fn a_reset_stream_is_aborted_at_the_exit() {
     let mut h = Harness::new(63, 0.0, RouteMode::Fast);
     h.on_client(|streams, m, now, exit| streams.open(m, now, exit, "echo", 7, 9)).unwrap();
-    assert!(h.run_until(|ev| ev.contains(&StreamEvent::Opened(9))));
+    assert!(h.run_until(Duration::from_secs(60), |ev| ev.contains(&StreamEvent::Opened(9))));
     h.on_client(|streams, m, now, _| streams.reset(m, now, 9, "aborted by the application")).unwrap();
     assert_eq!(h.streams.open_streams(), 0, "forgotten at once");
     let limit = h.net.net.now() + Duration::from_secs(10);
-    while h.aborted == 0 && h.net.net.now() < limit && h.net.net.step() {
+    while h.sim_exit().connections() > 0 && h.net.net.now() < limit && h.net.net.step() {
         h.pump();
     }
-    assert_eq!(h.aborted, 1, "the exit dropped the connection");
-    assert!(h.exit_streams.is_empty());
+    assert_eq!(h.sim_exit().connections(), 0, "the exit dropped the connection");
+    assert!(h.sim_exit().actions.iter().any(|a| matches!(a, ExitAction::Abort { key } if key.1 == 9)));
+    assert_eq!(h.sim_exit().exit.open_streams(), 0);
 }

@@ -14,9 +14,10 @@ use nodenet::replay::ReplayStore;
 use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::exit::{ExitService, ExitStats, TcpEvent};
+use crate::exit::{ExitService, TcpEvent};
 use crate::inbox::{self, InboxCommand, InboxLimits, InboxReply};
 use crate::{ExitConfig, GatewayConfig};
+use mixnet_core::exit::ExitStats;
 
 /// Driver-level counters (the protocol's own are `GatewayStats`).
 #[derive(Debug, Default)]
@@ -253,7 +254,21 @@ impl Actor {
     fn render_metrics(&self) -> String {
         let s: &GatewayStats = self.gateway.stats();
         let l = &self.metrics.links;
-        let exit: ExitStats = self.exit.as_ref().map(|x| x.stats.clone()).unwrap_or_default();
+        let exit: ExitStats = self.exit.as_ref().map(|x| x.exit.stats().clone()).unwrap_or_default();
+        let (surb_senders, surbs_held, surbs_dropped, buffered, replies) = self
+            .exit
+            .as_ref()
+            .map(|x| {
+                let m = x.exit.messenger();
+                (
+                    m.surb_senders(),
+                    m.surbs_held(),
+                    m.stats().surbs_dropped,
+                    x.exit.buffered_bytes(),
+                    x.exit.replies_in_flight(),
+                )
+            })
+            .unwrap_or_default();
         let mut e = Exposition::default();
         e.counter("gateway_sessions_total", "Client sessions authenticated.", s.sessions_opened)
             .gauge("gateway_connections", "Client connections open.", self.gateway.connections() as f64)
@@ -304,10 +319,32 @@ impl Actor {
             .gauge(
                 "exit_streams_open",
                 "Exit streams alive.",
-                self.exit.as_ref().map_or(0, |x| x.open_streams()) as f64,
+                self.exit.as_ref().map_or(0, |x| x.exit.open_streams()) as f64,
             )
             .counter("exit_policy_denials_total", "Connections refused by the exit policy.", exit.policy_denials)
             .counter("exit_connect_failures_total", "Connections that failed.", exit.connect_failures)
+            .counter("exit_resolve_failures_total", "Names that did not resolve.", exit.resolve_failures)
+            .labelled(
+                "exit_refused_total",
+                "Stream work refused or dropped by a bound, by reason.",
+                "reason",
+                &[
+                    ("streams_total", exit.refused_streams_total),
+                    ("streams_per_sender", exit.refused_streams_per_sender),
+                    ("connecting", exit.refused_connecting),
+                    ("unopened_per_sender", exit.unopened_refused),
+                    ("unopened_evicted", exit.unopened_evicted),
+                    ("unopened_expired", exit.unopened_expired),
+                    ("buffer_exceeded", exit.buffer_exceeded),
+                    ("idle", exit.idle_closed),
+                    ("reply_failed", exit.reply_failures),
+                ],
+            )
+            .gauge("exit_upload_buffered_bytes", "Upload bytes buffered towards servers.", buffered as f64)
+            .gauge("exit_replies_in_flight_bytes", "Reply bytes not yet acknowledged.", replies as f64)
+            .gauge("exit_surb_senders", "Anonymous senders whose SURBs are held.", surb_senders as f64)
+            .gauge("exit_surbs_held", "SURBs held for replies.", surbs_held as f64)
+            .counter("exit_surbs_dropped_total", "SURBs dropped unused by a bound or by age.", surbs_dropped)
             .counter("exit_bytes_in_total", "Bytes read from servers.", exit.bytes_in)
             .counter("exit_bytes_out_total", "Bytes written to servers.", exit.bytes_out);
         e.finish()

@@ -1,59 +1,57 @@
-//! The exit service's driver: a `Messenger` attached to the gateway as an in-process
-//! client, `ExitStreams` for the stream protocol, and one TCP connection per stream
-//! (DNS resolved here, every resolved address checked against the exit policy).
+//! The exit's driver: the core's [`Exit`] (attached to the gateway as an in-process
+//! client) decides; this file resolves names, connects, and moves bytes between
+//! sockets and the state machine. No protocol decisions here: the policy, the
+//! choice of address, every bound and timeout but the connect timeout are the core's.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use mixnet_core::message::{ClientKeys, Delivery, Event as MsgEvent, Messenger, MessengerConfig, Transmit};
-use mixnet_core::policy::ExitPolicy;
+use mixnet_core::exit::{ConnectError, Exit, ExitAction, ExitConfig as CoreExitConfig, ExitKey, ResolveError};
+use mixnet_core::message::{ClientKeys, Delivery, MessengerConfig, Transmit};
 use mixnet_core::sphinx::NodeSecret;
-use mixnet_core::stream::{ExitAction, ExitKey, ExitStreams};
 use mixnet_core::time::Instant;
 use mixnet_core::topology::{Routes, Topology};
 use rand_chacha::ChaCha20Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::ExitConfig;
 use crate::actor::Event;
 
-/// What a TCP task reports to the actor.
+/// What a socket task reports to the actor.
 pub(crate) enum TcpEvent {
-    Connected { key: ExitKey, writer: mpsc::UnboundedSender<WriteCmd>, credit: mpsc::Sender<()> },
-    ConnectFailed { key: ExitKey, reason: String },
+    Resolved { key: ExitKey, result: Result<Vec<IpAddr>, ResolveError> },
+    Connected { key: ExitKey, stream: TcpStream },
+    ConnectFailed { key: ExitKey, error: ConnectError },
     Read { key: ExitKey, data: Vec<u8> },
+    Written { key: ExitKey, n: usize },
     Eof { key: ExitKey, error: Option<String> },
 }
 
-pub(crate) enum WriteCmd {
+enum WriteCmd {
     Data(Vec<u8>),
     Shutdown,
 }
 
+/// One connection's tasks. The bytes queued to `writer` are bounded by the core
+/// (its per-stream, per-sender and total upload buffers).
 struct Conn {
     writer: mpsc::UnboundedSender<WriteCmd>,
-    credit: mpsc::Sender<()>,
-}
-
-/// Counters of the exit.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub(crate) struct ExitStats {
-    pub(crate) streams_opened: u64,
-    pub(crate) connect_failures: u64,
-    pub(crate) policy_denials: u64,
-    pub(crate) bytes_in: u64,
-    pub(crate) bytes_out: u64,
+    /// How many bytes the reader may read next.
+    credit: mpsc::Sender<usize>,
+    tasks: [JoinHandle<()>; 2],
 }
 
 pub(crate) struct ExitService {
-    pub(crate) messenger: Messenger<ChaCha20Rng>,
-    streams: ExitStreams,
-    config: ExitConfig,
+    pub(crate) exit: Exit<ChaCha20Rng>,
+    connect_timeout: Duration,
     conns: HashMap<ExitKey, Conn>,
+    /// Resolve and connect tasks in progress (at most the core's `max_connecting`).
+    pending: HashMap<ExitKey, JoinHandle<()>>,
     events: mpsc::Sender<Event>,
-    pub(crate) stats: ExitStats,
 }
 
 impl ExitService {
@@ -64,80 +62,102 @@ impl ExitService {
         config: ExitConfig,
         events: mpsc::Sender<Event>,
     ) -> Self {
-        let mc = MessengerConfig { mode: config.mode, ..MessengerConfig::default() };
+        let messenger = MessengerConfig {
+            mode: config.mode,
+            max_surb_senders: config.surb_senders,
+            max_surbs_total: config.surbs_total,
+            ..MessengerConfig::default()
+        };
+        let core = CoreExitConfig { messenger, policy: config.policy, limits: config.limits };
         let keys = ClientKeys { identity, encryption };
         Self {
-            messenger: Messenger::new(mc, keys, gateway, nodenet::os_rng()),
-            streams: ExitStreams::default(),
-            config,
+            exit: Exit::new(core, keys, gateway, nodenet::os_rng()),
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             conns: HashMap::new(),
+            pending: HashMap::new(),
             events,
-            stats: ExitStats::default(),
         }
     }
 
     pub(crate) fn set_topology(&mut self, t: &Topology) {
         match Routes::new(t.clone()) {
-            Ok(r) => self.messenger.set_routes(r),
+            Ok(r) => self.exit.set_routes(r),
             Err(e) => tracing::warn!(error = %e, "exit: unusable topology"),
         }
     }
 
     pub(crate) fn handle_delivery(&mut self, now: Instant, delivery: Delivery) {
-        self.messenger.handle_delivery(now, delivery);
-        self.process(now);
+        self.exit.handle_delivery(now, delivery);
+        self.carry_out();
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        self.messenger.handle_timeout(now);
-        self.process(now);
+        self.exit.handle_timeout(now);
+        self.carry_out();
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.messenger.poll_timeout()
+        self.exit.poll_timeout()
     }
 
     pub(crate) fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        self.messenger.poll_transmit(now)
+        self.exit.poll_transmit(now)
     }
 
-    pub(crate) fn open_streams(&self) -> usize {
-        self.streams.len()
-    }
-
-    fn give_credit(&mut self, key: &ExitKey) {
-        if self.streams.read_budget(key) > 0
-            && let Some(c) = self.conns.get(key)
-        {
-            let _ = c.credit.try_send(());
-        }
-    }
-
-    fn process(&mut self, now: Instant) {
-        while let Some(e) = self.messenger.poll_event() {
-            self.streams.handle_messenger_event(&e);
-            match e {
-                MsgEvent::Received(m) => self.streams.handle_message(m),
-                MsgEvent::Dropped(err) => tracing::debug!(error = %err, "exit dropped inbound data"),
-                MsgEvent::Failed { reason, .. } => tracing::debug!(%reason, "exit reply failed"),
-                MsgEvent::Delivered(_) => {}
+    pub(crate) fn handle_tcp(&mut self, now: Instant, ev: TcpEvent) {
+        match ev {
+            TcpEvent::Resolved { key, result } => {
+                self.pending.remove(&key);
+                self.exit.handle_resolved(now, key, result);
             }
+            TcpEvent::Connected { key, stream } => {
+                self.pending.remove(&key);
+                self.conns.insert(key, spawn_conn(key, stream, self.events.clone()));
+                self.exit.handle_connected(now, key);
+            }
+            TcpEvent::ConnectFailed { key, error } => {
+                self.pending.remove(&key);
+                self.exit.handle_connect_failed(now, key, error);
+            }
+            TcpEvent::Read { key, data } => {
+                self.exit.handle_read(now, key, &data);
+                self.give_credit(key);
+            }
+            TcpEvent::Written { key, n } => self.exit.handle_written(now, key, n),
+            TcpEvent::Eof { key, error } => self.exit.handle_eof(now, key, error),
         }
-        while let Some(a) = self.streams.poll_action() {
+        self.carry_out();
+    }
+
+    fn give_credit(&mut self, key: ExitKey) {
+        let budget = self.exit.read_budget(&key);
+        if budget > 0
+            && let Some(c) = self.conns.get(&key)
+        {
+            let _ = c.credit.try_send(budget);
+        }
+    }
+
+    fn carry_out(&mut self) {
+        while let Some(a) = self.exit.poll_action() {
             match a {
-                ExitAction::Connect { key, host, port } => {
-                    self.stats.streams_opened += 1;
-                    tokio::spawn(connect(
-                        key,
-                        host,
-                        port,
-                        self.config.policy.clone(),
-                        Duration::from_millis(self.config.connect_timeout_ms),
-                        self.events.clone(),
-                    ));
+                ExitAction::Resolve { key, host, port } => {
+                    let task = tokio::spawn(resolve(key, host, port, self.connect_timeout, self.events.clone()));
+                    self.pending.insert(key, task);
+                }
+                ExitAction::Connect { key, addr } => {
+                    let (events, timeout) = (self.events.clone(), self.connect_timeout);
+                    let task = tokio::spawn(async move {
+                        let ev = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                            Ok(Ok(stream)) => TcpEvent::Connected { key, stream },
+                            Ok(Err(e)) => TcpEvent::ConnectFailed { key, error: connect_error(&e) },
+                            Err(_) => TcpEvent::ConnectFailed { key, error: ConnectError::TimedOut },
+                        };
+                        let _ = events.send(Event::Tcp(ev)).await;
+                    });
+                    self.pending.insert(key, task);
                 }
                 ExitAction::Write { key, data } => {
-                    self.stats.bytes_out += data.len() as u64;
                     if let Some(c) = self.conns.get(&key) {
                         let _ = c.writer.send(WriteCmd::Data(data));
                     }
@@ -147,108 +167,89 @@ impl ExitService {
                         let _ = c.writer.send(WriteCmd::Shutdown);
                     }
                 }
+                ExitAction::ReadReady { key } => self.give_credit(key),
                 ExitAction::Abort { key } => {
+                    if let Some(t) = self.pending.remove(&key) {
+                        t.abort();
+                    }
+                    if let Some(c) = self.conns.remove(&key) {
+                        for t in c.tasks {
+                            t.abort();
+                        }
+                    }
+                }
+                // the writer finishes what is queued, then both tasks end
+                ExitAction::Release { key } => {
                     self.conns.remove(&key);
                 }
-                ExitAction::ReadReady { key } => self.give_credit(&key),
             }
         }
-        let _ = now;
-    }
-
-    pub(crate) fn handle_tcp(&mut self, now: Instant, ev: TcpEvent) {
-        match ev {
-            TcpEvent::Connected { key, writer, credit } => {
-                self.conns.insert(key, Conn { writer, credit });
-                self.streams.connected(&mut self.messenger, now, key);
-                self.give_credit(&key);
-            }
-            TcpEvent::ConnectFailed { key, reason } => {
-                if reason.contains("exit policy") {
-                    self.stats.policy_denials += 1;
-                } else {
-                    self.stats.connect_failures += 1;
-                }
-                self.streams.connect_failed(&mut self.messenger, now, key, &reason);
-            }
-            TcpEvent::Read { key, data } => {
-                self.stats.bytes_in += data.len() as u64;
-                self.streams.read(&mut self.messenger, now, key, &data);
-                self.give_credit(&key);
-            }
-            TcpEvent::Eof { key, error } => {
-                self.streams.eof(&mut self.messenger, now, key, error);
-            }
-        }
-        self.process(now);
     }
 }
 
-async fn connect(
-    key: ExitKey,
-    host: String,
-    port: u16,
-    policy: ExitPolicy,
-    timeout: Duration,
-    events: mpsc::Sender<Event>,
-) {
-    let report = |e: TcpEvent| {
-        let events = events.clone();
-        async move {
-            let _ = events.send(Event::Tcp(e)).await;
-        }
-    };
-    let addrs = match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port))).await {
-        Ok(Ok(a)) => a.collect::<Vec<_>>(),
-        Ok(Err(e)) => {
-            return report(TcpEvent::ConnectFailed { key, reason: format!("cannot resolve {host}: {e}") }).await;
-        }
-        Err(_) => return report(TcpEvent::ConnectFailed { key, reason: format!("resolving {host} timed out") }).await,
-    };
-    let mut last = format!("{host} has no addresses");
-    let mut stream = None;
-    for addr in addrs {
-        if let Err(denied) = policy.check(addr.ip(), port) {
-            last = denied.to_string();
-            continue;
-        }
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                stream = Some(s);
-                break;
-            }
-            Ok(Err(e)) => last = format!("connecting to {addr}: {e}"),
-            Err(_) => last = format!("connecting to {addr} timed out"),
-        }
+fn connect_error(e: &std::io::Error) -> ConnectError {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => ConnectError::Refused,
+        TimedOut => ConnectError::TimedOut,
+        HostUnreachable | NetworkUnreachable | AddrNotAvailable => ConnectError::Unreachable,
+        _ => ConnectError::Failed,
     }
-    let Some(stream) = stream else {
-        return report(TcpEvent::ConnectFailed { key, reason: last }).await;
+}
+
+async fn resolve(key: ExitKey, host: String, port: u16, timeout: Duration, events: mpsc::Sender<Event>) {
+    let result = match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port))).await {
+        Ok(Ok(addrs)) => {
+            let ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+            if ips.is_empty() { Err(ResolveError::NotFound) } else { Ok(ips) }
+        }
+        Ok(Err(_)) => Err(ResolveError::NotFound),
+        Err(_) => Err(ResolveError::TimedOut),
     };
+    let _ = events.send(Event::Tcp(TcpEvent::Resolved { key, result })).await;
+}
+
+/// Starts the reader (reads only as much as the core's credit allows) and the writer
+/// (reports every write, so the core can credit the client).
+fn spawn_conn(key: ExitKey, stream: TcpStream, events: mpsc::Sender<Event>) -> Conn {
     let _ = stream.set_nodelay(true);
     let (mut r, mut w) = stream.into_split();
     let (writer, mut wrx) = mpsc::unbounded_channel::<WriteCmd>();
-    let (credit, mut crx) = mpsc::channel::<()>(1);
-    report(TcpEvent::Connected { key, writer, credit }).await;
+    let (credit, mut crx) = mpsc::channel::<usize>(1);
     let wevents = events.clone();
-    tokio::spawn(async move {
+    let write_task = tokio::spawn(async move {
         while let Some(cmd) = wrx.recv().await {
-            let r = match cmd {
-                WriteCmd::Data(d) => w.write_all(&d).await,
-                WriteCmd::Shutdown => w.shutdown().await,
+            let (r, n) = match cmd {
+                WriteCmd::Data(d) => (w.write_all(&d).await, d.len()),
+                WriteCmd::Shutdown => (w.shutdown().await, 0),
             };
-            if let Err(e) = r {
-                let _ =
-                    wevents.send(Event::Tcp(TcpEvent::Eof { key, error: Some(format!("write failed: {e}")) })).await;
+            let ev = match r {
+                Ok(()) if n > 0 => TcpEvent::Written { key, n },
+                Ok(()) => continue,
+                Err(e) => TcpEvent::Eof { key, error: Some(format!("write failed: {}", e.kind())) },
+            };
+            let failed = matches!(ev, TcpEvent::Eof { .. });
+            let _ = wevents.send(Event::Tcp(ev)).await;
+            if failed {
                 return;
             }
         }
     });
-    let mut buf = vec![0u8; mixnet_core::stream::MAX_CHUNK];
-    while crx.recv().await.is_some() {
-        match r.read(&mut buf).await {
-            Ok(0) => return report(TcpEvent::Eof { key, error: None }).await,
-            Ok(n) => report(TcpEvent::Read { key, data: buf[..n].to_vec() }).await,
-            Err(e) => return report(TcpEvent::Eof { key, error: Some(format!("read failed: {e}")) }).await,
+    let read_task = tokio::spawn(async move {
+        let mut buf = vec![0u8; mixnet_core::stream::MAX_CHUNK];
+        while let Some(budget) = crx.recv().await {
+            let n = budget.min(buf.len());
+            let ev = match r.read(&mut buf[..n]).await {
+                Ok(0) => TcpEvent::Eof { key, error: None },
+                Ok(n) => TcpEvent::Read { key, data: buf[..n].to_vec() },
+                Err(e) => TcpEvent::Eof { key, error: Some(format!("read failed: {}", e.kind())) },
+            };
+            let end = matches!(ev, TcpEvent::Eof { .. });
+            let _ = events.send(Event::Tcp(ev)).await;
+            if end {
+                return;
+            }
         }
-    }
+    });
+    Conn { writer, credit, tasks: [write_task, read_task] }
 }

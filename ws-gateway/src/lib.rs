@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use mix_node::StartError;
 use mixnet_core::address::Recipient;
+use mixnet_core::exit::ExitLimits;
 use mixnet_core::gateway::GatewayConfig as CoreConfig;
 use mixnet_core::message::RouteMode;
 use mixnet_core::mix::ReplayConfig;
@@ -101,13 +102,27 @@ pub struct ExitConfig {
     pub policy: ExitPolicy,
     /// Routes of the exit's own acknowledgements (`mixnet` or `fast`).
     pub mode: RouteMode,
-    /// TCP connect timeout.
+    /// Time for resolving a name, and for each connection attempt.
     pub connect_timeout_ms: u64,
+    /// Anonymous senders whose SURBs the exit keeps (least recently active dropped first).
+    pub surb_senders: usize,
+    /// SURBs the exit keeps in total.
+    pub surbs_total: usize,
+    /// Streams, buffers, windows and timeouts (see `mixnet_core::exit::ExitLimits`).
+    pub limits: ExitLimits,
 }
 
 impl Default for ExitConfig {
     fn default() -> Self {
-        Self { policy: ExitPolicy::default(), mode: RouteMode::Mixnet, connect_timeout_ms: 10_000 }
+        let m = mixnet_core::message::MessengerConfig::default();
+        Self {
+            policy: ExitPolicy::default(),
+            mode: RouteMode::Mixnet,
+            connect_timeout_ms: 10_000,
+            surb_senders: m.max_surb_senders,
+            surbs_total: m.max_surbs_total,
+            limits: ExitLimits::default(),
+        }
     }
 }
 

@@ -69,6 +69,13 @@ pub struct MessengerConfig {
     pub surb_replenish_batch: u16,
     /// Most SURBs kept per anonymous sender.
     pub max_surbs_per_sender: usize,
+    /// Most anonymous senders whose SURBs are kept (the least recently active is
+    /// forgotten for a new one).
+    pub max_surb_senders: usize,
+    /// Most SURBs kept in total (the least recently active senders' go first).
+    pub max_surbs_total: usize,
+    /// SURBs older than this are dropped unused (their keys have rotated by then).
+    pub surb_max_age: Duration,
     /// Most of our reply SURBs outstanding (oldest forgotten first).
     pub max_outstanding_reply_surbs: usize,
     /// Our reply SURBs are forgotten after this long (their keys rotate anyway).
@@ -97,6 +104,9 @@ impl Default for MessengerConfig {
             surb_request_batch: 32,
             surb_replenish_batch: 32,
             max_surbs_per_sender: 4096,
+            max_surb_senders: 4096,
+            max_surbs_total: 100_000,
+            surb_max_age: Duration::from_secs(2 * 3600),
             max_outstanding_reply_surbs: 20_000,
             reply_surb_lifetime: Duration::from_secs(24 * 3600),
             reply_ack_batch: 64,
@@ -233,6 +243,9 @@ pub struct MessengerStats {
     pub messages_failed: u64,
     /// Inbound data dropped.
     pub dropped: u64,
+    /// SURBs from others dropped unused (by the per-sender, sender-count or total
+    /// bound, or by age).
+    pub surbs_dropped: u64,
 }
 
 enum Target {
@@ -266,10 +279,17 @@ struct ReplyKey {
     tag: SenderTag,
 }
 
-#[derive(Default)]
 struct SurbBank {
-    surbs: VecDeque<Surb>,
+    /// SURBs and when they arrived, oldest first.
+    surbs: VecDeque<(Instant, Surb)>,
     requested: bool,
+    last_active: Instant,
+}
+
+impl SurbBank {
+    fn new(now: Instant) -> Self {
+        Self { surbs: VecDeque::new(), requested: false, last_active: now }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -375,6 +395,16 @@ impl<R: CryptoRng> Messenger<R> {
     /// Messages sent but not yet acknowledged or failed.
     pub fn in_flight(&self) -> usize {
         self.outbound.len()
+    }
+
+    /// Anonymous senders whose SURBs are held.
+    pub fn surb_senders(&self) -> usize {
+        self.banks.len()
+    }
+
+    /// SURBs held for replies, in total.
+    pub fn surbs_held(&self) -> usize {
+        self.banks.values().map(|b| b.surbs.len()).sum()
     }
 
     /// SURBs held for replies to `tag`.
@@ -602,7 +632,7 @@ impl<R: CryptoRng> Messenger<R> {
                 (Transmit { first_hop: route[0].address, packet }, sphinx::total_delay(&delays))
             }
             Target::Surbs(tag) => {
-                let Some(surb) = self.take_surb(tag, is_request) else {
+                let Some(surb) = self.take_surb(now, tag, is_request) else {
                     self.blocked.entry(tag).or_default().push_back(Job::Fragment { message, index });
                     return Ok(None);
                 };
@@ -637,10 +667,16 @@ impl<R: CryptoRng> Messenger<R> {
 
     /// Takes a SURB for `tag`, keeping one back unless this is the request for more;
     /// asks for more when the supply runs low.
-    fn take_surb(&mut self, tag: SenderTag, is_request: bool) -> Option<Surb> {
-        let bank = self.banks.entry(tag).or_default();
+    fn take_surb(&mut self, now: Instant, tag: SenderTag, is_request: bool) -> Option<Surb> {
+        let max_age = self.config.surb_max_age;
+        let bank = self.banks.get_mut(&tag)?;
+        bank.last_active = now;
+        while bank.surbs.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) >= max_age) {
+            bank.surbs.pop_front();
+            self.stats.surbs_dropped += 1;
+        }
         let usable = if is_request { bank.surbs.len() } else { bank.surbs.len().saturating_sub(SURB_RESERVE) };
-        let surb = if usable > 0 { bank.surbs.pop_front() } else { None };
+        let surb = if usable > 0 { bank.surbs.pop_front().map(|(_, s)| s) } else { None };
         let low = bank.surbs.len() <= self.config.surb_low_water;
         if low && !bank.requested && !is_request {
             bank.requested = true;
@@ -894,12 +930,12 @@ impl<R: CryptoRng> Messenger<R> {
                 self.events.push_back(received(data, None, reply_from));
             }
             Content::DataWithSurbs { tag, surbs, body } => {
-                self.add_surbs(tag, surbs);
+                self.add_surbs(now, tag, surbs);
                 self.stats.messages_received += 1;
                 self.events.push_back(received(body, Some(tag), reply_from));
             }
             Content::SurbTopUp { tag, surbs } => {
-                self.add_surbs(tag, surbs);
+                self.add_surbs(now, tag, surbs);
                 if let Some(bank) = self.banks.get_mut(&tag) {
                     bank.requested = false;
                 }
@@ -969,12 +1005,40 @@ impl<R: CryptoRng> Messenger<R> {
         }
     }
 
-    fn add_surbs(&mut self, tag: SenderTag, surbs: Vec<Surb>) {
+    /// Keeps SURBs from `tag` within the per-sender, sender-count and total bounds.
+    fn add_surbs(&mut self, now: Instant, tag: SenderTag, surbs: Vec<Surb>) {
+        if !self.banks.contains_key(&tag) && self.banks.len() >= self.config.max_surb_senders.max(1) {
+            self.drop_least_active_bank(&tag);
+        }
         let cap = self.config.max_surbs_per_sender;
-        let bank = self.banks.entry(tag).or_default();
-        bank.surbs.extend(surbs);
+        let bank = self.banks.entry(tag).or_insert_with(|| SurbBank::new(now));
+        bank.last_active = now;
+        bank.surbs.extend(surbs.into_iter().map(|s| (now, s)));
+        let mut dropped = 0;
         while bank.surbs.len() > cap {
             bank.surbs.pop_front();
+            dropped += 1;
         }
+        self.stats.surbs_dropped += dropped;
+        while self.banks.values().map(|b| b.surbs.len()).sum::<usize>() > self.config.max_surbs_total {
+            if !self.drop_least_active_bank(&tag) {
+                // only this sender is left: trim its own oldest
+                let bank = self.banks.get_mut(&tag).expect("inserted above");
+                let excess = bank.surbs.len().saturating_sub(self.config.max_surbs_total);
+                bank.surbs.drain(..excess);
+                self.stats.surbs_dropped += excess as u64;
+                break;
+            }
+        }
+    }
+
+    /// Forgets the SURBs of the least recently active sender other than `keep`.
+    fn drop_least_active_bank(&mut self, keep: &SenderTag) -> bool {
+        let victim = self.banks.iter().filter(|(t, _)| *t != keep).min_by_key(|(_, b)| b.last_active).map(|(t, _)| *t);
+        let Some(victim) = victim else { return false };
+        if let Some(b) = self.banks.remove(&victim) {
+            self.stats.surbs_dropped += b.surbs.len() as u64;
+        }
+        true
     }
 }
