@@ -43,6 +43,10 @@ pub mod code {
     pub const SHUTDOWN: u16 = 5;
     /// The same identity connected again; this older session is closed.
     pub const REPLACED: u16 = 6;
+    /// The gateway is at its connection limit; try again later (or another gateway).
+    pub const BUSY: u16 = 7;
+    /// The client did not read what the gateway sent fast enough.
+    pub const SLOW: u16 = 8;
 }
 
 /// Frames a client sends.

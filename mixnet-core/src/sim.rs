@@ -339,6 +339,8 @@ pub mod mixnet {
         out: VecDeque<(NodeAddress, Vec<u8>)>,
         /// The exit attached to this gateway, if any.
         pub exit: Option<SimExit>,
+        /// Inbox pages loaded, and the largest asked for.
+        pub pages: (usize, usize),
     }
 
     /// How a simulated server behaves.
@@ -488,14 +490,23 @@ pub mod mixnet {
                         self.inbox.entry(client).or_default().insert(self.next_seq, delivery);
                         self.gateway.handle_stored(token, Ok(self.next_seq));
                     }
-                    Output::LoadInbox { conn, client } => {
-                        let entries = self.inbox.get(&client).map(|m| m.iter().map(|(s, d)| (*s, d.clone())).collect());
+                    Output::LoadInbox { conn, client, after, limit } => {
+                        self.pages = (self.pages.0 + 1, self.pages.1.max(limit));
+                        let entries = self
+                            .inbox
+                            .get(&client)
+                            .map(|m| m.range(after + 1..).take(limit).map(|(s, d)| (*s, d.clone())).collect());
                         self.gateway.handle_inbox(conn, entries.unwrap_or_default());
                     }
                     Output::DeleteInbox { client, up_to } => {
-                        if let Some(m) = self.inbox.get_mut(&client) {
-                            m.retain(|s, _| *s > up_to);
-                        }
+                        let m = self.inbox.entry(client).or_default();
+                        let gone: Vec<u64> = m.range(..=up_to).map(|(s, _)| *s).collect();
+                        let bytes: usize = gone.iter().filter_map(|s| m.remove(s)).map(|d| d.payload.len()).sum();
+                        self.gateway.handle_deleted(client, up_to, gone.len() as u64, bytes as u64);
+                    }
+                    Output::RememberClient { .. } => {}
+                    Output::ForgetClient { client } => {
+                        self.inbox.remove(&client);
                     }
                     Output::LocalDeliver { delivery, .. } => {
                         if let Some(x) = self.exit.as_mut() {
@@ -663,6 +674,16 @@ pub mod mixnet {
         /// `mixes_per_layer` mixes in each of 3 layers and `gateways` gateways, all
         /// keys from `seed`.
         pub fn new(seed: u64, link: LinkConfig, mixes_per_layer: usize, gateways: usize) -> Self {
+            Self::new_with_gateways(seed, link, mixes_per_layer, vec![GatewayConfig::default(); gateways])
+        }
+
+        /// Like [`Self::new`], with one gateway per configuration.
+        pub fn new_with_gateways(
+            seed: u64,
+            link: LinkConfig,
+            mixes_per_layer: usize,
+            gateways: Vec<GatewayConfig>,
+        ) -> Self {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let mut net = SimNet::new(seed ^ 0x5eed, link);
             let mut mixes = Vec::new();
@@ -685,7 +706,7 @@ pub mod mixnet {
             }
             let mut infos = Vec::new();
             let mut gateways_sm = Vec::new();
-            for i in 0..gateways {
+            for (i, gateway) in gateways.into_iter().enumerate() {
                 let identity = key(&mut rng);
                 let secret = NodeSecret::from_bytes(key(&mut rng));
                 let noise = NodeSecret::from_bytes(key(&mut rng));
@@ -699,7 +720,7 @@ pub mod mixnet {
                     exit: None,
                 });
                 let gw = Gateway::new(
-                    GatewayConfig::default(),
+                    gateway,
                     NodeAddress(identity),
                     noise,
                     NodeKeys::new(1, secret, sim_replay()),
@@ -727,6 +748,7 @@ pub mod mixnet {
                         next_seq: 0,
                         out: VecDeque::new(),
                         exit: None,
+                        pages: (0, 0),
                     }),
                 );
             }

@@ -17,6 +17,8 @@ fn gateway_stores_for_offline_client_and_delivers_in_order() {
     let mut net = SimMixnet::new(40, link(), 2, 2);
     let a = net.add_client(0, config(RouteMode::Fast));
     let b = net.add_client(1, config(RouteMode::Fast));
+    // a gateway keeps an inbox only for identities that authenticated there once
+    net.run_until(Duration::from_millis(500), |_| false);
     net.set_client_online(&b, false);
     let msgs: Vec<_> = (0..3).map(|i| payload(i, 50)).collect();
     let ids: Vec<_> = msgs.iter().map(|m| net.client_mut(&a).client.send(Instant::ZERO, b, m, 0).unwrap()).collect();

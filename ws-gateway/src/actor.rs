@@ -2,6 +2,7 @@
 //! what arrives on channels, carries out their outputs, arms their timers.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mixnet_core::gateway::{ConnId, Gateway, GatewayConfig as CoreConfig, GatewayStats, Output};
@@ -35,8 +36,8 @@ pub struct Metrics {
     pub wt_failed_sessions: Counter,
     /// Node packets dropped because the gateway was overloaded.
     pub dropped_overload: Counter,
-    /// Client connections closed because they did not read fast enough.
-    pub slow_clients: Counter,
+    /// WebSocket upgrades that did not complete in time.
+    pub ws_upgrade_timeouts: Counter,
 }
 
 /// A message for a client's socket task.
@@ -45,9 +46,51 @@ pub(crate) enum WsOut {
     Close(u16, String),
 }
 
+/// Closes a connection ahead of whatever is queued for it (a client too slow to
+/// drain its queue would never reach a close put at the end).
+#[derive(Default)]
+pub(crate) struct Kill {
+    reason: std::sync::Mutex<Option<(u16, String)>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Kill {
+    fn kill(&self, code: u16, reason: String) {
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some((code, reason));
+        self.notify.notify_waiters();
+    }
+
+    /// Waits until [`Kill::kill`] (every waiter wakes); returns the code and reason.
+    pub(crate) async fn killed(&self) -> (u16, String) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                return r;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The actor's handle on a client connection's writer.
+pub(crate) struct ClientTx {
+    queue: mpsc::Sender<WsOut>,
+    kill: Arc<Kill>,
+}
+
+/// A connection's writer side: the handle for the actor, and what the socket task
+/// reads (queued messages, and the kill switch to watch first).
+pub(crate) fn client_channel(size: usize) -> (ClientTx, mpsc::Receiver<WsOut>, Arc<Kill>) {
+    let (queue, rx) = mpsc::channel(size.max(1));
+    let kill = Arc::new(Kill::default());
+    (ClientTx { queue, kill: kill.clone() }, rx, kill)
+}
+
 /// Everything the actor reacts to.
 pub(crate) enum Event {
-    Connected { conn: ConnId, tx: mpsc::Sender<WsOut> },
+    Connected { conn: ConnId, tx: ClientTx },
     Message { conn: ConnId, data: Vec<u8> },
     Disconnected { conn: ConnId },
     NodePacket(Vec<u8>),
@@ -67,7 +110,7 @@ pub(crate) struct ExitKeys {
 pub(crate) struct Actor {
     gateway: Gateway<ChaCha20Rng>,
     start: tokio::time::Instant,
-    conns: HashMap<ConnId, mpsc::Sender<WsOut>>,
+    conns: HashMap<ConnId, ClientTx>,
     links: Links,
     inbox: std::sync::mpsc::Sender<InboxCommand>,
     metrics: std::sync::Arc<Metrics>,
@@ -91,15 +134,14 @@ impl Actor {
     ) -> Result<(Self, mpsc::Sender<Event>), String> {
         let (tx, rx) = mpsc::channel(65_536);
         let inbox_tx = tx.clone();
-        let limits = InboxLimits {
-            per_client: config.inbox_per_client,
-            max_age: Duration::from_secs(config.inbox_max_age_secs),
-        };
+        let limits = InboxLimits { max_age: Duration::from_secs(config.inbox_max_age_secs) };
         let path = config.data_dir.as_ref().map(|d| d.join("inbox.sqlite"));
-        let inbox = inbox::start(path.as_deref(), limits, replay, move |r| {
+        let (inbox, known) = inbox::start(path.as_deref(), limits, replay, move |r| {
             let _ = inbox_tx.blocking_send(Event::Inbox(r));
         })?;
         let mut gateway = Gateway::new(core, address, noise, keys, nodenet::os_rng());
+        tracing::info!(clients = known.len(), "inbox opened");
+        gateway.restore_clients(known);
         let exit_identity = exit.as_ref().map(|(k, _)| k.identity);
         let exit = exit.map(|(keys, cfg)| {
             gateway.attach_local(keys.identity);
@@ -170,6 +212,10 @@ impl Actor {
             Event::NodePacket(p) => self.gateway.handle_node_packet(now, p),
             Event::Inbox(InboxReply::Stored(token, r)) => self.gateway.handle_stored(token, r),
             Event::Inbox(InboxReply::Loaded(conn, entries)) => self.gateway.handle_inbox(conn, entries),
+            Event::Inbox(InboxReply::Deleted(client, up_to, n, bytes)) => {
+                self.gateway.handle_deleted(client, up_to, n, bytes)
+            }
+            Event::Inbox(InboxReply::Expired(client, n, bytes)) => self.gateway.handle_expired(client, n, bytes),
             Event::Rotate(epoch, key, next) => {
                 self.gateway.keys().rotate(epoch, key, Some(next));
                 tracing::info!(epoch, "rotated Sphinx key");
@@ -217,25 +263,32 @@ impl Actor {
         match o {
             Output::ToClient { conn, message } => {
                 if let Some(tx) = self.conns.get(&conn)
-                    && tx.try_send(WsOut::Binary(message)).is_err()
+                    && tx.queue.try_send(WsOut::Binary(message)).is_err()
                 {
-                    // a client that does not read: close it rather than buffer without bound
-                    self.metrics.slow_clients.inc();
-                    self.conns.remove(&conn);
-                    self.gateway.handle_disconnect(conn);
+                    // a client that does not read: the core closes it with a reason
+                    self.gateway.handle_slow(conn);
                 }
             }
             Output::Close { conn, code, reason } => {
-                if let Some(tx) = self.conns.remove(&conn) {
-                    let _ = tx.try_send(WsOut::Close(code, reason));
+                if let Some(tx) = self.conns.remove(&conn)
+                    && let Err(mpsc::error::TrySendError::Full(WsOut::Close(code, reason))) =
+                        tx.queue.try_send(WsOut::Close(code, reason))
+                {
+                    tx.kill.kill(code, reason);
                 }
             }
             Output::ToNode { next_hop, packet } => self.links.send(next_hop, packet),
             Output::Store { token, client, delivery } => {
                 let _ = self.inbox.send(InboxCommand::Store { token, client, delivery });
             }
-            Output::LoadInbox { conn, client } => {
-                let _ = self.inbox.send(InboxCommand::Load { conn, client });
+            Output::LoadInbox { conn, client, after, limit } => {
+                let _ = self.inbox.send(InboxCommand::Load { conn, client, after, limit });
+            }
+            Output::RememberClient { client, seen } => {
+                let _ = self.inbox.send(InboxCommand::Remember { client, seen });
+            }
+            Output::ForgetClient { client } => {
+                let _ = self.inbox.send(InboxCommand::Forget { client });
             }
             Output::DeleteInbox { client, up_to } => {
                 let _ = self.inbox.send(InboxCommand::Delete { client, up_to });
@@ -291,6 +344,14 @@ impl Actor {
             .counter("gateway_stored_total", "Deliveries stored in the inbox.", s.stored)
             .counter("gateway_pushed_total", "Deliveries pushed to clients.", s.pushed)
             .counter("gateway_acks_sent_total", "SURB-acks sent.", s.acks_sent)
+            .gauge("gateway_clients", "Identities that keep an inbox here.", self.gateway.registered_clients() as f64)
+            .gauge("gateway_inbox_entries", "Deliveries stored.", self.gateway.inbox_usage().0 as f64)
+            .gauge("gateway_inbox_bytes", "Payload bytes stored.", self.gateway.inbox_usage().1 as f64)
+            .counter(
+                "gateway_clients_evicted_total",
+                "Identities forgotten (with their inboxes) for new ones.",
+                s.clients_evicted,
+            )
             .labelled(
                 "gateway_dropped_total",
                 "Input dropped, by reason.",
@@ -302,9 +363,15 @@ impl Actor {
                     ("replay", s.replays),
                     ("bad_node_packet", s.bad_node_packets),
                     ("store_failure", s.store_failures),
+                    ("store_backlog", s.store_backlog),
+                    ("unknown_destination", s.unknown_destination),
+                    ("inbox_full_client", s.inbox_full_client),
+                    ("inbox_full_total", s.inbox_full_total),
+                    ("refused_connection", s.refused_connections),
                     ("overload", self.metrics.dropped_overload.get()),
                     ("ws_bad_message", self.metrics.ws_bad_messages.get()),
-                    ("slow_client", self.metrics.slow_clients.get()),
+                    ("ws_upgrade_timeout", self.metrics.ws_upgrade_timeouts.get()),
+                    ("slow_client", s.slow_clients),
                     ("link_queue_full", l.dropped_queue_full.get()),
                     ("unknown_next_hop", l.dropped_unknown_peer.get()),
                     ("link_error", l.dropped_link_error.get()),

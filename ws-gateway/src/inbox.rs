@@ -1,13 +1,18 @@
-//! The durable inbox: every delivery is stored (SQLite, WAL) before its SURB-ack is
-//! sent, handed to the client in `seq` order, and deleted only when the client
-//! acknowledges it. Per-client cap; entries older than the maximum age expire.
+//! The durable inbox: every delivery is stored (SQLite, WAL, `synchronous = FULL`:
+//! a commit survives power loss) before its SURB-ack is sent, handed to the client
+//! a page at a time in `seq` order, and deleted only when the client acknowledges it.
+//! Entries older than the maximum age expire. The clients that authenticated here
+//! (who may have an inbox) are kept too, so the core's registry and bounds survive a
+//! restart. Every bound is the core's (`mixnet_core::gateway`); this file only stores.
 //!
-//! Runs on its own thread; requests batch into one transaction.
+//! Runs on its own thread; requests batch into one transaction, and replies come
+//! back in the order requests were carried out.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use mixnet_core::gateway::ClientRecord;
 use mixnet_core::message::Delivery;
 use nodenet::replay::ReplayStore;
 use rusqlite::{Connection, params};
@@ -23,19 +28,35 @@ pub enum InboxCommand {
         /// What to store.
         delivery: Delivery,
     },
-    /// Load everything stored for the client, ascending.
+    /// Load at most `limit` entries after `after`, ascending.
     Load {
         /// Echoed back.
         conn: u64,
         /// The client.
         client: [u8; 32],
+        /// Entries with a greater sequence number.
+        after: u64,
+        /// At most this many.
+        limit: usize,
     },
-    /// Delete up to and including `up_to`.
+    /// Delete up to and including `up_to`; answer with what went.
     Delete {
         /// The client.
         client: [u8; 32],
         /// Highest acknowledged `seq`.
         up_to: u64,
+    },
+    /// Keep storage for `client` (it authenticated).
+    Remember {
+        /// The client.
+        client: [u8; 32],
+        /// Ordering value of its last authentication.
+        seen: u64,
+    },
+    /// Delete `client` and its inbox.
+    Forget {
+        /// The client.
+        client: [u8; 32],
     },
 }
 
@@ -45,13 +66,15 @@ pub enum InboxReply {
     Stored(u64, Result<u64, String>),
     /// Result of a load.
     Loaded(u64, Vec<(u64, Delivery)>),
+    /// A delete was carried out: client, up to, entries and bytes deleted.
+    Deleted([u8; 32], u64, u64, u64),
+    /// Entries expired: client, entries, bytes.
+    Expired([u8; 32], u64, u64),
 }
 
 /// Limits.
 #[derive(Debug, Clone, Copy)]
 pub struct InboxLimits {
-    /// Most entries per client; further stores fail (and the senders retransmit later).
-    pub per_client: u64,
     /// Entries older than this are deleted.
     pub max_age: Duration,
 }
@@ -63,7 +86,7 @@ fn open(path: Option<&Path>) -> rusqlite::Result<Connection> {
     };
     db.execute_batch(
         "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
+         PRAGMA synchronous = FULL;
          CREATE TABLE IF NOT EXISTS inbox (
              seq INTEGER PRIMARY KEY AUTOINCREMENT,
              client BLOB NOT NULL,
@@ -71,19 +94,49 @@ fn open(path: Option<&Path>) -> rusqlite::Result<Connection> {
              payload BLOB NOT NULL,
              created_ms INTEGER NOT NULL
          );
-         CREATE INDEX IF NOT EXISTS inbox_client ON inbox (client, seq);",
+         CREATE INDEX IF NOT EXISTS inbox_client ON inbox (client, seq);
+         CREATE INDEX IF NOT EXISTS inbox_created ON inbox (created_ms);
+         CREATE TABLE IF NOT EXISTS clients (
+             client BLOB PRIMARY KEY,
+             seen INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         -- inboxes stored before clients were kept: their owners did authenticate
+         INSERT OR IGNORE INTO clients (client, seen) SELECT DISTINCT client, 0 FROM inbox;",
     )?;
     Ok(db)
 }
 
-/// Opens the inbox (in memory without a path) and starts its thread; replies go to `reply`.
+/// The clients stored, with what their inboxes hold (for `Gateway::restore_clients`).
+fn clients(db: &Connection) -> rusqlite::Result<Vec<ClientRecord>> {
+    let mut stmt = db.prepare(
+        "SELECT c.client, c.seen, COUNT(i.seq), COALESCE(SUM(length(i.payload)), 0)
+         FROM clients c LEFT JOIN inbox i ON i.client = c.client GROUP BY c.client",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let client: Vec<u8> = r.get(0)?;
+        Ok((client, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (client, seen, entries, bytes) = row?;
+        if let Ok(client) = client.as_slice().try_into() {
+            out.push(ClientRecord { client, entries: entries as u64, bytes: bytes as u64, seen: seen as u64 });
+        }
+    }
+    Ok(out)
+}
+
+/// Opens the inbox (in memory without a path) and starts its thread; replies go to
+/// `reply`. Returns the command channel and the stored clients. With `replay`, the
+/// replay tags of what a batch stores are made durable before the batch commits.
 pub fn start(
     path: Option<&Path>,
     limits: InboxLimits,
     replay: Option<Arc<Mutex<ReplayStore>>>,
     reply: impl Fn(InboxReply) + Send + 'static,
-) -> Result<mpsc::Sender<InboxCommand>, String> {
+) -> Result<(mpsc::Sender<InboxCommand>, Vec<ClientRecord>), String> {
     let mut db = open(path).map_err(|e| format!("opening the inbox database: {e}"))?;
+    let known = clients(&db).map_err(|e| format!("reading the inbox database: {e}"))?;
     let (tx, rx) = mpsc::channel::<InboxCommand>();
     std::thread::Builder::new()
         .name("inbox".into())
@@ -115,20 +168,66 @@ pub fn start(
                 }
                 if last_expiry.elapsed() > Duration::from_secs(60) {
                     last_expiry = std::time::Instant::now();
-                    expire(&db, nodenet::unix_ms(), limits.max_age);
+                    for r in expire(&db, nodenet::unix_ms(), limits.max_age) {
+                        reply(r);
+                    }
                 }
             }
         })
         .map_err(|e| e.to_string())?;
-    Ok(tx)
+    Ok((tx, known))
 }
 
-/// Deletes entries older than `max_age` at `now_ms`.
-fn expire(db: &Connection, now_ms: u64, max_age: Duration) {
+/// Deletes entries older than `max_age` at `now_ms`; says what went, per client.
+fn expire(db: &Connection, now_ms: u64, max_age: Duration) -> Vec<InboxReply> {
     let cutoff = now_ms.saturating_sub(max_age.as_millis() as u64);
-    if let Err(e) = db.execute("DELETE FROM inbox WHERE created_ms < ?1", params![cutoff as i64]) {
+    let gone = (|| -> rusqlite::Result<Vec<InboxReply>> {
+        let mut stmt =
+            db.prepare_cached("DELETE FROM inbox WHERE created_ms < ?1 RETURNING client, length(payload)")?;
+        let rows = stmt.query_map(params![cutoff as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut per: std::collections::HashMap<[u8; 32], (u64, u64)> = std::collections::HashMap::new();
+        for row in rows {
+            let (client, len) = row?;
+            if let Ok(c) = client.as_slice().try_into() {
+                let e = per.entry(c).or_default();
+                e.0 += 1;
+                e.1 += len as u64;
+            }
+        }
+        Ok(per.into_iter().map(|(c, (n, b))| InboxReply::Expired(c, n, b)).collect())
+    })();
+    gone.unwrap_or_else(|e| {
         tracing::error!(error = %e, "inbox expiry failed");
+        Vec::new()
+    })
+}
+
+fn load(tx: &Connection, client: &[u8; 32], after: u64, limit: usize) -> rusqlite::Result<Vec<(u64, Delivery)>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, identifier, payload FROM inbox WHERE client = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![&client[..], after.min(i64::MAX as u64) as i64, limit as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, id, payload) = row?;
+        if let Ok(identifier) = id.as_slice().try_into() {
+            out.push((seq, Delivery { identifier, payload }));
+        }
     }
+    Ok(out)
+}
+
+fn delete(tx: &Connection, client: &[u8; 32], up_to: u64) -> rusqlite::Result<(u64, u64)> {
+    let mut stmt = tx.prepare_cached("DELETE FROM inbox WHERE client = ?1 AND seq <= ?2 RETURNING length(payload)")?;
+    let rows = stmt.query_map(params![&client[..], up_to.min(i64::MAX as u64) as i64], |r| r.get::<_, i64>(0))?;
+    let (mut n, mut bytes) = (0, 0);
+    for len in rows {
+        n += 1;
+        bytes += len? as u64;
+    }
+    Ok((n, bytes))
 }
 
 fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>) -> Vec<InboxReply> {
@@ -147,51 +246,45 @@ fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>)
     for c in batch {
         match c {
             InboxCommand::Store { token, client, delivery } => {
-                let r = (|| -> rusqlite::Result<Result<u64, String>> {
-                    let count: i64 =
-                        tx.query_row("SELECT COUNT(*) FROM inbox WHERE client = ?1", params![&client[..]], |r| {
-                            r.get(0)
-                        })?;
-                    if count as u64 >= limits.per_client {
-                        return Ok(Err(format!("inbox full ({count} entries)")));
-                    }
-                    tx.execute(
+                let r = tx
+                    .execute(
                         "INSERT INTO inbox (client, identifier, payload, created_ms) VALUES (?1, ?2, ?3, ?4)",
                         params![&client[..], &delivery.identifier[..], &delivery.payload, nodenet::unix_ms() as i64],
-                    )?;
-                    Ok(Ok(tx.last_insert_rowid() as u64))
-                })();
-                replies.push(InboxReply::Stored(token, r.unwrap_or_else(|e| Err(e.to_string()))));
+                    )
+                    .map(|_| tx.last_insert_rowid() as u64)
+                    .map_err(|e| e.to_string());
+                replies.push(InboxReply::Stored(token, r));
             }
-            InboxCommand::Load { conn, client } => {
+            InboxCommand::Load { conn, client, after, limit } => {
                 // never hand out what has expired, even between periodic sweeps
-                expire(&tx, nodenet::unix_ms(), limits.max_age);
-                let rows = (|| -> rusqlite::Result<Vec<(u64, Delivery)>> {
-                    let mut stmt =
-                        tx.prepare_cached("SELECT seq, identifier, payload FROM inbox WHERE client = ?1 ORDER BY seq")?;
-                    let rows = stmt.query_map(params![&client[..]], |r| {
-                        let seq: i64 = r.get(0)?;
-                        let id: Vec<u8> = r.get(1)?;
-                        let payload: Vec<u8> = r.get(2)?;
-                        Ok((seq as u64, id, payload))
-                    })?;
-                    let mut out = Vec::new();
-                    for row in rows {
-                        let (seq, id, payload) = row?;
-                        if let Ok(identifier) = id.as_slice().try_into() {
-                            out.push((seq, Delivery { identifier, payload }));
-                        }
-                    }
-                    Ok(out)
-                })();
-                replies.push(InboxReply::Loaded(conn, r_or_log(rows)));
+                replies.extend(expire(&tx, nodenet::unix_ms(), limits.max_age));
+                let rows = load(&tx, &client, after, limit).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "inbox load failed");
+                    Vec::new()
+                });
+                replies.push(InboxReply::Loaded(conn, rows));
             }
             InboxCommand::Delete { client, up_to } => {
-                if let Err(e) = tx.execute(
-                    "DELETE FROM inbox WHERE client = ?1 AND seq <= ?2",
-                    params![&client[..], up_to.min(i64::MAX as u64) as i64],
-                ) {
+                let (n, bytes) = delete(&tx, &client, up_to).unwrap_or_else(|e| {
                     tracing::error!(error = %e, "inbox delete failed");
+                    (0, 0)
+                });
+                replies.push(InboxReply::Deleted(client, up_to, n, bytes));
+            }
+            InboxCommand::Remember { client, seen } => {
+                if let Err(e) = tx.execute(
+                    "INSERT INTO clients (client, seen) VALUES (?1, ?2) ON CONFLICT (client) DO UPDATE SET seen = ?2",
+                    params![&client[..], seen.min(i64::MAX as u64) as i64],
+                ) {
+                    tracing::error!(error = %e, "inbox: remembering a client failed");
+                }
+            }
+            InboxCommand::Forget { client } => {
+                let r = tx
+                    .execute("DELETE FROM inbox WHERE client = ?1", params![&client[..]])
+                    .and_then(|_| tx.execute("DELETE FROM clients WHERE client = ?1", params![&client[..]]));
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "inbox: forgetting a client failed");
                 }
             }
         }
@@ -208,13 +301,6 @@ fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>)
     replies
 }
 
-fn r_or_log(r: rusqlite::Result<Vec<(u64, Delivery)>>) -> Vec<(u64, Delivery)> {
-    r.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "inbox load failed");
-        Vec::new()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,53 +309,65 @@ mod tests {
         Delivery { identifier: [i; 16], payload: vec![i; 5] }
     }
 
-    fn run(db: &mut Connection, limits: InboxLimits, cmds: Vec<InboxCommand>) -> Vec<InboxReply> {
-        run_batch(db, limits, cmds)
-    }
-
     #[test]
-    fn stores_in_order_caps_per_client_deletes_on_ack_and_survives_reopening() {
+    fn stores_in_order_pages_deletes_on_ack_expires_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("inbox.sqlite");
-        let limits = InboxLimits { per_client: 3, max_age: Duration::from_secs(60) };
+        let limits = InboxLimits { max_age: Duration::from_secs(60) };
         let mut db = open(Some(&path)).unwrap();
-        let stores: Vec<_> =
-            (1..=4u8).map(|i| InboxCommand::Store { token: u64::from(i), client: [1; 32], delivery: d(i) }).collect();
-        let replies = run(&mut db, limits, stores);
-        let seqs: Vec<Result<u64, String>> = replies
+        let mut cmds = vec![InboxCommand::Remember { client: [1; 32], seen: 7 }];
+        cmds.extend((1..=4u8).map(|i| InboxCommand::Store { token: u64::from(i), client: [1; 32], delivery: d(i) }));
+        cmds.push(InboxCommand::Store { token: 9, client: [2; 32], delivery: d(9) });
+        let seqs: Vec<u64> = run_batch(&mut db, limits, cmds)
             .into_iter()
-            .map(|r| match r {
-                InboxReply::Stored(_, s) => s,
-                InboxReply::Loaded(..) => panic!(),
+            .filter_map(|r| match r {
+                InboxReply::Stored(_, s) => Some(s.unwrap()),
+                _ => None,
             })
             .collect();
-        assert!(seqs[..3].iter().all(Result::is_ok));
-        assert!(seqs[3].as_ref().unwrap_err().contains("inbox full"), "{seqs:?}");
-        // another client is not affected by the first one's cap
-        let other = run(&mut db, limits, vec![InboxCommand::Store { token: 9, client: [2; 32], delivery: d(9) }]);
-        assert!(matches!(&other[0], InboxReply::Stored(9, Ok(_))));
+        assert_eq!(seqs.len(), 5);
         drop(db);
 
         let mut db = open(Some(&path)).unwrap();
-        let second = *seqs[1].as_ref().unwrap();
-        let loaded = run(
+        let mut known = clients(&db).unwrap();
+        known.sort_by_key(|c| c.client);
+        // client 2's inbox predates the clients table: it is adopted
+        assert_eq!(
+            known,
+            vec![
+                ClientRecord { client: [1; 32], entries: 4, bytes: 20, seen: 7 },
+                ClientRecord { client: [2; 32], entries: 1, bytes: 5, seen: 0 }
+            ]
+        );
+        let replies = run_batch(
             &mut db,
             limits,
             vec![
-                InboxCommand::Delete { client: [1; 32], up_to: second },
-                InboxCommand::Load { conn: 5, client: [1; 32] },
+                InboxCommand::Delete { client: [1; 32], up_to: seqs[1] },
+                InboxCommand::Load { conn: 5, client: [1; 32], after: 0, limit: 1 },
+                InboxCommand::Load { conn: 6, client: [1; 32], after: seqs[2], limit: 10 },
             ],
         );
-        match &loaded[0] {
-            InboxReply::Loaded(5, entries) => {
-                assert_eq!(entries.len(), 1);
-                assert_eq!(entries[0].1, d(3));
+        assert!(matches!(replies[0], InboxReply::Deleted(c, up, 2, 10) if c == [1; 32] && up == seqs[1]));
+        match (&replies[1], &replies[2]) {
+            (InboxReply::Loaded(5, first), InboxReply::Loaded(6, rest)) => {
+                assert_eq!(first, &vec![(seqs[2], d(3))], "a page of one, after the deleted ones");
+                assert_eq!(rest, &vec![(seqs[3], d(4))]);
             }
-            _ => panic!(),
+            _ => panic!("two pages"),
         }
-        // an hour later everything has expired
-        expire(&db, nodenet::unix_ms() + 3_600_000, limits.max_age);
-        let loaded = run(&mut db, limits, vec![InboxCommand::Load { conn: 6, client: [2; 32] }]);
-        assert!(matches!(&loaded[0], InboxReply::Loaded(6, e) if e.is_empty()));
+        // an hour later everything has expired, and each client is told what went
+        let mut gone: Vec<(u64, u64)> = expire(&db, nodenet::unix_ms() + 3_600_000, limits.max_age)
+            .into_iter()
+            .map(|r| match r {
+                InboxReply::Expired(_, n, b) => (n, b),
+                _ => panic!(),
+            })
+            .collect();
+        gone.sort();
+        assert_eq!(gone, vec![(1, 5), (2, 10)]);
+        // forgetting a client deletes it and its inbox
+        run_batch(&mut db, limits, vec![InboxCommand::Forget { client: [1; 32] }]);
+        assert_eq!(clients(&db).unwrap().len(), 1);
     }
 }

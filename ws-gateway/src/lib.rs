@@ -76,12 +76,26 @@ pub struct GatewayConfig {
     pub directory_key: String,
     /// Keys and `inbox.sqlite` (ephemeral keys and an in-memory inbox if unset).
     pub data_dir: Option<PathBuf>,
-    /// Packets per second one client may send.
+    /// Frames per second one client may send (packets, acks and pings alike).
     pub rate_per_sec: u32,
     /// Burst of the per-client rate limit.
     pub burst: u32,
+    /// Client connections held at once (more are closed at once with a reason).
+    pub max_connections: usize,
+    /// Identities that keep an inbox here (only those that authenticated here; the
+    /// least recently seen offline one is forgotten, with its inbox, for a new one).
+    pub max_clients: usize,
     /// Most inbox entries per client.
     pub inbox_per_client: u64,
+    /// Most inbox payload bytes per client.
+    pub inbox_bytes_per_client: u64,
+    /// Most inbox payload bytes in total (the disk this gateway may fill).
+    pub inbox_total_bytes: u64,
+    /// Deliveries pushed to a client before it must acknowledge them.
+    pub inbox_page: usize,
+    /// Messages queued towards one client before it counts as too slow (and is
+    /// closed with a reason).
+    pub client_queue: usize,
     /// Inbox entries expire after this long.
     pub inbox_max_age_secs: u64,
     /// Packets queued per outgoing link.
@@ -92,6 +106,36 @@ pub struct GatewayConfig {
     pub replay: ReplayConfig,
     /// Run an exit service.
     pub exit: Option<ExitConfig>,
+}
+
+impl GatewayConfig {
+    /// The core's configuration, limits checked (a zero bound cannot carry anything).
+    pub fn core(&self) -> Result<CoreConfig, StartError> {
+        mix_node::require_positive(&[
+            ("rate_per_sec", u64::from(self.rate_per_sec)),
+            ("burst", u64::from(self.burst)),
+            ("link_queue", self.link_queue as u64),
+            ("max_connections", self.max_connections as u64),
+            ("max_clients", self.max_clients as u64),
+            ("inbox_per_client", self.inbox_per_client),
+            ("inbox_bytes_per_client", self.inbox_bytes_per_client),
+            ("inbox_total_bytes", self.inbox_total_bytes),
+            ("inbox_page", self.inbox_page as u64),
+            ("client_queue", self.client_queue as u64),
+            ("replay.capacity", self.replay.capacity),
+        ])?;
+        Ok(CoreConfig {
+            rate_per_sec: self.rate_per_sec,
+            burst: self.burst,
+            max_connections: self.max_connections,
+            max_clients: self.max_clients,
+            inbox_entries_per_client: self.inbox_per_client,
+            inbox_bytes_per_client: self.inbox_bytes_per_client,
+            inbox_total_bytes: self.inbox_total_bytes,
+            inbox_page: self.inbox_page,
+            ..CoreConfig::default()
+        })
+    }
 }
 
 /// The exit role.
@@ -128,6 +172,7 @@ impl Default for ExitConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
+        let core = CoreConfig::default();
         Self {
             listen: "127.0.0.1:0".into(),
             announce: None,
@@ -141,9 +186,15 @@ impl Default for GatewayConfig {
             directory: String::new(),
             directory_key: String::new(),
             data_dir: None,
-            rate_per_sec: 2000,
-            burst: 4000,
-            inbox_per_client: 100_000,
+            rate_per_sec: core.rate_per_sec,
+            burst: core.burst,
+            max_connections: core.max_connections,
+            max_clients: core.max_clients,
+            inbox_per_client: core.inbox_entries_per_client,
+            inbox_bytes_per_client: core.inbox_bytes_per_client,
+            inbox_total_bytes: core.inbox_total_bytes,
+            inbox_page: core.inbox_page,
+            client_queue: 4096,
             inbox_max_age_secs: 24 * 3600,
             link_queue: 8192,
             heartbeat_ms: 10_000,
@@ -293,7 +344,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
     let links = Links::new(&noise, config.link_queue, link_stats.clone());
     let metrics =
         Arc::new(Metrics { links: link_stats.clone(), ws_connections: Counter::default(), ..Default::default() });
-    let core = CoreConfig { rate_per_sec: config.rate_per_sec, burst: config.burst, ..CoreConfig::default() };
+    let core = config.core()?;
     let (actor, events) = actor::Actor::new(
         address,
         noise.clone(),
@@ -319,10 +370,18 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         }
     })));
     let conn_ids = Arc::new(AtomicU64::new(1));
-    tasks.push(tokio::spawn(ws::serve(ws_listener, events.clone(), metrics.clone(), conn_ids.clone())));
+    tasks.push(tokio::spawn(ws::serve(
+        ws_listener,
+        events.clone(),
+        metrics.clone(),
+        conn_ids.clone(),
+        config.client_queue,
+    )));
     let wt_addr = wt.as_ref().map(|w| (w.addr, w.published.clone()));
     let wt_endpoint = wt.as_ref().map(|w| w.endpoint.clone());
-    let wt_task = wt.map(|w| tokio::spawn(wt::serve(w.endpoint, w.path, events.clone(), metrics.clone(), conn_ids)));
+    let wt_task = wt.map(|w| {
+        tokio::spawn(wt::serve(w.endpoint, w.path, events.clone(), metrics.clone(), conn_ids, config.client_queue))
+    });
     let (ev_epoch, ev_topo) = (events.clone(), events.clone());
     tasks.push(membership.spawn(
         info.epoch,

@@ -12,13 +12,13 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::actor::{Event, Metrics, WsOut};
+use crate::actor::{Event, Metrics, WsOut, client_channel};
 
 /// Largest WebSocket message accepted (the session protocol's frames are far smaller;
 /// the core closes oversize ones with a reason before this limit is reached).
 const MAX_WS_MESSAGE: usize = 64 * 1024;
-/// Messages buffered towards one client before it counts as too slow.
-const CLIENT_QUEUE: usize = 4096;
+/// Time for the HTTP upgrade (a connection that dribbles its request is dropped).
+pub(crate) const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Connection ids come from `next`, shared with the WebTransport listener.
 pub(crate) async fn serve(
@@ -26,6 +26,7 @@ pub(crate) async fn serve(
     events: mpsc::Sender<Event>,
     metrics: Arc<Metrics>,
     next: Arc<AtomicU64>,
+    client_queue: usize,
 ) {
     nodenet::accept_each(listener, move |stream, peer| {
         let conn = next.fetch_add(1, Ordering::Relaxed);
@@ -34,37 +35,67 @@ pub(crate) async fn serve(
         async move {
             let config =
                 WebSocketConfig::default().max_message_size(Some(MAX_WS_MESSAGE)).max_frame_size(Some(MAX_WS_MESSAGE));
-            let ws = match tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
-                Ok(ws) => ws,
-                Err(e) => {
+            let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+            let ws = match tokio::time::timeout(UPGRADE_TIMEOUT, upgrade).await {
+                Ok(Ok(ws)) => ws,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "websocket handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics.ws_upgrade_timeouts.inc();
+                    tracing::debug!(%peer, "websocket upgrade timed out");
                     return;
                 }
             };
             metrics.ws_connections.inc();
             let (mut sink, mut source) = ws.split();
-            let (tx, mut rx) = mpsc::channel(CLIENT_QUEUE);
+            let (tx, mut rx, kill) = client_channel(client_queue);
             if events.send(Event::Connected { conn, tx }).await.is_err() {
                 return;
             }
+            let closing = kill.clone();
             let writer = tokio::spawn(async move {
-                while let Some(out) = rx.recv().await {
+                loop {
+                    let out = tokio::select! {
+                        biased;
+                        (code, reason) = closing.killed() => WsOut::Close(code, reason),
+                        out = rx.recv() => match out {
+                            Some(o) => o,
+                            None => return,
+                        },
+                    };
                     match out {
                         WsOut::Binary(b) => {
-                            if sink.send(Message::Binary(b.into())).await.is_err() {
+                            // a client that stops reading blocks this send: the kill ends it
+                            let sent = tokio::select! {
+                                biased;
+                                _ = closing.killed() => continue,
+                                r = sink.send(Message::Binary(b.into())) => r,
+                            };
+                            if sent.is_err() {
                                 return;
                             }
                         }
                         WsOut::Close(code, reason) => {
                             let reason: String = reason.chars().take(120).collect();
                             let frame = CloseFrame { code: CloseCode::from(4000 + code), reason: reason.into() };
-                            let _ = sink.send(Message::Close(Some(frame))).await;
+                            let close = sink.send(Message::Close(Some(frame)));
+                            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
                             return;
                         }
                     }
                 }
             });
-            while let Some(msg) = source.next().await {
+            loop {
+                let msg = tokio::select! {
+                    biased;
+                    _ = kill.killed() => break,
+                    msg = source.next() => match msg {
+                        Some(m) => m,
+                        None => break,
+                    },
+                };
                 match msg {
                     Ok(Message::Binary(b)) => {
                         if events.send(Event::Message { conn, data: b.to_vec() }).await.is_err() {

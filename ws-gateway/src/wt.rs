@@ -19,10 +19,7 @@ use wtransport::endpoint::IncomingSession;
 use wtransport::endpoint::endpoint_side::Server;
 use wtransport::{Endpoint, Identity, ServerConfig, VarInt};
 
-use crate::actor::{Event, Metrics, WsOut};
-
-/// Messages buffered towards one client before it counts as too slow.
-const CLIENT_QUEUE: usize = 4096;
+use crate::actor::{Event, Metrics, WsOut, client_channel};
 /// How long a client has, after the session is accepted, to open its stream.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Validity of a generated self-signed certificate (browsers accept at most 14 days
@@ -123,6 +120,7 @@ pub(crate) async fn serve(
     events: mpsc::Sender<Event>,
     metrics: Arc<Metrics>,
     next: Arc<AtomicU64>,
+    client_queue: usize,
 ) {
     let mut sessions = JoinSet::new();
     loop {
@@ -130,7 +128,7 @@ pub(crate) async fn serve(
             incoming = endpoint.accept() => {
                 let (events, metrics, path, next) = (events.clone(), metrics.clone(), path.clone(), next.clone());
                 sessions.spawn(async move {
-                    if let Err(e) = session(incoming, &path, events, &metrics, &next).await {
+                    if let Err(e) = session(incoming, &path, events, &metrics, &next, client_queue).await {
                         metrics.wt_failed_sessions.inc();
                         tracing::debug!(error = %e, "webtransport session failed");
                     }
@@ -147,6 +145,7 @@ async fn session(
     events: mpsc::Sender<Event>,
     metrics: &Metrics,
     next: &AtomicU64,
+    client_queue: usize,
 ) -> Result<(), String> {
     let request = incoming.await.map_err(|e| format!("handshake: {e}"))?;
     if request.path() != path {
@@ -161,26 +160,42 @@ async fn session(
         .map_err(|e| format!("waiting for the stream: {e}"))?;
     metrics.wt_connections.inc();
     let conn = next.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel(CLIENT_QUEUE);
+    let (tx, mut rx, kill) = client_channel(client_queue);
     if events.send(Event::Connected { conn, tx }).await.is_err() {
         return Ok(());
     }
     let mut disconnect = Disconnect { events: events.clone(), conn: Some(conn) };
     let closer = connection.clone();
+    let closing = kill.clone();
     let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
+        loop {
+            let out = tokio::select! {
+                biased;
+                (code, reason) = closing.killed() => WsOut::Close(code, reason),
+                out = rx.recv() => match out {
+                    Some(o) => o,
+                    None => return,
+                },
+            };
             match out {
                 WsOut::Binary(b) => {
                     let Ok(framed) = framing::encode(&b) else { return };
-                    if send.write_all(&framed).await.is_err() {
+                    // a client that stops reading blocks this write: the kill ends it
+                    let written = tokio::select! {
+                        biased;
+                        _ = closing.killed() => continue,
+                        r = send.write_all(&framed) => r,
+                    };
+                    if written.is_err() {
                         return;
                     }
                 }
                 WsOut::Close(code, reason) => {
                     // the close record tells the client why; then give it a moment
                     // to close the session itself before closing it from here
-                    let _ = send.write_all(&framing::encode_close(4000 + code, &reason)).await;
-                    let _ = send.finish().await;
+                    let record = framing::encode_close(4000 + code, &reason);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), send.write_all(&record)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), send.finish()).await;
                     let _ = tokio::time::timeout(Duration::from_secs(1), closer.closed()).await;
                     closer.close(VarInt::from_u32(4000 + u32::from(code)), reason.as_bytes());
                     return;
@@ -191,7 +206,12 @@ async fn session(
     let mut decoder = framing::Decoder::new();
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
-        match recv.read(&mut buf).await {
+        let read = tokio::select! {
+            biased;
+            _ = kill.killed() => break,
+            r = recv.read(&mut buf) => r,
+        };
+        match read {
             Ok(Some(n)) => {
                 decoder.push(&buf[..n]);
                 while let Some(record) = decoder.next_record() {

@@ -1,6 +1,8 @@
 //! Shared helpers for the simulated-network tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod gateway;
+
 use std::time::Duration;
 
 use mixnet_core::address::Recipient;

@@ -6,6 +6,16 @@
 //! connection, store / load / delete inbox entries. Every delivery goes through the
 //! durable inbox first; its SURB-ack is sent once the store succeeded, and the entry
 //! is deleted only after the client acknowledged it.
+//!
+//! **Bounds** (each counted in [`GatewayStats`] when it bites): connections; every
+//! frame a client sends costs a token of its rate limit; an inbox only for identities
+//! that authenticated here ([`registry`]), capped per client and in total, in entries
+//! and bytes; the inbox is pushed a page at a time, the next page once the client has
+//! acknowledged most of the last; a client that does not read is closed with a reason.
+
+mod registry;
+
+pub use registry::ClientRecord;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -56,17 +66,47 @@ pub type ConnId = u64;
 pub struct GatewayConfig {
     /// Size of the SURB-ack packets sent for forward packets.
     pub ack_size: PacketSize,
-    /// Packets per second a client may send (token bucket refill).
+    /// Frames per second a client may send (token bucket refill); every frame kind
+    /// costs a token.
     pub rate_per_sec: u32,
     /// Token bucket size.
     pub burst: u32,
     /// A connection must authenticate within this time.
     pub auth_timeout: Duration,
+    /// Connections held at once (any state); more are closed at once with
+    /// [`code::BUSY`].
+    pub max_connections: usize,
+    /// Identities that keep an inbox here (the least recently seen offline one is
+    /// forgotten, with its inbox, for a new one).
+    pub max_clients: usize,
+    /// Deliveries stored per client.
+    pub inbox_entries_per_client: u64,
+    /// Payload bytes stored per client.
+    pub inbox_bytes_per_client: u64,
+    /// Payload bytes stored in total.
+    pub inbox_total_bytes: u64,
+    /// Deliveries pushed to a client before it must acknowledge (a page of the inbox).
+    pub inbox_page: usize,
+    /// Stores handed to the driver and not yet confirmed; beyond this, final-hop
+    /// packets are refused (unacknowledged) until storage catches up.
+    pub max_pending_stores: usize,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self { ack_size: PacketSize::Regular, rate_per_sec: 2000, burst: 4000, auth_timeout: Duration::from_secs(10) }
+        Self {
+            ack_size: PacketSize::Regular,
+            rate_per_sec: 2000,
+            burst: 4000,
+            auth_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_clients: 1_000_000,
+            inbox_entries_per_client: 100_000,
+            inbox_bytes_per_client: 64 << 20,
+            inbox_total_bytes: 4 << 30,
+            inbox_page: 256,
+            max_pending_stores: 16_384,
+        }
     }
 }
 
@@ -105,14 +145,21 @@ pub enum Output {
         /// What to store.
         delivery: Delivery,
     },
-    /// Load the client's stored deliveries (ascending `seq`) and call [`Gateway::handle_inbox`].
+    /// Load at most `limit` of the client's stored deliveries with `seq > after`,
+    /// ascending, and call [`Gateway::handle_inbox`].
     LoadInbox {
         /// The connection that asked.
         conn: ConnId,
         /// The client.
         client: [u8; 32],
+        /// Only deliveries after this sequence number.
+        after: u64,
+        /// At most this many.
+        limit: usize,
     },
-    /// Delete the client's stored deliveries with `seq ≤ up_to`.
+    /// Delete the client's stored deliveries with `seq ≤ up_to`, then call
+    /// [`Gateway::handle_deleted`] with how many (and their bytes). At most one is
+    /// outstanding per client; acknowledgements that arrive meanwhile are coalesced.
     DeleteInbox {
         /// The client.
         client: [u8; 32],
@@ -126,6 +173,19 @@ pub enum Output {
         /// The packet.
         delivery: Delivery,
     },
+    /// Persist that `client` authenticated here (with ordering value `seen`): the
+    /// gateway keeps storage for it, also after a restart ([`Gateway::restore_clients`]).
+    RememberClient {
+        /// The client.
+        client: [u8; 32],
+        /// Ordering value of its last authentication.
+        seen: u64,
+    },
+    /// Delete `client` and everything stored for it (the registry made room).
+    ForgetClient {
+        /// The client.
+        client: [u8; 32],
+    },
 }
 
 /// Counters (exported as metrics by the driver).
@@ -135,22 +195,36 @@ pub struct GatewayStats {
     pub sessions_opened: u64,
     /// Packets from clients forwarded into the mixnet.
     pub client_packets: u64,
-    /// Packets from clients dropped by the rate limit.
+    /// Frames from clients dropped by the rate limit.
     pub throttled: u64,
     /// Malformed, oversize or unexpected client messages (each closed its connection).
     pub bad_client_messages: u64,
     /// Failed handshakes or authentications.
     pub auth_failures: u64,
+    /// Connections refused at the connection limit.
+    pub refused_connections: u64,
+    /// Connections closed because the client did not read.
+    pub slow_clients: u64,
     /// Packets from nodes accepted as final hop.
     pub final_hop_packets: u64,
     /// Replayed packets dropped.
     pub replays: u64,
     /// Malformed or undecryptable node packets dropped.
     pub bad_node_packets: u64,
+    /// Final-hop packets for an identity that never authenticated here (not stored).
+    pub unknown_destination: u64,
+    /// Deliveries refused because the client's inbox was full.
+    pub inbox_full_client: u64,
+    /// Deliveries refused because the gateway's inbox was full.
+    pub inbox_full_total: u64,
+    /// Identities forgotten (with their inboxes) to make room for new ones.
+    pub clients_evicted: u64,
     /// Deliveries stored.
     pub stored: u64,
     /// Deliveries that could not be stored (no ack was sent, so the sender retransmits).
     pub store_failures: u64,
+    /// Final-hop packets refused because storage was behind (too many stores pending).
+    pub store_backlog: u64,
     /// Deliveries pushed to connected clients.
     pub pushed: u64,
     /// SURB-acks sent.
@@ -172,9 +246,19 @@ enum ConnState {
 struct OpenSession {
     transport: Transport,
     client: [u8; 32],
+    /// `Authenticated` went out (after the first page).
+    announced: bool,
+    /// A page of the inbox was asked for and has not come back.
     loading: bool,
-    buffered: Vec<(u64, Delivery)>,
+    /// More is stored than was pushed: page again once acks make room.
+    behind: bool,
     last_pushed: u64,
+    /// Pushed and not yet acknowledged.
+    unacked: VecDeque<u64>,
+    /// Highest sequence number acknowledged.
+    acked: u64,
+    /// A delete is outstanding for this client.
+    deleting: bool,
     bucket: TokenBucket,
 }
 
@@ -199,6 +283,7 @@ pub struct Gateway<R> {
     conns: HashMap<ConnId, Conn>,
     clients: HashMap<[u8; 32], ConnId>,
     local: HashSet<[u8; 32]>,
+    registry: registry::Registry,
     pending: HashMap<u64, PendingStore>,
     next_token: u64,
     out: VecDeque<Output>,
@@ -217,11 +302,18 @@ impl<R: CryptoRng> Gateway<R> {
             conns: HashMap::new(),
             clients: HashMap::new(),
             local: HashSet::new(),
+            registry: registry::Registry::default(),
             pending: HashMap::new(),
             next_token: 1,
             out: VecDeque::new(),
             stats: GatewayStats::default(),
         }
+    }
+
+    /// The clients that authenticated here before a restart, with what their inboxes
+    /// hold (from storage), so bounds and the registry carry over.
+    pub fn restore_clients(&mut self, records: impl IntoIterator<Item = ClientRecord>) {
+        self.registry.restore(records);
     }
 
     /// Counters.
@@ -242,6 +334,16 @@ impl<R: CryptoRng> Gateway<R> {
     /// Connections currently open (any state).
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Identities that keep an inbox here.
+    pub fn registered_clients(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Deliveries and payload bytes stored (or being stored), in total.
+    pub fn inbox_usage(&self) -> (u64, u64) {
+        self.registry.totals()
     }
 
     /// Whether `client` has an authenticated connection (or is local).
@@ -288,8 +390,14 @@ impl<R: CryptoRng> Gateway<R> {
         self.route_client_packet(now, transmit);
     }
 
-    /// A client connected.
+    /// A client connected; refused (closed at once) at the connection limit.
     pub fn handle_connect(&mut self, now: Instant, conn: ConnId) {
+        if self.conns.len() >= self.config.max_connections {
+            self.stats.refused_connections += 1;
+            let reason = format!("the gateway is at its limit of {} connections", self.config.max_connections);
+            self.out.push_back(Output::Close { conn, code: code::BUSY, reason });
+            return;
+        }
         self.conns.insert(conn, Conn { state: ConnState::AwaitHello, opened: now });
     }
 
@@ -299,6 +407,15 @@ impl<R: CryptoRng> Gateway<R> {
             && self.clients.get(&s.client) == Some(&conn)
         {
             self.clients.remove(&s.client);
+        }
+    }
+
+    /// The driver could not queue more for `conn` (the client does not read): it is
+    /// closed with a reason.
+    pub fn handle_slow(&mut self, conn: ConnId) {
+        if self.conns.contains_key(&conn) {
+            self.stats.slow_clients += 1;
+            self.close(conn, code::SLOW, "the client did not read fast enough".into());
         }
     }
 
@@ -366,9 +483,13 @@ impl<R: CryptoRng> Gateway<R> {
                 c.state = ConnState::Open(Box::new(OpenSession {
                     transport: *t,
                     client: identity,
-                    loading: true,
-                    buffered: Vec::new(),
+                    announced: false,
+                    loading: false,
+                    behind: true,
                     last_pushed: 0,
+                    unacked: VecDeque::new(),
+                    acked: 0,
+                    deleting: false,
                     bucket: TokenBucket { tokens: f64::from(self.config.burst), last: now, notified: None },
                 }));
                 if let Some(old) = self.clients.insert(identity, conn) {
@@ -376,54 +497,89 @@ impl<R: CryptoRng> Gateway<R> {
                     self.clients.insert(identity, conn);
                 }
                 self.stats.sessions_opened += 1;
-                self.out.push_back(Output::LoadInbox { conn, client: identity });
+                self.remember(identity);
+                self.load_page(conn);
                 Ok(())
             }
             ConnState::Open(s) => {
                 let plain = s.transport.recv.decrypt(message).map_err(|e| (code::PROTOCOL, e.into()))?;
-                match ClientFrame::decode(&plain).map_err(|e| (code::PROTOCOL, e))? {
-                    ClientFrame::Authenticate { .. } => {
-                        Err((code::PROTOCOL, SessionError::Unexpected("already authenticated")))
-                    }
-                    ClientFrame::SendPacket(t) => {
-                        if PacketSize::from_packet_len(t.packet.len()).is_none() {
-                            return Err((code::PROTOCOL, SessionError::Malformed("not a Sphinx packet size")));
-                        }
-                        let rate = f64::from(self.config.rate_per_sec);
-                        let b = &mut s.bucket;
-                        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-                        b.tokens = (b.tokens + elapsed * rate).min(f64::from(self.config.burst));
-                        b.last = now;
-                        if b.tokens < 1.0 {
-                            self.stats.throttled += 1;
-                            let notify =
-                                b.notified.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
-                            if notify {
-                                b.notified = Some(now);
-                                let msg = format!(
-                                    "over {} packets/s: packets dropped, retransmit later",
-                                    self.config.rate_per_sec
-                                );
-                                self.send(conn, &ServerFrame::Error { code: code::THROTTLED, message: msg });
-                            }
-                            return Ok(());
-                        }
-                        b.tokens -= 1.0;
-                        self.route_client_packet(now, t);
-                        Ok(())
-                    }
-                    ClientFrame::InboxAck(seq) => {
-                        let client = s.client;
-                        self.out.push_back(Output::DeleteInbox { client, up_to: seq });
-                        Ok(())
-                    }
-                    ClientFrame::Ping(n) => {
-                        self.send(conn, &ServerFrame::Pong(n));
-                        Ok(())
-                    }
+                let frame = ClientFrame::decode(&plain).map_err(|e| (code::PROTOCOL, e))?;
+                if let ClientFrame::Authenticate { .. } = frame {
+                    return Err((code::PROTOCOL, SessionError::Unexpected("already authenticated")));
                 }
+                if let ClientFrame::SendPacket(t) = &frame
+                    && PacketSize::from_packet_len(t.packet.len()).is_none()
+                {
+                    return Err((code::PROTOCOL, SessionError::Malformed("not a Sphinx packet size")));
+                }
+                // every frame costs a token: acks and pings are work for us too
+                let rate = f64::from(self.config.rate_per_sec);
+                let b = &mut s.bucket;
+                let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+                b.tokens = (b.tokens + elapsed * rate).min(f64::from(self.config.burst));
+                b.last = now;
+                if b.tokens < 1.0 {
+                    self.stats.throttled += 1;
+                    let notify = b.notified.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+                    if notify {
+                        b.notified = Some(now);
+                        let msg =
+                            format!("over {} frames/s: frames dropped, retransmit later", self.config.rate_per_sec);
+                        self.send(conn, &ServerFrame::Error { code: code::THROTTLED, message: msg });
+                    }
+                    return Ok(());
+                }
+                b.tokens -= 1.0;
+                match frame {
+                    ClientFrame::Authenticate { .. } => unreachable!("refused above"),
+                    ClientFrame::SendPacket(t) => self.route_client_packet(now, t),
+                    ClientFrame::InboxAck(seq) => self.inbox_ack(conn, seq),
+                    ClientFrame::Ping(n) => self.send(conn, &ServerFrame::Pong(n)),
+                }
+                Ok(())
             }
         }
+    }
+
+    /// Records an authentication; makes room in the registry if needed.
+    fn remember(&mut self, client: [u8; 32]) {
+        let clients = &self.clients;
+        let (seen, forgotten) = self.registry.seen(client, self.config.max_clients, |c| clients.contains_key(c));
+        for victim in forgotten {
+            self.stats.clients_evicted += 1;
+            self.out.push_back(Output::ForgetClient { client: victim });
+        }
+        self.out.push_back(Output::RememberClient { client, seen });
+    }
+
+    fn inbox_ack(&mut self, conn: ConnId, seq: u64) {
+        let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
+        // only an ack that covers something new is work for the inbox
+        let before = s.unacked.len();
+        while s.unacked.front().is_some_and(|p| *p <= seq) {
+            s.unacked.pop_front();
+        }
+        if s.unacked.len() == before {
+            return;
+        }
+        s.acked = s.acked.max(seq.min(s.last_pushed));
+        if !s.deleting {
+            s.deleting = true;
+            self.out.push_back(Output::DeleteInbox { client: s.client, up_to: s.acked });
+        }
+        let window = self.config.inbox_page;
+        if s.behind && !s.loading && s.unacked.len() <= window / 2 {
+            self.load_page(conn);
+        }
+    }
+
+    /// Asks for the next page of the inbox, as much as the window has room for.
+    fn load_page(&mut self, conn: ConnId) {
+        let window = self.config.inbox_page.max(1);
+        let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
+        s.loading = true;
+        let limit = window - s.unacked.len().min(window - 1);
+        self.out.push_back(Output::LoadInbox { conn, client: s.client, after: s.last_pushed, limit });
     }
 
     fn route_client_packet(&mut self, now: Instant, t: Transmit) {
@@ -467,6 +623,32 @@ impl<R: CryptoRng> Gateway<R> {
             self.send_ack(hop.ack);
             return;
         }
+        // no ack unless stored: a refused packet is retransmitted by its sender, which
+        // gives up loudly if the refusal lasts
+        if self.pending.len() >= self.config.max_pending_stores {
+            self.stats.store_backlog += 1;
+            return;
+        }
+        let limits = registry::Limits {
+            entries_per_client: self.config.inbox_entries_per_client,
+            bytes_per_client: self.config.inbox_bytes_per_client,
+            total_bytes: self.config.inbox_total_bytes,
+        };
+        match self.registry.reserve(&client, hop.delivery.payload.len() as u64, &limits) {
+            Ok(()) => {}
+            Err(registry::Refusal::Unknown) => {
+                self.stats.unknown_destination += 1;
+                return;
+            }
+            Err(registry::Refusal::ClientFull) => {
+                self.stats.inbox_full_client += 1;
+                return;
+            }
+            Err(registry::Refusal::TotalFull) => {
+                self.stats.inbox_full_total += 1;
+                return;
+            }
+        }
         let token = self.next_token;
         self.next_token += 1;
         self.out.push_back(Output::Store { token, client, delivery: hop.delivery.clone() });
@@ -488,41 +670,71 @@ impl<R: CryptoRng> Gateway<R> {
             Err(_) => {
                 // no ack: the sender will retransmit
                 self.stats.store_failures += 1;
+                self.registry.release(&p.client, 1, p.delivery.payload.len() as u64);
                 return;
             }
         };
         self.stats.stored += 1;
         self.send_ack(p.ack);
         let Some(&conn) = self.clients.get(&p.client) else { return };
+        let window = self.config.inbox_page;
         let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
         if s.loading {
-            s.buffered.push((seq, p.delivery));
-        } else if seq > s.last_pushed {
-            s.last_pushed = seq;
-            self.stats.pushed += 1;
-            self.send(conn, &ServerFrame::Deliver { seq, delivery: p.delivery });
+            // stored before the page was read: the page (or a later one) has it
+            return;
         }
+        if s.behind || s.unacked.len() >= window || seq <= s.last_pushed {
+            s.behind = true;
+            return;
+        }
+        s.last_pushed = seq;
+        s.unacked.push_back(seq);
+        self.stats.pushed += 1;
+        self.send(conn, &ServerFrame::Deliver { seq, delivery: p.delivery });
     }
 
-    /// The client's stored deliveries, ascending, after [`Output::LoadInbox`].
+    /// A page of the client's stored deliveries, ascending, after [`Output::LoadInbox`].
     pub fn handle_inbox(&mut self, conn: ConnId, entries: Vec<(u64, Delivery)>) {
         let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
-        let stored = entries.len() as u64;
+        if !s.loading {
+            return;
+        }
         s.loading = false;
-        let mut all = entries;
-        all.append(&mut s.buffered);
-        all.sort_by_key(|(seq, _)| *seq);
-        all.dedup_by_key(|(seq, _)| *seq);
-        self.send(conn, &ServerFrame::Authenticated { stored });
-        for (seq, delivery) in all {
+        let limit = self.config.inbox_page.max(1) - s.unacked.len().min(self.config.inbox_page.max(1) - 1);
+        s.behind = entries.len() >= limit;
+        if !s.announced {
+            s.announced = true;
+            let stored = self.registry.get(&s.client).map_or(0, |u| u.entries).max(entries.len() as u64);
+            self.send(conn, &ServerFrame::Authenticated { stored });
+        }
+        for (seq, delivery) in entries {
             let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
             if seq <= s.last_pushed {
                 continue;
             }
             s.last_pushed = seq;
+            s.unacked.push_back(seq);
             self.stats.pushed += 1;
             self.send(conn, &ServerFrame::Deliver { seq, delivery });
         }
+    }
+
+    /// The inbox carried out [`Output::DeleteInbox`] up to `up_to`, deleting `entries`
+    /// deliveries of `client` holding `bytes` payload bytes.
+    pub fn handle_deleted(&mut self, client: [u8; 32], up_to: u64, entries: u64, bytes: u64) {
+        self.registry.release(&client, entries, bytes);
+        let Some(&conn) = self.clients.get(&client) else { return };
+        let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
+        s.deleting = false;
+        if s.acked > up_to {
+            s.deleting = true;
+            self.out.push_back(Output::DeleteInbox { client, up_to: s.acked });
+        }
+    }
+
+    /// The inbox expired `entries` deliveries of `client` (too old) holding `bytes`.
+    pub fn handle_expired(&mut self, client: [u8; 32], entries: u64, bytes: u64) {
+        self.registry.release(&client, entries, bytes);
     }
 
     /// Tells every connection the gateway is shutting down and closes it.
