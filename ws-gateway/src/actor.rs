@@ -60,6 +60,16 @@ impl Kill {
         self.notify.notify_waiters();
     }
 
+    /// The next thing a connection's writer does: the kill's close first, else what
+    /// is queued; `None` once the queue is closed.
+    pub(crate) async fn next(&self, queue: &mut mpsc::Receiver<WsOut>) -> Option<WsOut> {
+        tokio::select! {
+            biased;
+            (code, reason) = self.killed() => Some(WsOut::Close(code, reason)),
+            out = queue.recv() => out,
+        }
+    }
+
     /// Waits until [`Kill::kill`] (every waiter wakes); returns the code and reason.
     pub(crate) async fn killed(&self) -> (u16, String) {
         loop {

@@ -57,14 +57,7 @@ pub(crate) async fn serve(
             let closing = kill.clone();
             let writer = tokio::spawn(async move {
                 loop {
-                    let out = tokio::select! {
-                        biased;
-                        (code, reason) = closing.killed() => WsOut::Close(code, reason),
-                        out = rx.recv() => match out {
-                            Some(o) => o,
-                            None => return,
-                        },
-                    };
+                    let Some(out) = closing.next(&mut rx).await else { return };
                     match out {
                         WsOut::Binary(b) => {
                             // a client that stops reading blocks this send: the kill ends it
