@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use localnet::client::Client;
 use localnet::{Localnet, LocalnetConfig};
-use mix_node::directory::{self, DirectoryConfig};
+use mix_node::directory::{self, AllowedNode, DirectoryConfig};
 use mix_node::mix::{self, MixConfig};
 use mixnet_core::address::encode_key;
 use mixnet_core::message::RouteMode;
@@ -44,7 +44,15 @@ struct Throughput {
 }
 
 async fn mix_throughput() -> Throughput {
-    let dir = directory::start(DirectoryConfig::default()).await.unwrap();
+    // the mix's identity and the sink's are on the allowlist
+    let mix_dir = tempfile::tempdir().unwrap();
+    let mix_id = nodenet::keys::NodeIdentity::load_or_create(Some(mix_dir.path())).unwrap().address();
+    let sink_signing = ed25519_dalek::SigningKey::from_bytes(&[10; 32]);
+    let allow = vec![
+        AllowedNode { identity: mix_id.to_string(), role: Role::Mix },
+        AllowedNode { identity: encode_key(&sink_signing.verifying_key().to_bytes()), role: Role::Gateway },
+    ];
+    let dir = directory::start(DirectoryConfig { allow, ..DirectoryConfig::default() }).await.unwrap();
     let dir_key = encode_key(&dir.key.to_bytes());
     let mix = mix::start(MixConfig {
         directory: dir.url(),
@@ -53,6 +61,7 @@ async fn mix_throughput() -> Throughput {
         worker_queue: PACKETS + 1000,
         link_queue: PACKETS + 1000,
         heartbeat_ms: 200,
+        data_dir: Some(mix_dir.path().to_path_buf()),
         ..MixConfig::default()
     })
     .await
@@ -60,7 +69,6 @@ async fn mix_throughput() -> Throughput {
 
     // a sink node, registered as a gateway, that counts what the mix forwards
     let sink_noise = NodeSecret::from_bytes([9; 32]);
-    let sink_signing = ed25519_dalek::SigningKey::from_bytes(&[10; 32]);
     let sink_sphinx = NodeSecret::from_bytes([11; 32]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sink_addr = listener.local_addr().unwrap();

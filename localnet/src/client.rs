@@ -17,7 +17,7 @@ use mixnet_core::client::{Client as CoreClient, ClientEvent as CoreEvent, Connec
 use mixnet_core::message::{MessageId, MessengerConfig, MessengerStats, ReceivedMessage, SenderTag};
 use mixnet_core::sphinx::NodeSecret;
 use mixnet_core::stream::{StreamEvent, StreamId, Streams};
-use mixnet_core::topology::{Routes, Topology, directory_key};
+use mixnet_core::topology::{Freshness, Routes, Topology, directory_key};
 use nodenet::directory::DirectoryClient;
 use rand_chacha::ChaCha20Rng;
 use rand_core::Rng;
@@ -134,8 +134,11 @@ impl Drop for Client {
     }
 }
 
-async fn fetch_topology(dir: &DirectoryClient) -> Result<Topology, ClientError> {
-    dir.topology().await.map_err(|e| ClientError::Directory(e.to_string()))
+/// The signed topology, verified, and refused if older than the one in use or expired.
+async fn fetch_topology(dir: &DirectoryClient, freshness: &mut Freshness) -> Result<Topology, ClientError> {
+    let t = dir.topology().await.map_err(|e| ClientError::Directory(e.to_string()))?;
+    freshness.check(&t, nodenet::unix_ms()).map_err(|e| ClientError::Directory(e.to_string()))?;
+    Ok(t)
 }
 
 fn pick_gateway(
@@ -165,7 +168,8 @@ impl Client {
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         let key = directory_key(&config.directory_key).map_err(|e| ClientError::Directory(e.to_string()))?;
         let dir = DirectoryClient::new(&config.directory, key);
-        let topology = fetch_topology(&dir).await?;
+        let mut freshness = Freshness::new();
+        let topology = fetch_topology(&dir, &mut freshness).await?;
         let (gw, gateway_key, _) = pick_gateway(&topology, config.gateway.as_deref(), config.transport)?;
         let mut rng = nodenet::os_rng();
         let seed = config.identity_seed.unwrap_or_else(|| {
@@ -196,6 +200,7 @@ impl Client {
         let driver = Driver {
             config,
             dir,
+            freshness,
             rng,
             client,
             streams: Streams::default(),
@@ -387,6 +392,7 @@ impl AsyncWrite for MixStream {
 struct Driver {
     config: ClientConfig,
     dir: DirectoryClient,
+    freshness: Freshness,
     rng: ChaCha20Rng,
     client: CoreClient<ChaCha20Rng>,
     streams: Streams,
@@ -437,7 +443,7 @@ impl Driver {
             }
             // look the gateway up again on every connection: its URL or key may have changed
             let gateway = mixnet_core::address::encode_key(&self.client.self_address().gateway);
-            let found = fetch_topology(&self.dir).await.and_then(|t| {
+            let found = fetch_topology(&self.dir, &mut self.freshness).await.and_then(|t| {
                 let (_, key, target) = pick_gateway(&t, Some(&gateway), self.config.transport)?;
                 Ok((t, key, target))
             });
@@ -495,7 +501,7 @@ impl Driver {
                     None => return Ok(()),
                 },
                 _ = refresh.tick() => {
-                    if let Ok(t) = fetch_topology(&self.dir).await
+                    if let Ok(t) = fetch_topology(&self.dir, &mut self.freshness).await
                         && let Ok(r) = Routes::new(t)
                     {
                         self.client.set_routes(r);

@@ -12,14 +12,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mix_node::StartError;
-use mix_node::directory::{self, DirectoryConfig, RunningDirectory};
+use mix_node::directory::{self, AllowedNode, DirectoryConfig, RunningDirectory};
 use mix_node::mix::{self, MixConfig, RunningMix};
 use mixnet_core::address::{Recipient, encode_key};
 use mixnet_core::message::{MessengerConfig, RouteMode};
 use mixnet_core::mix::ReplayConfig;
 use mixnet_core::policy::ExitPolicy;
+use mixnet_core::topology::Role;
 use mixnet_core::topology::{Topology, WebTransportEndpoint};
 use nodenet::directory::DirectoryClient;
+use nodenet::keys::NodeIdentity;
 use serde::Serialize;
 use ws_gateway::{ExitConfig, GatewayConfig, RunningGateway};
 
@@ -167,10 +169,21 @@ impl Localnet {
                 (t.path().to_path_buf(), Some(t))
             }
         };
+        // the directory admits only the nodes we start: their identities come first
+        let mixes_n = config.mixes_per_layer * 3;
+        let mut allow = Vec::new();
+        for (dir, role) in (0..mixes_n)
+            .map(|i| (format!("mix-{i}"), Role::Mix))
+            .chain((0..2).map(|i| (format!("gateway-{i}"), Role::Gateway)))
+        {
+            let id = NodeIdentity::load_or_create(Some(&data_dir.join(dir))).map_err(StartError::Keys)?;
+            allow.push(AllowedNode { identity: id.address().to_string(), role });
+        }
         let directory = directory::start(DirectoryConfig {
             data_dir: Some(data_dir.join("directory")),
             epoch_ms: config.epoch_ms,
             node_ttl_ms: config.node_ttl_ms,
+            allow,
             ..DirectoryConfig::default()
         })
         .await?;
@@ -178,7 +191,7 @@ impl Localnet {
         let dir_key = encode_key(&directory.key.to_bytes());
 
         let mut mixes = Vec::new();
-        for i in 0..config.mixes_per_layer * 3 {
+        for i in 0..mixes_n {
             let m = mix::start(MixConfig {
                 metrics_listen: Some("127.0.0.1:0".into()),
                 directory: dir_url.clone(),

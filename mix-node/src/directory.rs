@@ -5,8 +5,15 @@
 //!
 //! HTTP API: `POST /v1/descriptors` (a `SignedDescriptor`), `GET /v1/topology` (a
 //! `SignedTopology`), `GET /v1/epoch` (an `EpochInfo`), `GET /metrics`.
+//!
+//! **Admission.** Only identities on the operator's allowlist (`[[allow]]` in the
+//! configuration, each with its role) are admitted; a descriptor may not reuse
+//! another node's Noise key, Sphinx key, address or client URL; registrations are
+//! rate-limited per identity and in total; bodies are small. Each refusal is
+//! counted by reason. Epochs count from a genesis kept in the data directory, so a
+//! restarted directory never goes back to an earlier epoch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -41,6 +48,23 @@ pub struct DirectoryConfig {
     pub node_ttl_ms: u64,
     /// Descriptors signed further than this from our clock are refused.
     pub max_clock_skew_ms: u64,
+    /// The nodes admitted: identity (base58, what `mix-node identity` prints) and role.
+    pub allow: Vec<AllowedNode>,
+    /// Registrations accepted from one identity at most this often (a node registers
+    /// every heartbeat).
+    pub min_register_interval_ms: u64,
+    /// Registrations accepted per second from everyone (token bucket of as many).
+    pub max_registrations_per_sec: u32,
+}
+
+/// A node the operator admits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedNode {
+    /// Its ed25519 identity (base58).
+    pub identity: String,
+    /// `mix` or `gateway`.
+    pub role: Role,
 }
 
 impl Default for DirectoryConfig {
@@ -51,6 +75,9 @@ impl Default for DirectoryConfig {
             epoch_ms: 3_600_000,
             node_ttl_ms: 30_000,
             max_clock_skew_ms: 300_000,
+            allow: Vec::new(),
+            min_register_interval_ms: 100,
+            max_registrations_per_sec: 200,
         }
     }
 }
@@ -72,10 +99,43 @@ struct DirState {
 struct Shared {
     config: DirectoryConfig,
     key: SigningKey,
+    allowed: Mutex<HashMap<[u8; 32], Role>>,
     state: Mutex<DirState>,
+    limiter: Mutex<Limiter>,
     registrations: Counter,
-    refused: Counter,
+    refused: HashMap<Refusal, Counter>,
     publications: Counter,
+}
+
+/// Why a descriptor was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Refusal {
+    /// Bad signature or malformed document.
+    Invalid,
+    /// Not on the allowlist, or not in this role.
+    NotAllowed,
+    /// Its clock is off, or it is older than the one registered.
+    Stale,
+    /// It reuses another node's key, address or URL.
+    Duplicate,
+    /// Over the rate limit.
+    RateLimited,
+}
+
+const REFUSALS: [(Refusal, &str); 5] = [
+    (Refusal::Invalid, "invalid"),
+    (Refusal::NotAllowed, "not_allowed"),
+    (Refusal::Stale, "stale"),
+    (Refusal::Duplicate, "duplicate"),
+    (Refusal::RateLimited, "rate_limited"),
+];
+
+/// Registrations per identity and in total.
+#[derive(Default)]
+struct Limiter {
+    last: HashMap<[u8; 32], u64>,
+    tokens: f64,
+    refilled_ms: u64,
 }
 
 /// A running directory.
@@ -84,6 +144,7 @@ pub struct RunningDirectory {
     pub addr: SocketAddr,
     /// Its public key (clients verify the topology against it).
     pub key: VerifyingKey,
+    shared: Arc<Shared>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -99,6 +160,11 @@ impl RunningDirectory {
     /// `http://addr`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Admits `identity` in `role` from now on (as an `[[allow]]` entry would).
+    pub fn allow(&self, identity: [u8; 32], role: Role) {
+        self.shared.allowed.lock().unwrap_or_else(|e| e.into_inner()).insert(identity, role);
     }
 
     /// Stops serving (also on drop).
@@ -192,21 +258,60 @@ impl Shared {
         }
     }
 
-    fn register(&self, signed: &SignedDescriptor) -> Result<(), String> {
-        let d = signed.verify().map_err(|e| e.to_string())?;
+    /// Takes a token of the registration rate limits (per identity and in total).
+    fn admit_rate(&self, identity: &[u8; 32], now: u64) -> bool {
+        let mut l = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        let rate = f64::from(self.config.max_registrations_per_sec.max(1));
+        let elapsed = now.saturating_sub(l.refilled_ms) as f64 / 1000.0;
+        l.tokens = (l.tokens + elapsed * rate).min(rate);
+        l.refilled_ms = now;
+        if l.last.get(identity).is_some_and(|t| now.saturating_sub(*t) < self.config.min_register_interval_ms) {
+            return false;
+        }
+        if l.tokens < 1.0 {
+            return false;
+        }
+        l.tokens -= 1.0;
+        // only allowlisted identities get here: this map is bounded by the allowlist
+        l.last.insert(*identity, now);
+        true
+    }
+
+    fn register(&self, signed: &SignedDescriptor) -> Result<(), (Refusal, String)> {
+        let d = signed.verify().map_err(|e| (Refusal::Invalid, e.to_string()))?;
+        let allowed = self.allowed.lock().unwrap_or_else(|e| e.into_inner()).get(&d.identity.0).copied();
+        match allowed {
+            None => return Err((Refusal::NotAllowed, format!("{} is not on the directory's allowlist", d.identity))),
+            Some(role) if role != d.role => {
+                return Err((
+                    Refusal::NotAllowed,
+                    format!("{} is allowed as a {role:?}, not a {:?}", d.identity, d.role),
+                ));
+            }
+            Some(_) => {}
+        }
         let now = nodenet::unix_ms();
+        if !self.admit_rate(&d.identity.0, now) {
+            return Err((Refusal::RateLimited, "too many registrations: try again later".into()));
+        }
         if now.abs_diff(d.signed_at_ms) > self.config.max_clock_skew_ms {
-            return Err(format!("descriptor signed at {} ms, our clock says {now} ms", d.signed_at_ms));
+            return Err((
+                Refusal::Stale,
+                format!("descriptor signed at {} ms, our clock says {now} ms", d.signed_at_ms),
+            ));
         }
         if d.sphinx_keys.is_empty() || d.sphinx_keys.len() > 4 {
-            return Err("a descriptor lists 1 to 4 epoch keys".into());
+            return Err((Refusal::Invalid, "a descriptor lists 1 to 4 epoch keys".into()));
         }
         {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(old) = state.nodes.get(&d.identity.0)
                 && old.descriptor.signed_at_ms > d.signed_at_ms
             {
-                return Err("an older descriptor than the one registered (replay?)".into());
+                return Err((Refusal::Stale, "an older descriptor than the one registered (replay?)".into()));
+            }
+            if let Some(clash) = clash(&d, state.nodes.values().map(|r| &r.descriptor)) {
+                return Err((Refusal::Duplicate, clash));
             }
             state.nodes.insert(d.identity.0, Registered { descriptor: d, last_seen_ms: now });
         }
@@ -215,16 +320,43 @@ impl Shared {
     }
 }
 
+/// What of `d` is already another node's: its keys, its address, its client URLs.
+fn clash<'a>(d: &NodeDescriptor, others: impl Iterator<Item = &'a NodeDescriptor>) -> Option<String> {
+    let mine = |x: &NodeDescriptor| {
+        let mut v: Vec<String> = vec![format!("noise key {}", x.noise_key), format!("address {}", x.mix_address)];
+        v.extend(x.sphinx_keys.iter().map(|k| format!("sphinx key {}", k.key)));
+        v.extend(x.client_ws.iter().map(|u| format!("url {u}")));
+        v.extend(x.client_wt.iter().map(|w| format!("url {}", w.url)));
+        v.extend(x.exit.iter().map(|e| format!("exit {}", Key32(e.identity))));
+        v
+    };
+    let ours: HashSet<String> = mine(d).into_iter().collect();
+    for o in others.filter(|o| o.identity != d.identity) {
+        if let Some(same) = mine(o).into_iter().find(|x| ours.contains(x)) {
+            return Some(format!("{same} already belongs to node {}", o.identity));
+        }
+    }
+    None
+}
+
 async fn post_descriptor(State(s): State<Arc<Shared>>, Json(d): Json<SignedDescriptor>) -> (StatusCode, String) {
     match s.register(&d) {
         Ok(()) => {
             s.registrations.inc();
             (StatusCode::OK, "registered".into())
         }
-        Err(e) => {
-            s.refused.inc();
+        Err((why, e)) => {
+            if let Some(c) = s.refused.get(&why) {
+                c.inc();
+            }
             tracing::warn!(error = %e, "descriptor refused");
-            (StatusCode::BAD_REQUEST, e)
+            let status = match why {
+                Refusal::NotAllowed => StatusCode::FORBIDDEN,
+                Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                Refusal::Duplicate => StatusCode::CONFLICT,
+                Refusal::Invalid | Refusal::Stale => StatusCode::BAD_REQUEST,
+            };
+            (status, e)
         }
     }
 }
@@ -248,8 +380,10 @@ async fn get_metrics(State(s): State<Arc<Shared>>) -> String {
         (st.published_topology.mixes.len(), st.published_topology.gateways.len())
     };
     let mut e = Exposition::default();
+    let refused: Vec<(&str, u64)> =
+        REFUSALS.iter().map(|(r, name)| (*name, s.refused.get(r).map_or(0, Counter::get))).collect();
     e.counter("directory_registrations_total", "Descriptors accepted.", s.registrations.get())
-        .counter("directory_refused_total", "Descriptors refused (bad signature, stale, malformed).", s.refused.get())
+        .labelled("directory_refused_total", "Descriptors refused, by reason.", "reason", &refused)
         .counter("directory_publications_total", "Topology documents published.", s.publications.get())
         .gauge("directory_mixes", "Mix nodes in the published topology.", mixes as f64)
         .gauge("directory_gateways", "Gateways in the published topology.", gateways as f64);
@@ -260,12 +394,17 @@ async fn get_metrics(State(s): State<Arc<Shared>>) -> String {
 pub async fn start(config: DirectoryConfig) -> Result<RunningDirectory, StartError> {
     let identity = NodeIdentity::load_or_create(config.data_dir.as_deref()).map_err(StartError::Keys)?;
     let key = identity.signing.clone();
+    let allowed = allowlist(&config.allow)?;
+    if allowed.is_empty() {
+        tracing::warn!("the allowlist is empty: no node can register (add [[allow]] entries)");
+    }
+    let genesis_ms = genesis(config.data_dir.as_deref()).map_err(StartError::Keys)?;
     let listener = crate::bind(&config.listen).await?;
     let addr = listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen.clone(), error })?;
     let empty = Topology { epoch: 1, valid_until_ms: 0, mixes: vec![], gateways: vec![] };
     let shared = Arc::new(Shared {
         state: Mutex::new(DirState {
-            genesis_ms: nodenet::unix_ms(),
+            genesis_ms,
             nodes: HashMap::new(),
             layers: HashMap::new(),
             layers_epoch: 0,
@@ -274,8 +413,10 @@ pub async fn start(config: DirectoryConfig) -> Result<RunningDirectory, StartErr
         }),
         config,
         key,
+        allowed: Mutex::new(allowed),
+        limiter: Mutex::new(Limiter::default()),
         registrations: Counter::default(),
-        refused: Counter::default(),
+        refused: REFUSALS.iter().map(|(r, _)| (*r, Counter::default())).collect(),
         publications: Counter::default(),
     });
     shared.refresh();
@@ -284,6 +425,8 @@ pub async fn start(config: DirectoryConfig) -> Result<RunningDirectory, StartErr
         .route("/v1/topology", get(get_topology))
         .route("/v1/epoch", get(get_epoch))
         .route("/metrics", get(get_metrics))
+        // a descriptor is a few hundred bytes
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared.clone());
     let ticker = shared.clone();
     let refresh = tokio::spawn(async move {
@@ -297,5 +440,38 @@ pub async fn start(config: DirectoryConfig) -> Result<RunningDirectory, StartErr
         let _ = axum::serve(listener, app).await;
     });
     tracing::info!(%addr, key = %Key32(shared.key.verifying_key().to_bytes()), "directory listening");
-    Ok(RunningDirectory { addr, key: shared.key.verifying_key(), tasks: vec![refresh, serve] })
+    Ok(RunningDirectory { addr, key: shared.key.verifying_key(), shared, tasks: vec![refresh, serve] })
+}
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 16 * 1024;
+
+fn allowlist(allow: &[AllowedNode]) -> Result<HashMap<[u8; 32], Role>, StartError> {
+    allow
+        .iter()
+        .map(|a| {
+            let key = mixnet_core::address::decode_key(&a.identity, "allowed identity")
+                .map_err(|e| StartError::Config(format!("[[allow]] {}: {e}", a.identity)))?;
+            Ok((key, a.role))
+        })
+        .collect()
+}
+
+/// When epoch 1 began: kept in the data directory, so epochs never go back after a
+/// restart (nodes and clients refuse an older epoch than the one they hold).
+fn genesis(data_dir: Option<&std::path::Path>) -> std::io::Result<u64> {
+    let now = nodenet::unix_ms();
+    let Some(dir) = data_dir else { return Ok(now) };
+    let path = dir.join("genesis_ms");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&path, now.to_string())?;
+            Ok(now)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -156,6 +156,60 @@ pub enum TopologyError {
     /// A key in the input is malformed.
     #[error(transparent)]
     Key(#[from] AddressError),
+    /// The topology is older than one already accepted (a replayed document).
+    #[error("topology of epoch {got} is older than epoch {held}, already in use (rollback refused)")]
+    Rollback {
+        /// The epoch held.
+        held: u64,
+        /// The epoch offered.
+        got: u64,
+    },
+    /// The topology's validity ended (a replayed document, or this machine's clock is wrong).
+    #[error("topology expired at {valid_until_ms} ms; the clock here says {now_ms} ms (stale document or wrong clock)")]
+    Expired {
+        /// End of its validity, Unix ms.
+        valid_until_ms: u64,
+        /// Now, Unix ms.
+        now_ms: u64,
+    },
+}
+
+/// How far past its `valid_until_ms` a topology is still accepted: clocks differ, and
+/// a directory publishes the next epoch's document only when asked after the boundary.
+pub const VALIDITY_GRACE_MS: u64 = 15 * 60 * 1000;
+
+/// Accepts a topology only if its epoch is not older than the last one accepted and
+/// it is not past its validity: a replayed (older, still validly signed) document
+/// cannot roll a client or node back to keys and nodes it has moved away from.
+#[derive(Debug, Clone, Default)]
+pub struct Freshness {
+    epoch: Option<u64>,
+}
+
+impl Freshness {
+    /// Nothing accepted yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The newest epoch accepted.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// Checks `topology` at Unix time `now_ms` and, if fresh, remembers its epoch.
+    pub fn check(&mut self, topology: &Topology, now_ms: u64) -> Result<(), TopologyError> {
+        if let Some(held) = self.epoch
+            && topology.epoch < held
+        {
+            return Err(TopologyError::Rollback { held, got: topology.epoch });
+        }
+        if now_ms > topology.valid_until_ms.saturating_add(VALIDITY_GRACE_MS) {
+            return Err(TopologyError::Expired { valid_until_ms: topology.valid_until_ms, now_ms });
+        }
+        self.epoch = Some(self.epoch.map_or(topology.epoch, |e| e.max(topology.epoch)));
+        Ok(())
+    }
 }
 
 impl Topology {
@@ -391,6 +445,22 @@ mod tests {
         }
         assert_eq!(counts.iter().sum::<usize>(), 7);
         assert!(counts.iter().all(|c| (2..=3).contains(c)), "{counts:?}");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn an_older_or_expired_topology_is_refused() {
+        let mut f = Freshness::new();
+        let mut t = sample();
+        t.valid_until_ms = 1_000_000;
+        assert_eq!(f.check(&t, 999_000), Ok(()));
+        t.epoch = 8;
+        assert_eq!(f.check(&t, 999_000), Ok(()));
+        t.epoch = 7;
+        assert_eq!(f.check(&t, 999_000), Err(TopologyError::Rollback { held: 8, got: 7 }));
+        t.epoch = 8;
+        let late = 1_000_000 + VALIDITY_GRACE_MS + 1;
+        assert_eq!(f.check(&t, late), Err(TopologyError::Expired { valid_until_ms: 1_000_000, now_ms: late }));
+        assert_eq!(f.epoch(), Some(8));
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -7,10 +7,21 @@ use std::time::Duration;
 
 use mixnet_core::mix::{NodeKeys, ReplayConfig};
 use mixnet_core::sphinx::NodeSecret;
-use mixnet_core::topology::{EpochKey, Key32, NodeDescriptor, SignedDescriptor, Topology};
+use mixnet_core::topology::{EpochKey, Freshness, Key32, NodeDescriptor, SignedDescriptor, Topology};
 
-use crate::directory::{DirectoryClient, DirectoryError, EpochInfo};
+use crate::directory::{DirectoryClient, DirectoryError};
 use crate::keys::NodeIdentity;
+
+/// What one registration round learnt.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// The current epoch, from the signed topology (never from an unsigned source).
+    pub epoch: u64,
+    /// How long the directory keeps a silent node.
+    pub node_ttl_ms: u64,
+    /// The signed topology, verified and fresh.
+    pub topology: Topology,
+}
 
 /// Registers a node and keeps it registered.
 #[derive(Clone)]
@@ -20,6 +31,16 @@ pub struct Membership {
     identity: Arc<Mutex<NodeIdentity>>,
     template: NodeDescriptor,
     heartbeat: Duration,
+    freshness: Arc<Mutex<Freshness>>,
+}
+
+fn refused(e: impl std::fmt::Display) -> DirectoryError {
+    DirectoryError::Refused { status: 0, body: e.to_string() }
+}
+
+/// The epoch after `epoch` (a signed epoch this large is a broken directory).
+fn next(epoch: u64) -> Result<u64, DirectoryError> {
+    epoch.checked_add(1).ok_or_else(|| refused(format!("epoch {epoch} has no successor")))
 }
 
 impl Membership {
@@ -30,35 +51,30 @@ impl Membership {
         template: NodeDescriptor,
         heartbeat: Duration,
     ) -> Self {
-        Self { client, identity, template, heartbeat }
+        Self { client, identity, template, heartbeat, freshness: Arc::new(Mutex::new(Freshness::new())) }
     }
 
-    fn descriptor(&self, epoch: u64) -> std::io::Result<SignedDescriptor> {
+    fn descriptor(&self, epoch: u64) -> Result<SignedDescriptor, DirectoryError> {
+        let following = next(epoch)?;
         let mut id = self.identity.lock().unwrap_or_else(|e| e.into_inner());
         let mut d = self.template.clone();
         d.sphinx_keys = vec![
-            EpochKey { epoch, key: Key32(id.sphinx_key(epoch)?.public_key()) },
-            EpochKey { epoch: epoch + 1, key: Key32(id.sphinx_key(epoch + 1)?.public_key()) },
+            EpochKey { epoch, key: Key32(id.sphinx_key(epoch).map_err(refused)?.public_key()) },
+            EpochKey { epoch: following, key: Key32(id.sphinx_key(following).map_err(refused)?.public_key()) },
         ];
         d.signed_at_ms = crate::unix_ms();
         Ok(SignedDescriptor::sign(&d, &id.signing))
     }
 
-    /// Registers once (retrying for up to `patience`); returns the epoch and the keys
-    /// for it and the next one.
-    pub async fn join(
-        &self,
-        patience: Duration,
-        replay: ReplayConfig,
-    ) -> Result<(EpochInfo, NodeKeys), DirectoryError> {
+    /// Registers once (retrying for up to `patience`); returns what the round learnt
+    /// and the keys for its epoch and the next one.
+    pub async fn join(&self, patience: Duration, replay: ReplayConfig) -> Result<(Round, NodeKeys), DirectoryError> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             match self.register_once().await {
-                Ok(info) => {
-                    let keys = self
-                        .keys_for(info.epoch, replay)
-                        .map_err(|e| DirectoryError::Refused { status: 0, body: e.to_string() })?;
-                    return Ok((info, keys));
+                Ok(round) => {
+                    let keys = self.keys_for(round.epoch, replay)?;
+                    return Ok((round, keys));
                 }
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 Err(e) => {
@@ -70,24 +86,29 @@ impl Membership {
     }
 
     /// The keys a node holds in `epoch`: that epoch's and the next one's.
-    fn keys_for(&self, epoch: u64, replay: ReplayConfig) -> std::io::Result<NodeKeys> {
+    fn keys_for(&self, epoch: u64, replay: ReplayConfig) -> Result<NodeKeys, DirectoryError> {
+        let following = next(epoch)?;
         let mut id = self.identity.lock().unwrap_or_else(|e| e.into_inner());
-        let keys = NodeKeys::new(epoch, id.sphinx_key(epoch)?, replay);
-        keys.add(epoch + 1, id.sphinx_key(epoch + 1)?);
+        let keys = NodeKeys::new(epoch, id.sphinx_key(epoch).map_err(refused)?, replay);
+        keys.add(following, id.sphinx_key(following).map_err(refused)?);
         Ok(keys)
     }
 
-    async fn register_once(&self) -> Result<EpochInfo, DirectoryError> {
-        let info = self.client.epoch().await?;
-        let signed =
-            self.descriptor(info.epoch).map_err(|e| DirectoryError::Refused { status: 0, body: e.to_string() })?;
-        self.client.register(&signed).await?;
-        Ok(info)
+    /// Fetches the signed topology (refusing an older or expired one), registers
+    /// for its epoch.
+    async fn register_once(&self) -> Result<Round, DirectoryError> {
+        let topology = self.client.topology().await?;
+        self.freshness.lock().unwrap_or_else(|e| e.into_inner()).check(&topology, crate::unix_ms())?;
+        // only the heartbeat depends on this unsigned figure, and it is clamped
+        let node_ttl_ms = self.client.epoch().await.map_or(30_000, |i| i.node_ttl_ms);
+        let epoch = topology.epoch;
+        self.client.register(&self.descriptor(epoch)?).await?;
+        Ok(Round { epoch, node_ttl_ms, topology })
     }
 
     /// Keeps registering every heartbeat (at most a third of the directory's TTL);
-    /// when the epoch changes calls `on_epoch(epoch, its key, the next epoch's key)`;
-    /// calls `on_topology` with every topology fetched.
+    /// when the epoch moves on calls `on_epoch(epoch, its key, the next epoch's key)`;
+    /// calls `on_topology` with every topology accepted.
     pub fn spawn(
         self,
         mut epoch: u64,
@@ -97,12 +118,14 @@ impl Membership {
         tokio::spawn(async move {
             loop {
                 match self.register_once().await {
-                    Ok(info) => {
-                        if info.epoch != epoch {
-                            epoch = info.epoch;
+                    Ok(round) => {
+                        if round.epoch > epoch {
+                            epoch = round.epoch;
                             let keys = {
                                 let mut id = self.identity.lock().unwrap_or_else(|e| e.into_inner());
-                                let keys = id.sphinx_key(epoch).and_then(|k| Ok((k, id.sphinx_key(epoch + 1)?)));
+                                let keys = next(epoch)
+                                    .map_err(|e| std::io::Error::other(e.to_string()))
+                                    .and_then(|n| Ok((id.sphinx_key(epoch)?, id.sphinx_key(n)?)));
                                 id.prune_sphinx_keys(epoch.saturating_sub(1));
                                 keys
                             };
@@ -111,11 +134,8 @@ impl Membership {
                                 Err(e) => tracing::error!(error = %e, "cannot load the new epoch's keys"),
                             }
                         }
-                        match self.client.topology().await {
-                            Ok(t) => on_topology(t),
-                            Err(e) => tracing::warn!(error = %e, "topology fetch failed"),
-                        }
-                        let ttl = Duration::from_millis(info.node_ttl_ms / 3);
+                        on_topology(round.topology);
+                        let ttl = Duration::from_millis(round.node_ttl_ms / 3);
                         tokio::time::sleep(self.heartbeat.min(ttl).max(Duration::from_millis(100))).await;
                     }
                     Err(e) => {

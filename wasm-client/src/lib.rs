@@ -25,7 +25,7 @@ use mixnet_core::message::{RouteMode, SenderTag};
 use mixnet_core::sphinx::NodeSecret;
 use mixnet_core::time::Instant;
 use mixnet_core::topology::WebTransportEndpoint;
-use mixnet_core::topology::{Routes, SignedTopology, Topology, directory_key};
+use mixnet_core::topology::{Freshness, Routes, SignedTopology, Topology, directory_key};
 use options::TransportChoice;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -127,6 +127,8 @@ struct Inner {
     timer: Option<Timeout>,
     /// The topology refresh.
     refresh: Option<Interval>,
+    /// Refuses topologies older than the one in use, or expired (replays).
+    freshness: Freshness,
     on_event: Function,
     started: f64,
     stopped: bool,
@@ -507,6 +509,8 @@ impl MixnetClient {
         let o = ClientOptions::parse(options).map_err(invalid)?;
         let key = directory_key(&o.directory_key).map_err(|e| invalid(format!("directoryKey: {e}")))?;
         let topology = fetch_topology(&o.directory, &key).await.map_err(directory_error)?;
+        let mut freshness = Freshness::new();
+        freshness.check(&topology, js_sys::Date::now() as u64).map_err(|e| directory_error(e.to_string()))?;
         let (gateway, gateway_key, gateway_ws, gateway_wt) =
             pick_gateway(&topology, o.gateway.as_deref()).map_err(directory_error)?;
         let mut rng = seeded_rng();
@@ -548,6 +552,7 @@ impl MixnetClient {
             driver_events: Vec::new(),
             timer: None,
             refresh: None,
+            freshness,
             on_event,
             started,
             stopped: false,
@@ -590,6 +595,16 @@ fn start_refresh(shared: &Shared, every_ms: f64) {
             let found = t.gateway(&gateway).map(|g| (g.noise_key.0, g.client_ws.clone(), g.client_wt.clone()));
             {
                 let mut i = shared.borrow_mut();
+                // an older or expired document (a replay) is not installed, and is said
+                if let Err(e) = i.freshness.check(&t, js_sys::Date::now() as u64) {
+                    let o = Object::new();
+                    set(&o, "type", "dropped");
+                    set(&o, "reason", format!("topology refused: {e}"));
+                    i.driver_events.push(o.into());
+                    drop(i);
+                    step(&shared);
+                    return;
+                }
                 if let Some((noise, ws, wt)) = found {
                     i.client.set_gateway_key(noise);
                     // keep what we had if the gateway stops offering both

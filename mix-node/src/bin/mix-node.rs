@@ -1,5 +1,7 @@
 //! `mix-node mix --config mix.toml` runs a mix node; `mix-node directory --config
 //! directory.toml` runs the directory authority. `--example-config` prints a config.
+//! `mix-node identity --data-dir DIR --role mix|gateway` prints (creating it if
+//! needed) a node's identity as the `[[allow]]` entry the directory needs.
 
 use std::path::PathBuf;
 
@@ -24,6 +26,16 @@ enum Command {
         /// Print an example configuration and exit.
         #[arg(long)]
         example_config: bool,
+    },
+    /// Print a node's identity (creating its keys in DATA_DIR if missing) as the
+    /// directory's `[[allow]]` entry for it.
+    Identity {
+        /// The node's data directory (`data_dir` of its configuration).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// `mix` or `gateway`.
+        #[arg(long, default_value = "mix")]
+        role: String,
     },
     /// Run the directory authority.
     Directory {
@@ -62,6 +74,16 @@ data_dir = "/var/lib/mixnet/directory" # its signing key
 epoch_ms = 3600000                     # layers re-assigned, Sphinx keys rotated
 node_ttl_ms = 30000                    # nodes silent this long leave the topology
 max_clock_skew_ms = 300000
+min_register_interval_ms = 100         # per identity
+max_registrations_per_sec = 200        # from everyone
+
+# the nodes admitted: `mix-node identity --data-dir <node's data_dir> --role <role>` prints each entry
+[[allow]]
+identity = "<base58 identity of mix1>"
+role = "mix"
+[[allow]]
+identity = "<base58 identity of gw1>"
+role = "gateway"
 "#;
 
 #[tokio::main]
@@ -70,6 +92,13 @@ async fn main() {
     match Cli::parse().command {
         Command::Mix { example_config: true, .. } => print!("{MIX_EXAMPLE}"),
         Command::Directory { example_config: true, .. } => print!("{DIRECTORY_EXAMPLE}"),
+        Command::Identity { data_dir, role } => {
+            if role != "mix" && role != "gateway" {
+                fail(format!("--role must be mix or gateway, not {role:?}"));
+            }
+            let id = nodenet::keys::NodeIdentity::load_or_create(Some(&data_dir)).unwrap_or_else(|e| fail(e));
+            println!("[[allow]]\nidentity = \"{}\"\nrole = \"{role}\"", id.address());
+        }
         Command::Mix { config, .. } => {
             let path = config.unwrap_or_else(|| fail("--config is required (see --example-config)"));
             let config: mix::MixConfig = load_config(&path).unwrap_or_else(|e| fail(e));
@@ -101,6 +130,7 @@ mod tests {
     fn the_example_configs_parse() {
         let mix: mix_node::mix::MixConfig = toml::from_str(super::MIX_EXAMPLE).unwrap();
         mix.validate().unwrap();
-        let _: mix_node::directory::DirectoryConfig = toml::from_str(super::DIRECTORY_EXAMPLE).unwrap();
+        let d: mix_node::directory::DirectoryConfig = toml::from_str(super::DIRECTORY_EXAMPLE).unwrap();
+        assert_eq!(d.allow.len(), 2);
     }
 }
