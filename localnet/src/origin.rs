@@ -133,6 +133,13 @@ async fn serve_conn(mut io: Box<dyn Io>) {
                 let _ = io.shutdown().await;
                 return;
             }
+            "/truncated" => {
+                // the connection goes without a TLS close_notify: a cut, not an end
+                let _ = io.write_all(b"HTTP/1.0 200 OK\r\n\r\nuntil the").await;
+                let _ = io.flush().await;
+                return;
+            }
+            p if p.starts_with("/redirect-to?") => respond("302 Found", &[("Location", p[13..].to_string())], b""),
             p if p.starts_with("/redirect/") => {
                 let n: usize = p[10..].parse().unwrap_or(0);
                 let to = if n <= 1 { "/text".to_string() } else { format!("/redirect/{}", n - 1) };

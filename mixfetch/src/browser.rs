@@ -46,6 +46,17 @@ struct FetchOptions {
     timeout_ms: Option<f64>,
     /// Requests in flight at once.
     max_concurrency: Option<usize>,
+    /// Follow `https:` → `http:` redirects (refused by default).
+    #[serde(default)]
+    allow_insecure_redirects: bool,
+}
+
+/// A time limit in milliseconds, as given by the application.
+fn timeout(ms: f64) -> Result<Duration, String> {
+    match wasm_client::options::duration_ms(ms) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("must be a number of milliseconds above 0 and at most a day, not {ms}")),
+    }
 }
 
 /// One request, as the worker passes it (JSON; the body separately).
@@ -65,11 +76,11 @@ fn error_code(e: &FetchError) -> &'static str {
     match e {
         FetchError::Invalid(_) => "invalid-argument",
         FetchError::Connect { .. } => "connect",
-        FetchError::Tls { .. } => "tls",
+        FetchError::Tls { .. } | FetchError::TruncatedTls => "tls",
         FetchError::Http(_) | FetchError::Closed(_) => "http",
         FetchError::Timeout(_) | FetchError::Stalled(_) => "timeout",
         FetchError::Aborted => "aborted",
-        FetchError::TooManyRedirects(_) | FetchError::Redirected(_) => "redirect",
+        FetchError::TooManyRedirects(_) | FetchError::Redirected(_) | FetchError::InsecureRedirect(_) => "redirect",
     }
 }
 
@@ -204,16 +215,17 @@ pub struct MixFetch {
 #[wasm_bindgen]
 impl MixFetch {
     /// Starts a client (`options`: the client's JSON options) with MixFetch on it
-    /// (`fetch_options`: `{exit?, extraRoots?, timeoutMs?, maxConcurrency?}`).
+    /// (`fetch_options`: `{exit?, extraRoots?, timeoutMs?, maxConcurrency?, allowInsecureRedirects?}`).
     pub async fn create(options: String, fetch_options: String, on_event: Function) -> Result<Self, JsValue> {
         let fo: FetchOptions = serde_json::from_str(&fetch_options)
             .map_err(|e| error("invalid-argument", format!("invalid MixFetch options: {e}")))?;
         let tls =
             client_config(fo.extra_roots.as_bytes(), Arc::new(JsClock)).map_err(|e| error("invalid-argument", e))?;
         let mut config = FetchConfig::new(tls);
-        if let Some(ms) = fo.timeout_ms.filter(|ms| ms.is_finite() && *ms > 0.0) {
-            config.timeout = Duration::from_secs_f64(ms / 1000.0);
+        if let Some(ms) = fo.timeout_ms {
+            config.timeout = timeout(ms).map_err(|e| error("invalid-argument", format!("timeoutMs: {e}")))?;
         }
+        config.allow_insecure_redirects = fo.allow_insecure_redirects;
         if let Some(n) = fo.max_concurrency.filter(|&n| n > 0) {
             config.max_concurrent = n;
         }
@@ -261,8 +273,9 @@ impl MixFetch {
             redirect,
             timeout: r
                 .timeout_ms
-                .filter(|ms| ms.is_finite() && *ms > 0.0)
-                .map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+                .map(timeout)
+                .transpose()
+                .map_err(|e| error("invalid-argument", format!("timeoutMs: {e}")))?,
         };
         let layer = self.layer.clone();
         let id = self.client.drive(move |_, now| layer.borrow_mut().fetcher.fetch(now, req))?;

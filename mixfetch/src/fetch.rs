@@ -47,6 +47,10 @@ pub struct FetchConfig {
     pub idle_timeout: Duration,
     /// Redirects followed at most.
     pub max_redirects: u8,
+    /// Follow redirects from `https:` to `http:` (off by default: a secure page's
+    /// mixed-content rule refuses them, and the request, cookies included, would
+    /// cross the exit in plaintext).
+    pub allow_insecure_redirects: bool,
 }
 
 impl FetchConfig {
@@ -60,6 +64,7 @@ impl FetchConfig {
             timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
             max_redirects: 20,
+            allow_insecure_redirects: false,
         }
     }
 }
@@ -153,6 +158,15 @@ pub enum FetchError {
     /// The connection ended before the response did.
     #[error("the connection closed: {0}")]
     Closed(String),
+    /// A redirect from `https:` to `http:` (see `FetchConfig::allow_insecure_redirects`).
+    #[error("refused an insecure redirect from https to {0}")]
+    InsecureRedirect(String),
+    /// A TLS connection ended without `close_notify` where only it could mark the end
+    /// of the body: anyone on the path could have cut the response short.
+    #[error(
+        "the TLS connection closed without close_notify before the end of the body was certain (possible truncation)"
+    )]
+    TruncatedTls,
 }
 
 /// What the application hears.
@@ -373,7 +387,7 @@ impl Fetcher {
             }
         }
         if tls_closed && self.conns.contains_key(&conn) {
-            self.on_eof(now, conn, None);
+            self.on_eof(now, conn, None, true);
         } else if self.conns.contains_key(&conn) {
             self.flush(conn);
         }
@@ -382,8 +396,10 @@ impl Fetcher {
 
     /// The far end closed `conn` (`error` when it ended abnormally).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId, error: Option<&str>) {
-        if self.conns.contains_key(&conn) {
-            self.on_eof(now, conn, error);
+        if let Some(c) = self.conns.get(&conn) {
+            // over TLS, only close_notify (in `handle_data`) is a clean end
+            let clean = c.tls.is_none();
+            self.on_eof(now, conn, error, clean);
             // the stream is gone either way: no Close action
             self.conns.remove(&conn);
         }
@@ -565,6 +581,7 @@ impl Fetcher {
 
     fn on_head(&mut self, now: Instant, conn: ConnId, id: FetchId, head: ResponseHead) {
         let max = self.config.max_redirects;
+        let allow_insecure = self.config.allow_insecure_redirects;
         let Some(req) = self.requests.get_mut(&id) else { return };
         let location = head.header("location").map(str::to_owned);
         if matches!(head.status, 301 | 302 | 303 | 307 | 308)
@@ -575,6 +592,9 @@ impl Fetcher {
                 Err(e) => Some(FetchError::Invalid(format!("redirect to {location:?}: {e}"))),
                 Ok(target) if req.redirect == Redirect::Error => Some(FetchError::Redirected(target.to_string())),
                 Ok(_) if req.redirects >= max => Some(FetchError::TooManyRedirects(max)),
+                Ok(target) if req.url.https && !target.https && !allow_insecure => {
+                    Some(FetchError::InsecureRedirect(target.to_string()))
+                }
                 Ok(target) => {
                     req.redirects += 1;
                     let to_get = ((head.status == 301 || head.status == 302) && req.method == "POST")
@@ -586,6 +606,10 @@ impl Fetcher {
                     }
                     if !target.same_origin(&req.url) {
                         req.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
+                    }
+                    if req.url.https && !target.https {
+                        // allowed, but credentials do not go out in plaintext
+                        req.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
                     }
                     // the body of this response is read and dropped, then the request goes again
                     req.follow = Some(target);
@@ -640,13 +664,21 @@ impl Fetcher {
         }
     }
 
-    /// The stream ended (or TLS said close_notify) while `conn` was live.
-    fn on_eof(&mut self, now: Instant, conn: ConnId, error: Option<&str>) {
+    /// The stream ended (or TLS said close_notify) while `conn` was live; `clean`
+    /// when the end is authenticated (close_notify) or there is no TLS.
+    fn on_eof(&mut self, now: Instant, conn: ConnId, error: Option<&str>, clean: bool) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(id) = c.request else {
             self.conns.remove(&conn);
             return;
         };
+        // a body that only the end of the connection delimits is complete only if
+        // that end is authenticated
+        if error.is_none() && !clean && !c.reader.is_done() && c.reader.started() {
+            self.conns.remove(&conn);
+            self.finish_failed(id, FetchError::TruncatedTls);
+            return;
+        }
         if error.is_none() {
             match c.reader.eof() {
                 Ok(parsed) if !parsed.is_empty() || c.reader.is_done() => {

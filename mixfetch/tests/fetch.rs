@@ -182,3 +182,49 @@ async fn invalid_requests_fail_at_once() {
     }
     assert!(client_config(b"not a certificate", Arc::new(DefaultTimeProvider)).is_err());
 }
+
+#[tokio::test]
+async fn a_tls_body_cut_without_close_notify_is_an_error() {
+    let pki = pki();
+    let https = server(Some(pki.server.clone())).await.unwrap();
+    let http = server(None).await.unwrap();
+    let mut f = fetcher(&pki.ca_pem);
+    let out = f
+        .run(
+            vec![
+                get(format!("https://localhost:{}/truncated", https.port)),
+                get(format!("https://localhost:{}/close-delimited", https.port)),
+                get(format!("http://127.0.0.1:{}/truncated", http.port)),
+            ],
+            None,
+        )
+        .await;
+    // on 117647c the first ended "successfully" with a truncated body
+    let e = out[0].error.as_deref().expect("a cut TLS body is refused");
+    assert!(e.contains("close_notify"), "{e}");
+    assert!(out[1].error.is_none(), "an end with close_notify is an end: {:?}", out[1]);
+    assert_eq!(out[1].body, b"until the end");
+    // without TLS there is nothing better than the FIN
+    assert_eq!(out[2].body, b"until the");
+}
+
+#[tokio::test]
+async fn https_to_http_redirects_are_refused_unless_allowed_and_then_carry_no_cookie() {
+    let pki = pki();
+    let https = server(Some(pki.server.clone())).await.unwrap();
+    let http = server(None).await.unwrap();
+    let url = format!("https://localhost:{}/redirect-to?http://127.0.0.1:{}/headers", https.port, http.port);
+    let with_cookie = FetchRequest { headers: vec![("Cookie".into(), "session=secret".into())], ..get(url.clone()) };
+    let mut f = fetcher(&pki.ca_pem);
+    let out = f.run(vec![with_cookie.clone()], None).await;
+    let e = out[0].error.as_deref().expect("refused by default");
+    assert!(e.contains("insecure redirect"), "{e}");
+
+    let tls = client_config(pki.ca_pem.as_bytes(), Arc::new(DefaultTimeProvider)).unwrap();
+    let config = FetchConfig { allow_insecure_redirects: true, ..FetchConfig::new(tls) };
+    let mut f = Harness::new(Fetcher::new(config, 1000), tcp());
+    let out = f.run(vec![with_cookie], None).await;
+    assert!(out[0].error.is_none(), "{:?}", out[0]);
+    let seen = String::from_utf8_lossy(&out[0].body).to_lowercase();
+    assert!(seen.contains("host:") && !seen.contains("cookie"), "{seen}");
+}

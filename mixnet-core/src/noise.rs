@@ -169,10 +169,18 @@ impl SymmetricState {
     }
 
     fn mix_key(&mut self, ikm: &[u8]) {
-        let (ck, k) = self.hkdf2(ikm);
+        let (mut ck, mut k) = self.hkdf2(ikm);
         self.ck = ck;
         self.k = Some(k);
         self.n = 0;
+        ck.zeroize();
+        k.zeroize();
+    }
+
+    /// Mixes a Diffie-Hellman output in, then wipes it.
+    fn mix_dh(&mut self, mut dh: [u8; 32]) {
+        self.mix_key(&dh);
+        dh.zeroize();
     }
 
     fn encrypt_and_hash(&mut self, plaintext: &[u8]) -> Vec<u8> {
@@ -229,7 +237,7 @@ impl Initiator {
         let ephemeral = NodeSecret::random(rng);
         let e = ephemeral.public_key();
         state.mix_hash(&e);
-        state.mix_key(&ephemeral.diffie_hellman(remote_static));
+        state.mix_dh(ephemeral.diffie_hellman(remote_static));
         let mut message = e.to_vec();
         message.extend_from_slice(&state.encrypt_and_hash(payload));
         (Self { state, ephemeral }, message)
@@ -242,7 +250,7 @@ impl Initiator {
         }
         let re: [u8; 32] = message[..32].try_into().map_err(|_| NoiseError::Truncated)?;
         self.state.mix_hash(&re);
-        self.state.mix_key(&self.ephemeral.diffie_hellman(&re));
+        self.state.mix_dh(self.ephemeral.diffie_hellman(&re));
         let payload = self.state.decrypt_and_hash(&message[32..])?;
         let (send, recv) = self.state.split();
         Ok((Transport { send, recv, handshake_hash: self.state.h }, payload))
@@ -264,12 +272,12 @@ pub fn respond<R: CryptoRng + ?Sized>(
     state.mix_hash(&static_secret.public_key());
     let re: [u8; 32] = message[..32].try_into().map_err(|_| NoiseError::Truncated)?;
     state.mix_hash(&re);
-    state.mix_key(&static_secret.diffie_hellman(&re));
+    state.mix_dh(static_secret.diffie_hellman(&re));
     let received = state.decrypt_and_hash(&message[32..])?;
     let ephemeral = NodeSecret::random(rng);
     let e = ephemeral.public_key();
     state.mix_hash(&e);
-    state.mix_key(&ephemeral.diffie_hellman(&re));
+    state.mix_dh(ephemeral.diffie_hellman(&re));
     let mut reply = e.to_vec();
     reply.extend_from_slice(&state.encrypt_and_hash(payload));
     let (initiator_to_responder, responder_to_initiator) = state.split();

@@ -61,16 +61,29 @@ fn private_v4(ip: Ipv4Addr) -> bool {
         || a == 0
         || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
         || (a == 198 && (b == 18 || b == 19)) // benchmarking 198.18/15
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments 192.0.0/24
+        || (a == 192 && b == 88 && ip.octets()[2] == 99) // 6to4 relay anycast 192.88.99/24
         || a >= 240 // reserved
 }
 
+/// Non-public IPv6, including every prefix that reaches an IPv4 address through a
+/// translator or a tunnel (the embedded address could be anything, loopback included).
 fn private_v6(ip: Ipv6Addr) -> bool {
-    let s0 = ip.segments()[0];
+    let s = ip.segments();
     ip.is_unspecified()
         || ip.is_multicast()
-        || (s0 & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (s0 & 0xffc0) == 0xfe80 // link-local fe80::/10
-        || s0 == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
+        || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated, still routed privately)
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
+        || (s[0] == 0x2001 && s[1] == 0x0000) // Teredo 2001::/32
+        || (s[0] == 0x2001 && (s[1] & 0xffe0) == 0x0020) // ORCHID 2001:10::/28, ORCHIDv2 2001:20::/28
+        || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010)
+        || s[0] == 0x2002 // 6to4 2002::/16
+        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 64:ff9b::/96 and 64:ff9b:1::/48
+        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
+        || s[..6] == [0; 6] // IPv4-compatible ::/96 (::a.b.c.d), deprecated
+        || (s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0) // IPv4-translated ::ffff:0:0:0/96
 }
 
 impl ExitPolicy {
@@ -123,6 +136,26 @@ mod tests {
         assert!(matches!(p.check(ip("::1"), 80), Err(PolicyDenied::Loopback(_))));
         assert!(matches!(p.check(ip("::ffff:10.0.0.1"), 80), Err(PolicyDenied::Private(_))));
         assert!(matches!(p.check(ip("::ffff:127.0.0.1"), 80), Err(PolicyDenied::Loopback(_))));
+        // prefixes that reach an IPv4 address (any: loopback, metadata services…)
+        for embedded in [
+            "::7f00:1",
+            "::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2001:0:4136:e378::1",
+            "fec0::1",
+            "::ffff:0:7f00:1",
+            "100::1",
+            "2001:20::1",
+        ] {
+            assert!(matches!(p.check(ip(embedded), 443), Err(PolicyDenied::Private(_))), "{embedded}");
+        }
+        for v4 in ["192.0.0.1", "192.88.99.1", "198.18.0.1", "240.0.0.1", "255.255.255.255"] {
+            assert!(matches!(p.check(ip(v4), 443), Err(PolicyDenied::Private(_))), "{v4}");
+        }
+        assert_eq!(p.check(ip("2606:4700::1111"), 443), Ok(()), "a public IPv6 address");
+        assert_eq!(p.check(ip("2001:4860:4860::8888"), 443), Ok(()));
         let local = ExitPolicy::localnet();
         assert_eq!(local.check(ip("127.0.0.1"), 8080), Ok(()));
         assert!(local.check(ip("10.0.0.1"), 8080).is_err());

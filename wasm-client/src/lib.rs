@@ -9,7 +9,7 @@
 //! instance stops.
 
 pub mod js;
-mod options;
+pub mod options;
 mod transport;
 
 use std::cell::RefCell;
@@ -516,15 +516,16 @@ impl MixnetClient {
         let mut rng = seeded_rng();
         let (signing, encryption) = match &o.identity {
             Some(s) => {
-                let bytes = bs58::decode(s).into_vec().map_err(|_| invalid("identity is not base58"))?;
+                let bytes =
+                    zeroize::Zeroizing::new(bs58::decode(s).into_vec().map_err(|_| invalid("identity is not base58"))?);
                 if bytes.len() != 64 {
                     return Err(invalid("identity must be 64 bytes (from generateIdentity())"));
                 }
-                let mut a = [0u8; 32];
-                let mut b = [0u8; 32];
+                let mut a = zeroize::Zeroizing::new([0u8; 32]);
+                let mut b = zeroize::Zeroizing::new([0u8; 32]);
                 a.copy_from_slice(&bytes[..32]);
                 b.copy_from_slice(&bytes[32..]);
-                (NodeSecret::from_bytes(a), NodeSecret::from_bytes(b))
+                (NodeSecret::from_bytes(*a), NodeSecret::from_bytes(*b))
             }
             None => (NodeSecret::random(&mut rng), NodeSecret::random(&mut rng)),
         };

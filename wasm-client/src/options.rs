@@ -89,8 +89,18 @@ fn yes() -> bool {
     true
 }
 
+/// The longest any time option may be: a day (larger finite values would overflow
+/// the arithmetic on durations and instants).
+pub const MAX_MS: f64 = 86_400_000.0;
+
+/// A duration from milliseconds given by the application: negative, non-finite or
+/// past [`MAX_MS`] is `None` (the caller names the option in its error).
+pub fn duration_ms(v: f64) -> Option<Duration> {
+    (v.is_finite() && (0.0..=MAX_MS).contains(&v)).then(|| Duration::from_secs_f64(v / 1000.0))
+}
+
 fn ms(v: f64) -> Duration {
-    Duration::from_secs_f64(v.max(0.0) / 1000.0)
+    duration_ms(v).unwrap_or(Duration::ZERO)
 }
 
 impl ClientOptions {
@@ -105,8 +115,10 @@ impl ClientOptions {
             ("topologyRefreshMs", o.topology_refresh_ms),
             ("webTransportTimeoutMs", o.web_transport_timeout_ms),
         ] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(format!("invalid options: {name} must be a non-negative number of milliseconds"));
+            if duration_ms(v).is_none() {
+                return Err(format!(
+                    "invalid options: {name} must be a number of milliseconds from 0 to {MAX_MS} (a day), not {v}"
+                ));
             }
         }
         if o.directory.is_empty() {
@@ -134,5 +146,23 @@ impl ClientOptions {
             send_delay_mean: (self.send_delay_ms > 0.0).then(|| ms(self.send_delay_ms)),
             loop_cover_mean: (self.loop_cover_ms > 0.0).then(|| ms(self.loop_cover_ms)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On 117647c a huge but finite value panicked in `Duration::from_secs_f64`.
+    #[test]
+    fn time_options_out_of_range_are_refused_with_their_name() {
+        for bad in ["1e300", "-1", "86400001"] {
+            let json = format!(r#"{{"directory":"http://d","directoryKey":"k","hopDelayMs":{bad}}}"#);
+            let e = ClientOptions::parse(&json).err().unwrap_or_default();
+            assert!(e.contains("hopDelayMs"), "{bad}: {e}");
+        }
+        assert!(ClientOptions::parse(r#"{"directory":"http://d","directoryKey":"k","hopDelayMs":86400000}"#).is_ok());
+        assert_eq!(duration_ms(f64::NAN), None);
+        assert_eq!(duration_ms(1500.0), Some(Duration::from_millis(1500)));
     }
 }

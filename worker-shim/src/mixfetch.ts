@@ -19,6 +19,12 @@ export interface MixFetchOptions extends MixnetClientOptions {
   timeoutMs?: number;
   /** Requests in flight at once (20); more wait their turn. */
   maxConcurrency?: number;
+  /**
+   * Follow redirects from `https:` to `http:` (off: they fail with `cause.code`
+   * `redirect`, as a secure page's mixed-content rule would; when on, `Cookie` is not
+   * carried across the downgrade).
+   */
+  allowInsecureRedirects?: boolean;
 }
 
 interface Pending {
@@ -203,6 +209,7 @@ function fetchConfig(options: MixFetchOptions): FetchConfig {
   if (options.extraRoots !== undefined) config.extraRoots = Array.isArray(options.extraRoots) ? options.extraRoots.join('\n') : options.extraRoots;
   if (options.timeoutMs !== undefined) config.timeoutMs = options.timeoutMs;
   if (options.maxConcurrency !== undefined) config.maxConcurrency = options.maxConcurrency;
+  if (options.allowInsecureRedirects !== undefined) config.allowInsecureRedirects = options.allowInsecureRedirects;
   return config;
 }
 

@@ -102,6 +102,8 @@ export interface FetchConfig {
   timeoutMs?: number;
   /** Requests in flight at once (20); more wait their turn. */
   maxConcurrency?: number;
+  /** Follow `https:` → `http:` redirects. */
+  allowInsecureRedirects?: boolean;
 }
 
 /** One request as the worker takes it (the body travels beside it). */

@@ -248,8 +248,8 @@ struct OpenSession {
     client: [u8; 32],
     /// `Authenticated` went out (after the first page).
     announced: bool,
-    /// A page of the inbox was asked for and has not come back.
-    loading: bool,
+    /// A page of the inbox was asked for (of this many at most) and has not come back.
+    loading: Option<usize>,
     /// More is stored than was pushed: page again once acks make room.
     behind: bool,
     last_pushed: u64,
@@ -484,7 +484,7 @@ impl<R: CryptoRng> Gateway<R> {
                     transport: *t,
                     client: identity,
                     announced: false,
-                    loading: false,
+                    loading: None,
                     behind: true,
                     last_pushed: 0,
                     unacked: VecDeque::new(),
@@ -568,7 +568,7 @@ impl<R: CryptoRng> Gateway<R> {
             self.out.push_back(Output::DeleteInbox { client: s.client, up_to: s.acked });
         }
         let window = self.config.inbox_page;
-        if s.behind && !s.loading && s.unacked.len() <= window / 2 {
+        if s.behind && s.loading.is_none() && s.unacked.len() <= window / 2 {
             self.load_page(conn);
         }
     }
@@ -577,8 +577,8 @@ impl<R: CryptoRng> Gateway<R> {
     fn load_page(&mut self, conn: ConnId) {
         let window = self.config.inbox_page.max(1);
         let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
-        s.loading = true;
         let limit = window - s.unacked.len().min(window - 1);
+        s.loading = Some(limit);
         self.out.push_back(Output::LoadInbox { conn, client: s.client, after: s.last_pushed, limit });
     }
 
@@ -679,7 +679,7 @@ impl<R: CryptoRng> Gateway<R> {
         let Some(&conn) = self.clients.get(&p.client) else { return };
         let window = self.config.inbox_page;
         let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
-        if s.loading {
+        if s.loading.is_some() {
             // stored before the page was read: the page (or a later one) has it
             return;
         }
@@ -696,11 +696,8 @@ impl<R: CryptoRng> Gateway<R> {
     /// A page of the client's stored deliveries, ascending, after [`Output::LoadInbox`].
     pub fn handle_inbox(&mut self, conn: ConnId, entries: Vec<(u64, Delivery)>) {
         let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
-        if !s.loading {
-            return;
-        }
-        s.loading = false;
-        let limit = self.config.inbox_page.max(1) - s.unacked.len().min(self.config.inbox_page.max(1) - 1);
+        let Some(limit) = s.loading.take() else { return };
+        // a full page means more may be stored (acks that came meanwhile change nothing)
         s.behind = entries.len() >= limit;
         if !s.announced {
             s.announced = true;
@@ -716,6 +713,15 @@ impl<R: CryptoRng> Gateway<R> {
             s.unacked.push_back(seq);
             self.stats.pushed += 1;
             self.send(conn, &ServerFrame::Deliver { seq, delivery });
+        }
+        // the client may have acknowledged everything while the page was read: then
+        // no later ack would ask for the next one
+        let window = self.config.inbox_page;
+        if let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get(&conn)
+            && s.behind
+            && s.unacked.len() <= window / 2
+        {
+            self.load_page(conn);
         }
     }
 
