@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "browser")]
 pub mod browser;
 pub mod fetch;
 pub mod http;

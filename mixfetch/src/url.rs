@@ -144,18 +144,27 @@ impl fmt::Display for Url {
     }
 }
 
+/// `host[:port]` → host (an IPv6 literal without its brackets) and port. A bracketed
+/// host must be an IPv6 address; any other host a registered name (RFC 3986
+/// `reg-name`: no `:`, `[`, `]`, `@`, `/`…), so what we print parses back the same.
 fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
+        h.parse::<std::net::Ipv6Addr>().ok()?;
         match after {
             "" => (h, None),
             p => (h, Some(p.strip_prefix(':')?)),
         }
     } else {
-        match authority.rsplit_once(':') {
+        let (h, p) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (authority, None),
+        };
+        let reg_name = |c: char| c.is_ascii_alphanumeric() || "-._~%!$&'()*+,;=".contains(c);
+        if !h.chars().all(reg_name) {
+            return None;
         }
+        (h, p)
     };
     let port = match port {
         None | Some("") => None,
@@ -194,6 +203,18 @@ fn remove_dot_segments(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_names_or_bracketed_ipv6_so_printing_parses_back() {
+        for bad in ["http://:]h:6/", "http://a:b:1/", "http://[::1/", "http://[nothost]/", "http://a]b/", "http://a[b/"]
+        {
+            assert!(Url::parse(bad).is_err(), "{bad}");
+        }
+        for good in ["http://[::1]:8080/x", "https://a-b.example_1.org/", "http://127.0.0.1:1/"] {
+            let u = Url::parse(good).unwrap();
+            assert_eq!(Url::parse(&u.to_string()).unwrap(), u, "{good}");
+        }
+    }
 
     #[test]
     fn parses_what_fetch_sends() {

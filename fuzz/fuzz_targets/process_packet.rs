@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
     let secrets: Vec<NodeSecret> = (1..=3u8).map(|i| NodeSecret::from_bytes([i; 32])).collect();
     if mode % 2 == 0 {
-        let mut mix = Mix::new(MixConfig { max_queue: 16, ..MixConfig::default() }, NodeKeys::new(1, secrets[0].clone(), ReplayConfig { capacity: 1000, false_positive: 1e-6 }));
+        let mut mix = Mix::new(
+            MixConfig { max_queue: 16, ..MixConfig::default() },
+            NodeKeys::new(1, secrets[0].clone(), ReplayConfig { capacity: 1000, false_positive: 1e-6 }),
+        );
         let _ = mix.handle_packet(Instant::ZERO, rest.to_vec());
         let _ = sphinx::process_packet(&secrets[0], rest.to_vec());
         return;
