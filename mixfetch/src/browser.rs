@@ -55,7 +55,7 @@ struct FetchOptions {
 fn timeout(ms: f64) -> Result<Duration, String> {
     match wasm_client::options::duration_ms(ms) {
         Some(d) if !d.is_zero() => Ok(d),
-        _ => Err(format!("must be a number of milliseconds above 0 and at most a day, not {ms}")),
+        _ => Err("must be a number of milliseconds above 0 and at most 86400000 (a day)".into()),
     }
 }
 

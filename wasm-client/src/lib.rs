@@ -598,10 +598,7 @@ fn start_refresh(shared: &Shared, every_ms: f64) {
                 let mut i = shared.borrow_mut();
                 // an older or expired document (a replay) is not installed, and is said
                 if let Err(e) = i.freshness.check(&t, js_sys::Date::now() as u64) {
-                    let o = Object::new();
-                    set(&o, "type", "dropped");
-                    set(&o, "reason", format!("topology refused: {e}"));
-                    i.driver_events.push(o.into());
+                    i.driver_events.push(event_to_js(ClientEvent::Dropped(format!("topology refused: {e}"))));
                     drop(i);
                     step(&shared);
                     return;

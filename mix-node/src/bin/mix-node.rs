@@ -133,4 +133,12 @@ mod tests {
         let d: mix_node::directory::DirectoryConfig = toml::from_str(super::DIRECTORY_EXAMPLE).unwrap();
         assert_eq!(d.allow.len(), 2);
     }
+
+    /// On 117647c `link_queue = 0` panicked (a channel of capacity 0).
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        let mix = mix_node::mix::MixConfig { link_queue: 0, ..mix_node::mix::MixConfig::default() };
+        let e = mix.validate().unwrap_err().to_string();
+        assert!(e.contains("link_queue"), "{e}");
+    }
 }

@@ -74,7 +74,8 @@ pub struct MessengerConfig {
     pub max_surb_senders: usize,
     /// Most SURBs kept in total (the least recently active senders' go first).
     pub max_surbs_total: usize,
-    /// SURBs older than this are dropped unused (their keys have rotated by then).
+    /// A sender's SURBs are dropped unused when none arrived for this long (their
+    /// keys have rotated by then).
     pub surb_max_age: Duration,
     /// Most of our reply SURBs outstanding (oldest forgotten first).
     pub max_outstanding_reply_surbs: usize,
@@ -280,15 +281,18 @@ struct ReplyKey {
 }
 
 struct SurbBank {
-    /// SURBs and when they arrived, oldest first.
-    surbs: VecDeque<(Instant, Surb)>,
+    /// Oldest first (used first).
+    surbs: VecDeque<Surb>,
     requested: bool,
+    /// When SURBs last arrived or were used.
     last_active: Instant,
+    /// When SURBs last arrived: past `surb_max_age` all of them are that old.
+    refilled: Instant,
 }
 
 impl SurbBank {
     fn new(now: Instant) -> Self {
-        Self { surbs: VecDeque::new(), requested: false, last_active: now }
+        Self { surbs: VecDeque::new(), requested: false, last_active: now, refilled: now }
     }
 }
 
@@ -671,12 +675,13 @@ impl<R: CryptoRng> Messenger<R> {
         let max_age = self.config.surb_max_age;
         let bank = self.banks.get_mut(&tag)?;
         bank.last_active = now;
-        while bank.surbs.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) >= max_age) {
-            bank.surbs.pop_front();
-            self.stats.surbs_dropped += 1;
+        if now.saturating_duration_since(bank.refilled) >= max_age {
+            // nothing arrived for so long that every SURB held is stale (keys rotated)
+            self.stats.surbs_dropped += bank.surbs.len() as u64;
+            bank.surbs.clear();
         }
         let usable = if is_request { bank.surbs.len() } else { bank.surbs.len().saturating_sub(SURB_RESERVE) };
-        let surb = if usable > 0 { bank.surbs.pop_front().map(|(_, s)| s) } else { None };
+        let surb = if usable > 0 { bank.surbs.pop_front() } else { None };
         let low = bank.surbs.len() <= self.config.surb_low_water;
         if low && !bank.requested && !is_request {
             bank.requested = true;
@@ -1010,26 +1015,21 @@ impl<R: CryptoRng> Messenger<R> {
         if !self.banks.contains_key(&tag) && self.banks.len() >= self.config.max_surb_senders.max(1) {
             self.drop_least_active_bank(&tag);
         }
-        let cap = self.config.max_surbs_per_sender;
+        // one sender alone never holds more than the total either
+        let cap = self.config.max_surbs_per_sender.min(self.config.max_surbs_total);
         let bank = self.banks.entry(tag).or_insert_with(|| SurbBank::new(now));
         bank.last_active = now;
-        bank.surbs.extend(surbs.into_iter().map(|s| (now, s)));
+        bank.refilled = now;
+        bank.surbs.extend(surbs);
         let mut dropped = 0;
         while bank.surbs.len() > cap {
             bank.surbs.pop_front();
             dropped += 1;
         }
         self.stats.surbs_dropped += dropped;
-        while self.banks.values().map(|b| b.surbs.len()).sum::<usize>() > self.config.max_surbs_total {
-            if !self.drop_least_active_bank(&tag) {
-                // only this sender is left: trim its own oldest
-                let bank = self.banks.get_mut(&tag).expect("inserted above");
-                let excess = bank.surbs.len().saturating_sub(self.config.max_surbs_total);
-                bank.surbs.drain(..excess);
-                self.stats.surbs_dropped += excess as u64;
-                break;
-            }
-        }
+        while self.banks.values().map(|b| b.surbs.len()).sum::<usize>() > self.config.max_surbs_total
+            && self.drop_least_active_bank(&tag)
+        {}
     }
 
     /// Forgets the SURBs of the least recently active sender other than `keep`.

@@ -8,7 +8,7 @@
 //! costs what one fragment costs), and each message and fragment is charged its
 //! bookkeeping as well as its bytes.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::ReceiveError;
@@ -65,7 +65,7 @@ pub enum Eviction {
 
 struct Partial {
     /// Fragments received so far, by index (sparse: never sized by the claimed count).
-    parts: BTreeMap<u32, Vec<u8>>,
+    parts: HashMap<u32, Vec<u8>>,
     count: u32,
     /// Memory charged to this message ([`MESSAGE_OVERHEAD`] + per fragment
     /// [`FRAGMENT_OVERHEAD`] + its data).
@@ -196,7 +196,7 @@ impl Reassembler {
             return Err(ReceiveError::MessageTooLarge(fragment.count));
         }
         let p = self.partial.entry(id).or_insert_with(|| Partial {
-            parts: BTreeMap::new(),
+            parts: HashMap::new(),
             count: fragment.count,
             bytes: MESSAGE_OVERHEAD,
             last_activity: now,
@@ -211,8 +211,12 @@ impl Reassembler {
             self.remember(id);
             let len = p.parts.values().map(Vec::len).sum();
             let mut message = Vec::with_capacity(len);
-            for part in p.parts.into_values() {
-                message.extend_from_slice(&part);
+            let mut parts = p.parts;
+            for i in 0..p.count {
+                // complete: every index is there
+                if let Some(part) = parts.remove(&i) {
+                    message.extend_from_slice(&part);
+                }
             }
             return Ok(Insert::Complete(message));
         }

@@ -104,4 +104,16 @@ mod tests {
         assert_eq!(exit.limits, mixnet_core::exit::ExitLimits::default());
         assert_eq!((c.inbox_total_bytes, c.max_clients, c.replay), (d.inbox_total_bytes, d.max_clients, d.replay));
     }
+
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        for (name, c) in [
+            ("link_queue", ws_gateway::GatewayConfig { link_queue: 0, ..Default::default() }),
+            ("client_queue", ws_gateway::GatewayConfig { client_queue: 0, ..Default::default() }),
+            ("inbox_page", ws_gateway::GatewayConfig { inbox_page: 0, ..Default::default() }),
+        ] {
+            let e = c.core().unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
 }
