@@ -27,8 +27,8 @@ use ws_gateway::{ExitConfig, GatewayConfig, RunningGateway};
 
 use crate::client::ClientConfig;
 
-/// Replay filters of localnet's nodes: sized for a test network (3.6 MiB per key)
-/// rather than the servers' default (36 MiB), as eight nodes share one process.
+/// Replay filters of localnet's nodes: sized for a test network (4.8 MiB per key)
+/// rather than the servers' default (48 MiB), as eight nodes share one process.
 pub const LOCALNET_REPLAY: ReplayConfig = ReplayConfig { capacity: 1_000_000, false_positive: 1e-6 };
 
 /// How to run the local network.

@@ -293,14 +293,23 @@ fn spawn_workers(
         .collect()
 }
 
+/// How often the scheduler publishes the core's counters for `/metrics`.
+const PUBLISH_EVERY: Duration = Duration::from_millis(20);
+
 /// Owns the core's [`Mix`]: schedules what the workers processed and forwards what
 /// is due.
 async fn scheduler(mut mix: Mix, mut rx: mpsc::Receiver<ProcessResult>, links: Links, metrics: Arc<MixMetrics>) {
     let start = Instant::now();
     let mut batch = Vec::with_capacity(256);
+    // the counters for /metrics are published on a tick, not per packet (this loop
+    // runs once per packet under load)
+    let mut tick = tokio::time::interval(PUBLISH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = mix.poll_timeout().map(|t| start + Duration::from_micros(t.as_micros()));
+        let mut publish = false;
         tokio::select! {
+            _ = tick.tick() => publish = true,
             n = rx.recv_many(&mut batch, 256) => {
                 if n == 0 {
                     return;
@@ -317,10 +326,12 @@ async fn scheduler(mut mix: Mix, mut rx: mpsc::Receiver<ProcessResult>, links: L
             metrics.packets_out.inc();
             links.send(next_hop, packet);
         }
-        *metrics.core.lock().unwrap_or_else(|e| e.into_inner()) =
-            (mix.stats().clone(), mix.queued(), mix.queued_bytes());
-        *metrics.replay.lock().unwrap_or_else(|e| e.into_inner()) =
-            (mix.keys().replay_tags(), mix.keys().replay_memory());
+        if publish {
+            *metrics.core.lock().unwrap_or_else(|e| e.into_inner()) =
+                (mix.stats().clone(), mix.queued(), mix.queued_bytes());
+            *metrics.replay.lock().unwrap_or_else(|e| e.into_inner()) =
+                (mix.keys().replay_tags(), mix.keys().replay_memory());
+        }
     }
 }
 

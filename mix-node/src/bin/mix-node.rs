@@ -63,7 +63,7 @@ max_queue = 100000                 # packets held for their delay, at most
 max_queue_bytes = 268435456        # and bytes (256 MiB)
 max_delay_ms = 60000               # longer per-hop delays are dropped
 
-[replay]                           # one Bloom filter per held key (3 held): 36 MiB each
+[replay]                           # one Bloom filter per held key (3 held): 48 MiB each
 capacity = 10000000                # packets expected per key epoch
 false_positive = 1e-6              # chance a fresh packet is taken for a replay
 "#;

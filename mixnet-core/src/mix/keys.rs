@@ -205,19 +205,15 @@ impl NodeKeys {
             if key.refused {
                 return Err(MixError::KeyRefused(key.epoch));
             }
+            // seen-then-record is one step: of two workers racing on copies of a
+            // packet, only one wins (a packet that then fails to process keeps its tag)
             let tag = expanded.replay_tag();
-            if key.replay.contains(&tag) {
+            if !key.replay.insert(&tag) {
                 return Err(MixError::Replay);
             }
+            self.journal(key.epoch, tag);
             match sphinx::process_packet_with_secret(&expanded, packet) {
-                Ok(p) => {
-                    // two workers may race on copies of one packet: only one wins
-                    if !key.replay.insert(&tag) {
-                        return Err(MixError::Replay);
-                    }
-                    self.journal(key.epoch, tag);
-                    return Ok(p);
-                }
+                Ok(p) => return Ok(p),
                 Err(e) => {
                     last = e.into();
                     break;

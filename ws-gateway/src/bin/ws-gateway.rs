@@ -41,7 +41,7 @@ inbox_page = 256                      # deliveries pushed before the client must
 inbox_max_age_secs = 86400
 heartbeat_ms = 10000
 
-[replay]                              # one Bloom filter per held key (3 held): 36 MiB each
+[replay]                              # one Bloom filter per held key (3 held): 48 MiB each
 capacity = 10000000
 false_positive = 1e-6
 
