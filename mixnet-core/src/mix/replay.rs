@@ -252,6 +252,21 @@ mod tests {
         assert_eq!(f.memory_bytes(), config.memory_bytes());
     }
 
+    /// The blocking factor holds the target at a realistic setting (and a mix at the
+    /// defaults: 10⁻⁶ needs 40 bits per tag, measured at 10⁻⁶ scale offline).
+    #[test]
+    fn at_capacity_the_false_positive_rate_is_near_its_target() {
+        let config = ReplayConfig { capacity: 100_000, false_positive: 1e-4 };
+        let f = ReplayFilter::new(&config);
+        for t in tags(4, 100_000) {
+            f.insert(&t);
+        }
+        let n = 1_000_000;
+        let fp = tags(5, n).iter().filter(|t| f.contains(t)).count();
+        // 1e-4 of a million is 100
+        assert!(fp < 150, "{fp} false positives in {n}");
+    }
+
     #[wasm_bindgen_test(unsupported = test)]
     fn a_snapshot_restores_every_tag_and_refuses_another_size() {
         let config = ReplayConfig { capacity: 1000, false_positive: 1e-6 };
