@@ -267,3 +267,47 @@ fn the_policy_refuses_private_targets_without_revealing_what_the_exit_resolved()
     assert!(reason.contains("private") && !reason.contains("10.0.0.5"), "{reason}");
     assert_eq!(n.exit().exit.stats().policy_denials, 1);
 }
+
+/// When other senders' SURBs push a stream's sender out, its replies waiting for
+/// SURBs must fail (releasing the reply window) rather than wait for good: otherwise
+/// each eviction would leak a share of the exit's total window until reading stopped
+/// for everyone.
+#[wasm_bindgen_test(unsupported = test)]
+fn evicting_a_sender_s_surbs_releases_what_its_streams_held() {
+    let messenger = MessengerConfig { max_surb_senders: 2, ..config(RouteMode::Fast) };
+    let mut n = Net::new(86, ExitLimits::default(), messenger);
+    n.exit().servers.insert(([127, 0, 0, 1], 12).into(), SimServer::Source(64 << 20));
+    let who = n.client();
+    let mut h = Honest { who, streams: Streams::default(), seen: 0, events: vec![] };
+    let (now, exit) = (n.net.net.now(), n.exit);
+    let c = &mut n.net.client_mut(&who).client;
+    h.streams.open(c.messenger_mut(), now, exit, "127.0.0.1", 12, 4).unwrap();
+    c.flush(now);
+    // the download is under way
+    for _ in 0..5 {
+        n.run(Duration::from_millis(100));
+        h.pump(&mut n);
+    }
+    assert!(
+        n.exit().exit.replies_in_flight() > 0,
+        "{} B received, events {:?}",
+        h.echoed().len(),
+        h.events.iter().filter(|e| !matches!(e, StreamEvent::Data(..))).collect::<Vec<_>>()
+    );
+    // three other senders leave SURBs: the downloader's are evicted
+    for i in 0..3u8 {
+        let s = n.client();
+        let (now, exit) = (n.net.net.now(), n.exit);
+        let c = &mut n.net.client_mut(&s).client;
+        c.messenger_mut().send(now, exit, &[i; 10], 50).unwrap();
+        c.flush(now);
+    }
+    // whatever happens to the download, nothing stays held
+    for _ in 0..600 {
+        n.run(Duration::from_millis(100));
+        h.pump(&mut n);
+    }
+    assert_eq!(n.exit().exit.open_streams(), 0, "{:?}", n.exit().exit.stats());
+    assert_eq!(n.exit().exit.replies_in_flight(), 0, "the reply window is released");
+    assert_eq!(n.exit().exit.messenger().in_flight(), 0, "no reply waits for SURBs that will never come");
+}

@@ -764,7 +764,22 @@ impl<R: CryptoRng> Exit<R> {
                 self.connecting -= 1;
             }
             self.forget(key, Closed::Ended);
+            if abort {
+                self.cancel_replies(key);
+            }
             self.actions.push_back(if abort { ExitAction::Abort { key } } else { ExitAction::Release { key } });
+        }
+    }
+
+    /// An aborted stream's replies not yet sent are cancelled, and its share of the
+    /// reply window released (a finished stream's last replies still go out).
+    fn cancel_replies(&mut self, key: ExitKey) {
+        let ids: Vec<MessageId> = self.replies.iter().filter(|(_, (k, _))| *k == key).map(|(id, _)| *id).collect();
+        for id in ids {
+            if let Some((_, len)) = self.replies.remove(&id) {
+                self.replies_in_flight -= len;
+            }
+            self.messenger.cancel(id);
         }
     }
 

@@ -172,6 +172,10 @@ pub enum SendFailure {
     /// Building the packet failed.
     #[error(transparent)]
     Sphinx(#[from] sphinx::SphinxError),
+    /// A reply's SURBs were dropped (evicted for other senders', or expired): it
+    /// cannot be sent.
+    #[error("the recipient's SURBs were dropped: the reply cannot be sent")]
+    NoSurbs,
 }
 
 /// Why `send` or `reply` refused a message.
@@ -636,6 +640,9 @@ impl<R: CryptoRng> Messenger<R> {
                 (Transmit { first_hop: route[0].address, packet }, sphinx::total_delay(&delays))
             }
             Target::Surbs(tag) => {
+                if !self.banks.contains_key(&tag) {
+                    return Err(SendFailure::NoSurbs);
+                }
                 let Some(surb) = self.take_surb(now, tag, is_request) else {
                     self.blocked.entry(tag).or_default().push_back(Job::Fragment { message, index });
                     return Ok(None);
@@ -1033,11 +1040,27 @@ impl<R: CryptoRng> Messenger<R> {
     }
 
     /// Forgets the SURBs of the least recently active sender other than `keep`.
+    /// The replies waiting for its SURBs fail (their senders learn it at once).
     fn drop_least_active_bank(&mut self, keep: &SenderTag) -> bool {
         let victim = self.banks.iter().filter(|(t, _)| *t != keep).min_by_key(|(_, b)| b.last_active).map(|(t, _)| *t);
         let Some(victim) = victim else { return false };
         if let Some(b) = self.banks.remove(&victim) {
             self.stats.surbs_dropped += b.surbs.len() as u64;
+        }
+        for Job::Fragment { message, .. } in self.blocked.remove(&victim).unwrap_or_default() {
+            self.fail(message, SendFailure::NoSurbs);
+        }
+        true
+    }
+
+    /// Forgets a message we no longer want sent (no event follows): e.g. replies of a
+    /// stream that ended. False if it was not pending.
+    pub fn cancel(&mut self, id: MessageId) -> bool {
+        let Some(out) = self.outbound.remove(&id) else { return false };
+        for f in out.fragments.into_iter().flatten() {
+            for ack in f.ack_ids {
+                self.acks.remove(&ack);
+            }
         }
         true
     }
