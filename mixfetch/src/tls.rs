@@ -58,7 +58,12 @@ impl Tls {
     pub fn new(config: Arc<ClientConfig>, host: &str) -> Result<Self, TlsError> {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|_| TlsError(format!("{host:?} is not a valid server name")))?;
-        Ok(Self { conn: ClientConnection::new(config, name)? })
+        let mut conn = ClientConnection::new(config, name)?;
+        // rustls holds at most 64 KiB of plaintext (before the handshake ends) or
+        // ciphertext by default and refuses the rest: a request body is written whole,
+        // and its size is the application's own (it is in memory already)
+        conn.set_buffer_limit(None);
+        Ok(Self { conn })
     }
 
     /// Queues plaintext (held until the handshake is done).

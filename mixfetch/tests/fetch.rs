@@ -228,3 +228,27 @@ async fn https_to_http_redirects_are_refused_unless_allowed_and_then_carry_no_co
     let seen = String::from_utf8_lossy(&out[0].body).to_lowercase();
     assert!(seen.contains("host:") && !seen.contains("cookie"), "{seen}");
 }
+
+/// On 117647c an HTTPS request body of 64 KiB or more failed before anything was
+/// sent ("failed to write whole buffer": rustls' default buffer limit).
+#[tokio::test]
+async fn https_request_bodies_past_64_kib_are_sent_whole() {
+    let pki = pki();
+    let https = server(Some(pki.server.clone())).await.unwrap();
+    let mut f = fetcher(&pki.ca_pem);
+    let reqs: Vec<FetchRequest> = [65_535usize, 65_536, 1 << 20]
+        .iter()
+        .map(|&n| FetchRequest {
+            method: "POST".into(),
+            url: format!("https://localhost:{}/echo", https.port),
+            headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+            body: Some(pattern(n)),
+            ..FetchRequest::default()
+        })
+        .collect();
+    let out = f.run(reqs, None).await;
+    for (o, n) in out.iter().zip([65_535usize, 65_536, 1 << 20]) {
+        assert!(o.error.is_none(), "{n} B: {:?}", o.error);
+        assert!(o.body == pattern(n), "{n} B echoed back whole");
+    }
+}
