@@ -305,6 +305,21 @@ enum Job {
     Fragment { message: MessageId, index: u32 },
 }
 
+/// Where a message's packets go in the sending queue.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Priority {
+    /// Ahead of everything queued (SURB requests, reply acks).
+    Urgent,
+    /// In order.
+    Normal,
+    /// After everything else (our own SURB refills).
+    Background,
+}
+
+/// Background packets queued at most before refills are skipped (two refills of 32
+/// SURBs are 16 packets).
+const MAX_BACKGROUND_JOBS: usize = 16;
+
 /// SURBs kept back so a request for more (and its retransmissions) can be sent.
 const SURB_RESERVE: usize = 3;
 const MAX_RECIPIENT_KEYS: usize = 1024;
@@ -323,6 +338,9 @@ pub struct Messenger<R> {
     next_id: MessageId,
     outbound: HashMap<MessageId, Outbound>,
     queue: VecDeque<Job>,
+    /// SURB top-ups we send on our own as replies arrive: they go when nothing else
+    /// waits, so a new message never queues behind a download's refills.
+    background: VecDeque<Job>,
     raw: VecDeque<Transmit>,
     acks: HashMap<SurbId, AckWait>,
     deadlines: BTreeSet<(Instant, SurbId)>,
@@ -361,6 +379,7 @@ impl<R: CryptoRng> Messenger<R> {
             next_id: 1,
             outbound: HashMap::new(),
             queue: VecDeque::new(),
+            background: VecDeque::new(),
             raw: VecDeque::new(),
             acks: HashMap::new(),
             deadlines: BTreeSet::new(),
@@ -397,7 +416,7 @@ impl<R: CryptoRng> Messenger<R> {
 
     /// Whether real packets are waiting for [`Self::poll_transmit`].
     pub fn has_queued(&self) -> bool {
-        !self.raw.is_empty() || (!self.queue.is_empty() && self.routes.is_some())
+        !self.raw.is_empty() || ((!self.queue.is_empty() || !self.background.is_empty()) && self.routes.is_some())
     }
 
     /// Messages sent but not yet acknowledged or failed.
@@ -498,10 +517,11 @@ impl<R: CryptoRng> Messenger<R> {
 
     fn enqueue(&mut self, target: Target, content: &Content, is_surb_request: bool) -> Result<MessageId, SendError> {
         // a SURB request goes ahead of the replies waiting for the SURBs it asks for
-        self.enqueue_with(target, content, is_surb_request, is_surb_request)
+        let priority = if is_surb_request { Priority::Urgent } else { Priority::Normal };
+        self.enqueue_with(target, content, is_surb_request, priority)
     }
 
-    /// Queues a message; `urgent` ones go ahead of everything queued (SURB requests,
+    /// Queues a message; urgent ones go ahead of everything queued (SURB requests,
     /// and reply acks: an ack held behind a long queue makes its sender retransmit,
     /// spending the very SURBs the queue is waiting to deliver).
     fn enqueue_with(
@@ -509,7 +529,7 @@ impl<R: CryptoRng> Messenger<R> {
         target: Target,
         content: &Content,
         is_surb_request: bool,
-        urgent: bool,
+        priority: Priority,
     ) -> Result<MessageId, SendError> {
         let encoded = content.encode();
         let max = self.config.reassembly.max_message_size;
@@ -525,12 +545,14 @@ impl<R: CryptoRng> Messenger<R> {
         self.next_id += 1;
         let count = fragments.len();
         let jobs = (0..count as u32).map(|index| Job::Fragment { message: id, index });
-        if urgent {
-            for job in jobs.rev() {
-                self.queue.push_front(job);
+        match priority {
+            Priority::Urgent => {
+                for job in jobs.rev() {
+                    self.queue.push_front(job);
+                }
             }
-        } else {
-            self.queue.extend(jobs);
+            Priority::Normal => self.queue.extend(jobs),
+            Priority::Background => self.background.extend(jobs),
         }
         self.outbound.insert(id, Outbound { target, fragments, unacked: count, is_surb_request });
         Ok(id)
@@ -596,7 +618,7 @@ impl<R: CryptoRng> Messenger<R> {
             return Some(t);
         }
         self.routes.as_ref()?;
-        while let Some(job) = self.queue.pop_front() {
+        while let Some(job) = self.queue.pop_front().or_else(|| self.background.pop_front()) {
             let Job::Fragment { message, index } = job;
             match self.build_fragment(now, message, index) {
                 Ok(Some(t)) => return Some(t),
@@ -995,9 +1017,15 @@ impl<R: CryptoRng> Messenger<R> {
             return;
         }
         *count = 0;
+        // refills already waiting are enough: more would only lengthen the backlog (a
+        // replier that runs low asks, and its request is answered at normal priority)
+        if self.background.len() >= MAX_BACKGROUND_JOBS {
+            return;
+        }
         let Some(&recipient) = self.tag_recipients.get(&tag) else { return };
         if let Ok(surbs) = self.reply_surbs(now, tag, batch) {
-            let _ = self.enqueue(Target::Recipient(recipient), &Content::SurbTopUp { tag, surbs }, false);
+            let topup = Content::SurbTopUp { tag, surbs };
+            let _ = self.enqueue_with(Target::Recipient(recipient), &topup, false, Priority::Background);
         }
     }
 
@@ -1013,7 +1041,7 @@ impl<R: CryptoRng> Messenger<R> {
     fn flush_acks(&mut self, replier: Recipient) {
         if let Some((_, ids)) = self.pending_acks.remove(&replier) {
             // like any message: acked by the replier's gateway, retransmitted if lost
-            let _ = self.enqueue_with(Target::Recipient(replier), &Content::Acks(ids), false, true);
+            let _ = self.enqueue_with(Target::Recipient(replier), &Content::Acks(ids), false, Priority::Urgent);
         }
     }
 
