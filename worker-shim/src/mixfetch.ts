@@ -36,6 +36,8 @@ interface Pending {
   finished: boolean;
   signal: AbortSignal;
   onAbort: () => void;
+  /** A HEAD request: its response has no body (`null`, as fetch gives). */
+  head: boolean;
 }
 
 // statuses whose responses have no body (the Response constructor refuses one)
@@ -95,6 +97,7 @@ export class MixFetch {
         responded: false,
         finished: false,
         signal,
+        head: request.method === 'HEAD',
         onAbort: () => {
           if (fetchId !== null) {
             this.#fail(fetchId, pending, signal.reason);
@@ -166,12 +169,13 @@ export class MixFetch {
           }
         }
         const init = { status: e.status, headers, statusText: e.statusText };
+        const body = p.head || NULL_BODY.has(e.status) ? null : p.stream;
         let response: Response;
         try {
-          response = new Response(NULL_BODY.has(e.status) ? null : p.stream, init);
+          response = new Response(body, init);
         } catch {
           // a reason phrase the Response constructor refuses
-          response = new Response(NULL_BODY.has(e.status) ? null : p.stream, { ...init, statusText: '' });
+          response = new Response(body, { ...init, statusText: '' });
         }
         Object.defineProperty(response, 'url', { value: e.url });
         Object.defineProperty(response, 'redirected', { value: e.redirected });
