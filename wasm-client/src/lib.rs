@@ -61,15 +61,30 @@ fn directory_error(e: impl std::fmt::Display) -> JsValue {
     error("directory", e)
 }
 
+/// A JavaScript error's message, without the wasm stack a `Debug` print carries.
+fn js_message(e: &JsValue) -> String {
+    match e.dyn_ref::<js_sys::Error>() {
+        Some(err) => String::from(err.message()),
+        None => e.as_string().unwrap_or_else(|| "unknown error".into()),
+    }
+}
+
 async fn fetch_text(url: &str) -> Result<String, String> {
-    let resp = wasm_bindgen_futures::JsFuture::from(fetch(url)).await.map_err(|e| format!("fetching {url}: {e:?}"))?;
+    let resp = wasm_bindgen_futures::JsFuture::from(fetch(url)).await.map_err(|e| {
+        // the browser says only "Failed to fetch": name what was fetched and the usual causes
+        format!(
+            "cannot fetch {url} ({}): the directory is unreachable, or the page's CSP `connect-src` \
+             does not allow it, or the directory does not send CORS headers",
+            js_message(&e)
+        )
+    })?;
     let resp: web_sys::Response = resp.dyn_into().map_err(|_| "fetch returned no Response".to_string())?;
     if !resp.ok() {
         return Err(format!("fetching {url}: HTTP {}", resp.status()));
     }
-    let text = wasm_bindgen_futures::JsFuture::from(resp.text().map_err(|e| format!("{e:?}"))?)
+    let text = wasm_bindgen_futures::JsFuture::from(resp.text().map_err(|e| js_message(&e))?)
         .await
-        .map_err(|e| format!("reading {url}: {e:?}"))?;
+        .map_err(|e| format!("reading {url}: {}", js_message(&e)))?;
     text.as_string().ok_or_else(|| "response is not text".into())
 }
 

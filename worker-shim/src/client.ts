@@ -457,11 +457,49 @@ export async function startClient(worker: Worker, options: MixnetClientOptions, 
   }
 }
 
-/** @internal checks what every client needs */
-export function checkOptions(options: MixnetClientOptions, what: string): void {
+/** Options that stay on the main thread (the rest go to the worker). */
+const MAIN_THREAD_KEYS = ['workerUrl', 'wasmUrl', 'waitForConnection', 'readyTimeoutMs', 'statsIntervalMs'];
+
+/**
+ * @internal checks what every client needs, and refuses options nobody reads (a
+ * misspelt `mdoe` would otherwise be ignored in silence). `extra` are the caller's own.
+ */
+export function checkOptions(options: MixnetClientOptions, what: string, extra: readonly string[] = []): void {
   if (typeof options?.directory !== 'string' || typeof options.directoryKey !== 'string') {
     throw new MixnetError('invalid-argument', `${what} needs \`directory\` and \`directoryKey\` (see localnet.json)`);
   }
+  const known = new Set<string>([...CONFIG_KEYS, ...MAIN_THREAD_KEYS, ...extra]);
+  const unknown = Object.keys(options).filter((k) => !known.has(k));
+  if (unknown.length > 0) {
+    const hint = (k: string) => {
+      const close = [...known].find((n) => n.toLowerCase() !== k.toLowerCase() && editDistance(n.toLowerCase(), k.toLowerCase()) <= 2);
+      return close ? ` (did you mean \`${close}\`?)` : '';
+    };
+    throw new MixnetError('invalid-argument', `${what}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\`${hint(k)}`).join(', ')}`);
+  }
+  let url: URL | null = null;
+  try {
+    url = new URL(options.directory);
+  } catch {
+    // not absolute: refused below
+  }
+  if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new MixnetError('invalid-argument', `${what}: \`directory\` must be an absolute http(s) URL, not ${JSON.stringify(options.directory)}`);
+  }
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j] as number;
+      row[j] = Math.min((row[j] as number) + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length] as number;
 }
 
 /**

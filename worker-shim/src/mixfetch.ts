@@ -224,7 +224,7 @@ let instance: MixFetch | null = null;
  * once it is connected. The instance also serves {@link mixFetch}.
  */
 export async function createMixFetch(options: MixFetchOptions): Promise<MixFetch> {
-  checkOptions(options, 'createMixFetch');
+  checkOptions(options, 'createMixFetch', ['exit', 'extraRoots', 'timeoutMs', 'maxConcurrency', 'allowInsecureRedirects']);
   const worker = options.workerUrl
     ? new Worker(options.workerUrl, { type: 'module', name: 'mixfetch' })
     : new Worker(new URL('./mixfetch-worker.js', import.meta.url), { type: 'module', name: 'mixfetch' });
