@@ -11,6 +11,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 
 export interface TestServers {
   /** `https://localhost:port` (certificate signed by `caPem`). */
@@ -63,6 +64,9 @@ export function pattern(n: number): Buffer {
 
 const BINARY = pattern(5 * 1024 * 1024);
 
+/** A compressible text (~600 KB), served content-coded by /encoded/*. */
+export const ENCODED_TEXT = Array.from({ length: 12_000 }, (_, i) => `line ${i}: the quick brown fox jumps over the lazy dog\n`).join('');
+
 function handler(hits: Map<string, number>): http.RequestListener {
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -108,6 +112,29 @@ function handler(hits: Map<string, number>): http.RequestListener {
       } else if (p.startsWith('/bytes/')) {
         const n = Math.min(Number(p.slice('/bytes/'.length)) || 0, 100_000_000);
         res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': n }).end(pattern(n));
+      } else if (p === '/headers') {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(req.headers));
+      } else if (p.startsWith('/encoded/')) {
+        // the same text, content-coded as the path says (what nginx's gzip does, and the odd servers)
+        const kind = p.slice('/encoded/'.length);
+        const plain = Buffer.from(ENCODED_TEXT);
+        const coded: Record<string, [string, Buffer]> = {
+          gzip: ['gzip', zlib.gzipSync(plain)],
+          'x-gzip': ['x-gzip', zlib.gzipSync(plain)],
+          deflate: ['deflate', zlib.deflateSync(plain)],
+          'deflate-raw': ['deflate', zlib.deflateRawSync(plain)],
+          twice: ['deflate, gzip', zlib.gzipSync(zlib.deflateSync(plain))],
+          empty: ['gzip', Buffer.alloc(0)],
+          unknown: ['x-custom', plain],
+          corrupt: ['gzip', Buffer.concat([zlib.gzipSync(plain).subarray(0, 40), Buffer.from('not gzip at all')])],
+        };
+        const entry = coded[kind];
+        if (!entry) {
+          res.writeHead(404).end('no such coding');
+        } else {
+          res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Encoding': entry[0], 'Content-Length': entry[1].length, Vary: 'Accept-Encoding' });
+          res.end(entry[1]);
+        }
       } else if (p.startsWith('/n/')) {
         res.writeHead(200, { 'Content-Type': 'text/plain' }).end(`response ${p.slice(3)}`);
       } else {

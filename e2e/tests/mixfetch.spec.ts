@@ -1,6 +1,7 @@
 import type { Page } from '@playwright/test';
 import { test, expect, type Localnet } from '../fixtures';
-import { startTestServers, type TestServers } from '../servers';
+import { createHash } from 'node:crypto';
+import { ENCODED_TEXT, startTestServers, type TestServers } from '../servers';
 
 // what demo-site/src/bench.ts puts on the page
 declare global {
@@ -139,6 +140,45 @@ for (const mode of ['fast', 'mixnet'] as const) {
         return [res.status, back.length, back.every((v, i) => v === i % 251)];
       }, `${servers.https}/echo`);
       expect(echoed).toEqual([200, 256 * 1024, true]);
+    });
+
+    test('Content-Encoding: gzip and deflate bodies are decoded, as the browser decodes them', async () => {
+      // failed on 117647c: no Accept-Encoding was sent, and a gzip body came back as gzip bytes
+      const sent = JSON.parse((await mixFetch(page, `${servers.https}/headers`)).text) as Record<string, string>;
+      expect(sent['accept-encoding']).toBe('gzip, deflate');
+      const ranged = JSON.parse((await mixFetch(page, `${servers.https}/headers`, { headers: { Range: 'bytes=0-9' } })).text) as Record<string, string>;
+      expect([ranged['accept-encoding'], ranged.range]).toEqual(['identity', 'bytes=0-9']);
+      const want = { length: Buffer.byteLength(ENCODED_TEXT), sha256: createHash('sha256').update(ENCODED_TEXT).digest('hex') };
+      const kinds = ['gzip', 'x-gzip', 'deflate', 'deflate-raw', 'twice', 'unknown', 'empty', 'corrupt'];
+      // what the browser's own fetch makes of each, over plain HTTP
+      const native = await page.evaluate(
+        async ({ base, kinds }) => {
+          const out: Record<string, string> = {};
+          for (const kind of kinds) {
+            try {
+              const body = await (await fetch(`${base}/encoded/${kind}`)).arrayBuffer();
+              out[kind] = `ok ${body.byteLength}`;
+            } catch (e) {
+              out[kind] = (e as Error).name;
+            }
+          }
+          return out;
+        },
+        { base: servers.http, kinds },
+      );
+      for (const kind of kinds) {
+        const r = await mixFetch(page, `${servers.https}/encoded/${kind}`);
+        const outcome = r.error === null ? `ok ${r.length}` : r.error.split(':')[0];
+        expect([kind, outcome], 'as the browser').toEqual([kind, native[kind]]);
+        if (kind === 'empty') continue;
+        if (kind === 'corrupt') {
+          expect(r.error).toMatch(/^TypeError: MixFetch: the response body is not valid gzip \(Content-Encoding: gzip\)$/);
+          continue;
+        }
+        expect([kind, r.length, r.sha256]).toEqual([kind, want.length, want.sha256]);
+        // the headers stay as the server sent them, as in a browser
+        expect(r.headers['content-encoding']).toBeTruthy();
+      }
     });
 
     test('redirects are followed, and reported', async () => {

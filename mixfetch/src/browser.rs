@@ -70,6 +70,8 @@ struct RequestJson {
     #[serde(default)]
     redirect: Option<String>,
     timeout_ms: Option<f64>,
+    /// What the page decodes (`gzip, deflate`), sent as `Accept-Encoding`.
+    accept_encoding: Option<String>,
 }
 
 fn error_code(e: &FetchError) -> &'static str {
@@ -276,6 +278,7 @@ impl MixFetch {
                 .map(timeout)
                 .transpose()
                 .map_err(|e| error("invalid-argument", format!("timeoutMs: {e}")))?,
+            accept_encoding: r.accept_encoding,
         };
         let layer = self.layer.clone();
         let id = self.client.drive(move |_, now| layer.borrow_mut().fetcher.fetch(now, req))?;

@@ -96,6 +96,10 @@ pub struct FetchRequest {
     pub redirect: Redirect,
     /// Overrides [`FetchConfig::timeout`].
     pub timeout: Option<Duration>,
+    /// The content codings the application decodes (`Accept-Encoding`; none sent if
+    /// `None`). The body is handed over as the server sent it: decoding is the
+    /// application's (the browser shim's `DecompressionStream`).
+    pub accept_encoding: Option<String>,
 }
 
 /// A response's head, as `Response` exposes it.
@@ -226,6 +230,7 @@ struct Req {
     url: Url,
     headers: Vec<(String, String)>,
     body: Option<Vec<u8>>,
+    accept_encoding: Option<String>,
     redirect: Redirect,
     redirects: u8,
     timeout: Duration,
@@ -306,7 +311,8 @@ impl Fetcher {
         if ["CONNECT", "TRACE", "TRACK"].iter().any(|m| method.eq_ignore_ascii_case(m)) {
             return Err(FetchError::Invalid(format!("the {method} method is forbidden")));
         }
-        encode_request(&method, &url, &req.headers, None).map_err(|e| FetchError::Invalid(e.to_string()))?;
+        encode_request(&method, &url, &req.headers, None, req.accept_encoding.as_deref())
+            .map_err(|e| FetchError::Invalid(e.to_string()))?;
         let timeout = req.timeout.unwrap_or(self.config.timeout);
         let id = self.next_id;
         self.next_id += 1;
@@ -317,6 +323,7 @@ impl Fetcher {
                 url,
                 headers: req.headers,
                 body: req.body,
+                accept_encoding: req.accept_encoding,
                 redirect: req.redirect,
                 redirects: 0,
                 timeout,
@@ -527,6 +534,7 @@ impl Fetcher {
                 // a POST/PUT without a body still says so
                 (req.method == "POST" || req.method == "PUT").then_some(0),
             ),
+            req.accept_encoding.as_deref(),
         ) {
             Ok(h) => h,
             Err(e) => {

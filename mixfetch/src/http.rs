@@ -103,11 +103,15 @@ const CONTROLLED: &[&str] = &[
 
 /// Encodes a request head for `url` with the caller's headers (validated), the
 /// headers the client controls, and `Content-Length` when there is a body.
+/// `accept_encoding` lists the content codings the application decodes (`gzip, deflate`
+/// from the browser's `DecompressionStream`); as a browser does, a request with a
+/// `Range` asks for `identity` instead (a byte range of compressed bytes is no use).
 pub fn encode_request(
     method: &str,
     url: &Url,
     headers: &[(String, String)],
     body_len: Option<usize>,
+    accept_encoding: Option<&str>,
 ) -> Result<Vec<u8>, HttpError> {
     if !is_token(method) {
         return Err(HttpError::BadMethod(method.into()));
@@ -115,6 +119,7 @@ pub fn encode_request(
     let mut out = format!("{method} {} HTTP/1.1\r\nHost: {}\r\n", url.path, url.authority()).into_bytes();
     let mut has_accept = false;
     let mut has_agent = false;
+    let mut has_range = false;
     for (name, value) in headers {
         if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
             return Err(HttpError::BadHeader(name.clone()));
@@ -125,6 +130,7 @@ pub fn encode_request(
         }
         has_accept |= lower == "accept";
         has_agent |= lower == "user-agent";
+        has_range |= lower == "range";
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.trim().as_bytes());
@@ -136,6 +142,14 @@ pub fn encode_request(
     if !has_agent {
         // one string for every user: nothing to tell them apart by
         out.extend_from_slice(b"User-Agent: mixfetch/0.1\r\n");
+    }
+    match accept_encoding {
+        Some(v) if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) => {
+            return Err(HttpError::BadHeader("Accept-Encoding".into()));
+        }
+        Some(_) if has_range => out.extend_from_slice(b"Accept-Encoding: identity\r\n"),
+        Some(v) if !v.is_empty() => out.extend_from_slice(format!("Accept-Encoding: {v}\r\n").as_bytes()),
+        _ => {}
     }
     if let Some(n) = body_len {
         out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
@@ -461,12 +475,28 @@ mod tests {
     fn requests_carry_controlled_headers_only_once() {
         let url = Url::parse("http://example.com:8080/p?q=1").unwrap();
         let headers = vec![("Host".to_string(), "evil".to_string()), ("X-A".to_string(), "1".to_string())];
-        let req = String::from_utf8(encode_request("POST", &url, &headers, Some(3)).unwrap()).unwrap();
+        let req = String::from_utf8(encode_request("POST", &url, &headers, Some(3), None).unwrap()).unwrap();
         assert_eq!(
             req,
             "POST /p?q=1 HTTP/1.1\r\nHost: example.com:8080\r\nX-A: 1\r\nAccept: */*\r\nUser-Agent: mixfetch/0.1\r\nContent-Length: 3\r\n\r\n"
         );
-        assert!(encode_request("GE T", &url, &[], None).is_err());
-        assert!(encode_request("GET", &url, &[("X".into(), "a\r\nInjected: 1".into())], None).is_err());
+        assert!(encode_request("GE T", &url, &[], None, None).is_err());
+        assert!(encode_request("GET", &url, &[("X".into(), "a\r\nInjected: 1".into())], None, None).is_err());
+    }
+
+    #[test]
+    fn accept_encoding_is_the_clients_and_identity_for_ranges() {
+        let url = Url::parse("http://example.com/f").unwrap();
+        let head = |headers: &[(String, String)], ae| {
+            String::from_utf8(encode_request("GET", &url, headers, None, ae).unwrap()).unwrap()
+        };
+        // the caller's own Accept-Encoding is ignored, as fetch forbids it
+        let callers = vec![("Accept-Encoding".to_string(), "br".to_string())];
+        assert!(head(&callers, Some("gzip, deflate")).contains("\r\nAccept-Encoding: gzip, deflate\r\n"));
+        assert!(!head(&callers, None).contains("Accept-Encoding"));
+        assert!(!head(&callers, None).contains("br"));
+        let range = vec![("Range".to_string(), "bytes=0-99".to_string())];
+        assert!(head(&range, Some("gzip, deflate")).contains("\r\nAccept-Encoding: identity\r\n"));
+        assert!(encode_request("GET", &url, &[], None, Some("gzip\r\nX: 1")).is_err());
     }
 }

@@ -7,6 +7,7 @@
 //   console.log(res.status, await res.json());
 
 import { MixnetClient, MixnetError, checkOptions, startClient, type FetchWorkerEvent, type MixnetClientOptions } from './client.js';
+import { acceptEncoding, contentCodings, decodeBody } from './decode.js';
 import type { FetchConfig, WireRequest } from './protocol.js';
 
 /** Options of {@link createMixFetch}: the client's, plus MixFetch's own. */
@@ -77,6 +78,8 @@ export class MixFetch {
     }
     const body = request.body === null ? null : await request.arrayBuffer();
     const wire: WireRequest = { method: request.method, url: request.url, headers: [...request.headers], redirect: request.redirect };
+    const encodings = acceptEncoding();
+    if (encodings !== null) wire.acceptEncoding = encodings;
     return new Promise<Response>((resolve, reject) => {
       let controller: ReadableStreamDefaultController<Uint8Array> | null = null;
       let fetchId: number | null = null;
@@ -169,7 +172,10 @@ export class MixFetch {
           }
         }
         const init = { status: e.status, headers, statusText: e.statusText };
-        const body = p.head || NULL_BODY.has(e.status) ? null : p.stream;
+        let body = p.head || NULL_BODY.has(e.status) ? null : p.stream;
+        // the body decoded as it streams in, headers as the server sent them (as a browser does)
+        const codings = contentCodings(headers.get('content-encoding'));
+        if (body !== null && codings !== null) body = decodeBody(body, codings);
         let response: Response;
         try {
           response = new Response(body, init);

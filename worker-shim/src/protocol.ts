@@ -113,6 +113,8 @@ export interface WireRequest {
   headers: [string, string][];
   redirect: 'follow' | 'error' | 'manual';
   timeoutMs?: number;
+  /** The codings the page decodes, sent as `Accept-Encoding` (decode.ts). */
+  acceptEncoding?: string;
 }
 
 /** Why a fetch failed (`fetch-error`). */
