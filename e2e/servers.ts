@@ -22,6 +22,8 @@ export interface TestServers {
   badHttps: string;
   /** The CA to pass as `extraRoots`. */
   caPem: string;
+  /** The leaf (localhost, 127.0.0.1) the CA signed, for other servers to use (nginx.ts). */
+  leaf: { cert: string; key: string };
   /** SHA-256 (hex) of what `/binary` serves. */
   binarySha256: string;
   /** Bytes of `/binary`. */
@@ -162,6 +164,7 @@ export async function startTestServers(): Promise<TestServers> {
     http: `http://127.0.0.1:${pp}`,
     badHttps: `https://localhost:${bp}`,
     caPem: certs.ca,
+    leaf: { cert: certs.cert, key: certs.key },
     binarySha256: createHash('sha256').update(BINARY).digest('hex'),
     binaryLength: BINARY.length,
     hits,

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { startLocalnet, type Localnet } from '../fixtures';
 import { startTestServers, type TestServers } from '../servers';
+import { download } from '../tests/helpers';
 import base from '../playwright.config';
 
 declare global {
@@ -127,18 +128,7 @@ test('MixFetch benchmarks', async () => {
       rows.push(
         `| small HTTPS GET, ${mode} mode, p50 / p95 (ms) | ${pct(via, 0.5).toFixed(1)} / ${pct(via, 0.95).toFixed(1)} | direct fetch: ${pct(direct, 0.5).toFixed(1)} / ${pct(direct, 0.95).toFixed(1)} | p50 target ${target} |`,
       );
-      const dl = await page.evaluate(async (url) => {
-        const t0 = performance.now();
-        const res = await window.mixnet.mixFetch(url);
-        const reader = res.body!.getReader();
-        let n = 0;
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          n += value.length;
-        }
-        return { bytes: n, secs: (performance.now() - t0) / 1000 };
-      }, `${servers.https}/bytes/10000000`);
+      const dl = await download(page, `${servers.https}/bytes/10000000`);
       const rate = dl.bytes / dl.secs;
       results[`${mode}Download`] = dl;
       if (mode === 'fast') {

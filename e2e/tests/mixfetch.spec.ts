@@ -1,14 +1,8 @@
 import type { Page } from '@playwright/test';
-import { test, expect, type Localnet } from '../fixtures';
+import { test, expect } from '../fixtures';
 import { createHash } from 'node:crypto';
 import { ENCODED_TEXT, startTestServers, type TestServers } from '../servers';
-
-// what demo-site/src/bench.ts puts on the page
-declare global {
-  interface Window {
-    mixnet: typeof import('@mixnet/worker-shim');
-  }
-}
+import { closeMixFetchPage, mixFetch, openMixFetchPage } from './helpers';
 
 let servers: TestServers;
 test.beforeAll(async () => {
@@ -18,79 +12,13 @@ test.afterAll(async () => {
   await servers.close();
 });
 
-async function openMixFetch(page: Page, net: Localnet, mode: 'mixnet' | 'fast'): Promise<void> {
-  await page.goto(`${net.url}bench.html?client=0`);
-  await page.waitForFunction(() => window.mixnet !== undefined);
-  await page.evaluate(
-    async ({ info, mode, ca }) => {
-      await window.mixnet.createMixFetch({
-        directory: info.directory,
-        directoryKey: info.directoryKey,
-        gateway: info.entryGateway,
-        mode,
-        extraRoots: ca,
-      });
-    },
-    { info: net.info, mode, ca: servers.caPem },
-  );
-}
-
-/** fetch through the mixnet in the page; what came back, or the error's name and message. */
-function mixFetch(page: Page, url: string, init: { method?: string; body?: string; headers?: Record<string, string>; redirect?: RequestRedirect } = {}) {
-  return page.evaluate(
-    async ({ url, init }) => {
-      try {
-        const res = await window.mixnet.mixFetch(url, init);
-        // read the stream itself: Response.arrayBuffer() would hide a body error behind "Failed to fetch"
-        const parts: Uint8Array[] = [];
-        if (res.body) {
-          const reader = res.body.getReader();
-          for (;;) {
-            const { done, value } = await reader.read();
-            if (done) break;
-            parts.push(value);
-          }
-        }
-        const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-        let at = 0;
-        for (const p of parts) {
-          bytes.set(p, at);
-          at += p.length;
-        }
-        const digest = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
-        return {
-          status: res.status,
-          statusText: res.statusText,
-          headers: Object.fromEntries(res.headers) as Record<string, string>,
-          url: res.url,
-          redirected: res.redirected,
-          text: bytes.length < 100_000 ? new TextDecoder().decode(bytes) : '',
-          length: bytes.length,
-          sha256: digest,
-          nullBody: res.body === null,
-          error: null,
-        };
-      } catch (e) {
-        const err = e as Error;
-        const headers: Record<string, string> = {};
-        return { error: `${err.name}: ${err.message}`, status: 0, statusText: '', headers, url: '', redirected: false, text: '', length: 0, sha256: '', nullBody: false };
-      }
-    },
-    { url, init },
-  );
-}
-
 for (const mode of ['fast', 'mixnet'] as const) {
   test.describe(`MixFetch, ${mode} mode`, () => {
     let page: Page;
     test.beforeAll(async ({ browser, localnet }) => {
-      page = await browser.newPage();
-      await openMixFetch(page, localnet, mode);
+      page = await openMixFetchPage(browser, localnet, mode, servers.caPem);
     });
-    test.afterAll(async () => {
-      await page.evaluate(() => window.mixnet.disconnectMixFetch());
-      await page.context().close();
-    });
+    test.afterAll(() => closeMixFetchPage(page));
 
     test('GET text and JSON over HTTPS (the local CA through extraRoots) and plain HTTP', async () => {
       const text = await mixFetch(page, `${servers.https}/text`);
