@@ -574,7 +574,7 @@ impl Driver {
                 CoreEvent::State(ConnectionState::Disconnected, reason) => {
                     ClientEvent::Disconnected(reason.unwrap_or_default())
                 }
-                CoreEvent::State(ConnectionState::Connecting, _) => continue,
+                CoreEvent::State(ConnectionState::Connecting, _) | CoreEvent::Handshake => continue,
                 CoreEvent::Throttled(m) => {
                     tracing::debug!(%m, "throttled by the gateway");
                     continue;

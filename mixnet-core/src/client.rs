@@ -100,6 +100,8 @@ pub enum ClientEvent {
     },
     /// The connection state changed (with a reason when it dropped).
     State(ConnectionState, Option<String>),
+    /// The Noise handshake with the gateway completed; authentication follows.
+    Handshake,
     /// The gateway dropped some of our packets over its rate limit.
     Throttled(String),
     /// Inbound data was dropped (malformed, unknown SURB, evicted).
@@ -270,7 +272,7 @@ impl<R: CryptoRng> Client<R> {
     pub fn handle_message(&mut self, now: Instant, message: &[u8]) {
         let Some(session) = self.session.as_mut() else { return };
         match session.handle_message(message) {
-            Ok(SessionEvent::HandshakeComplete) => {}
+            Ok(SessionEvent::HandshakeComplete) => self.events.push_back(ClientEvent::Handshake),
             Ok(SessionEvent::Authenticated { .. }) => {
                 self.stats.connections += 1;
                 self.backoff = BACKOFF_MIN;

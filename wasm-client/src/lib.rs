@@ -298,6 +298,7 @@ pub(crate) fn on_closed(shared: &Shared, reason: &str) {
     drive(shared, |inner, now| {
         if inner.conn.take().is_some_and(|c| c.opening()) {
             inner.wt_failure = None;
+            inner.driver_events.push(progress("transport-failed", Some(Kind::WebSocket), Some(reason)));
         }
         inner.client.handle_disconnected(now, reason);
     });
@@ -309,6 +310,7 @@ pub(crate) fn on_closed(shared: &Shared, reason: &str) {
 pub(crate) fn on_open_failed(shared: &Shared, kind: Kind, reason: &str) {
     drive(shared, |inner, now| {
         inner.conn = None;
+        inner.driver_events.push(progress("transport-failed", Some(kind), Some(reason)));
         if kind == Kind::WebTransport && inner.transport == TransportChoice::Auto && inner.gateway_ws.is_some() {
             inner.wt_failure = Some(reason.to_owned());
         } else {
@@ -372,6 +374,7 @@ fn event_to_js(e: ClientEvent) -> JsValue {
             set(&o, "state", state_name(state));
             set(&o, "reason", reason.map_or(JsValue::NULL, JsValue::from));
         }
+        ClientEvent::Handshake => return progress("handshake", None, None),
         ClientEvent::Throttled(m) => {
             set(&o, "type", "throttled");
             set(&o, "message", m);
@@ -381,6 +384,18 @@ fn event_to_js(e: ClientEvent) -> JsValue {
             set(&o, "reason", r);
         }
     }
+    o.into()
+}
+
+/// A connection-progress event: `stage` `topology` (fetched and verified),
+/// `transport-failed` (with the transport and why), `handshake` (Noise done). The
+/// transport opening is the `transport` event; authenticated is `state: connected`.
+fn progress(stage: &str, transport: Option<Kind>, reason: Option<&str>) -> JsValue {
+    let o = Object::new();
+    set(&o, "type", "progress");
+    set(&o, "stage", stage);
+    set(&o, "transport", transport.map_or(JsValue::NULL, |k| JsValue::from(k.name())));
+    set(&o, "reason", reason.map_or(JsValue::NULL, JsValue::from));
     o.into()
 }
 
@@ -565,7 +580,7 @@ impl MixnetClient {
             wt_failure: None,
             last_transport: None,
             conn: None,
-            driver_events: Vec::new(),
+            driver_events: vec![progress("topology", None, None)],
             timer: None,
             refresh: None,
             freshness,

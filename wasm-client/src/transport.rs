@@ -132,12 +132,15 @@ fn open_socket(shared: &Rc<RefCell<Inner>>, url: &str) -> Result<Socket, String>
         }
     });
     let weak = Rc::downgrade(shared);
+    let (flag, url) = (opened.clone(), url.to_owned());
     let on_close_cb = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
         if let Some(s) = weak.upgrade() {
-            let reason = if e.reason().is_empty() {
-                format!("connection closed ({})", e.code())
-            } else {
-                format!("connection closed ({}): {}", e.code(), e.reason())
+            // a socket that never opened: the browser says no more than 1006 (gateway
+            // down or unreachable, or refused by the page's CSP `connect-src`)
+            let reason = match (flag.get(), e.reason().is_empty()) {
+                (false, _) => format!("WebSocket to {url} could not be opened ({})", e.code()),
+                (true, true) => format!("connection closed ({})", e.code()),
+                (true, false) => format!("connection closed ({}): {}", e.code(), e.reason()),
             };
             on_closed(&s, &reason);
         }

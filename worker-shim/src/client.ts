@@ -46,6 +46,23 @@ export interface MixnetClientOptions extends ClientConfig {
   readyTimeoutMs?: number;
   /** How often `stats` listeners are called, ms (default 1000). */
   statsIntervalMs?: number;
+  /**
+   * Called at each stage of connecting, from the start (before `createMixnetClient`
+   * resolves), so a page can show progress on a slow network; also the `progress` event.
+   */
+  onProgress?: (progress: Progress) => void;
+}
+
+/**
+ * A stage of connecting: `topology` (fetched, signature and freshness verified),
+ * `transport-open` / `transport-failed` (which transport; why it failed),
+ * `handshake` (Noise with the gateway done), `authenticated` (the gateway accepted us:
+ * connected). After a disconnection the stages from `transport-*` on come again.
+ */
+export interface Progress {
+  stage: 'topology' | 'transport-open' | 'transport-failed' | 'handshake' | 'authenticated';
+  transport: TransportKind | null;
+  reason: string | null;
 }
 
 /** Why a call failed; `code` is machine-readable. */
@@ -77,6 +94,8 @@ export interface ClientEvents {
   state: { state: ConnectionState; reason: string | null };
   /** A connection opened over this transport; `fallbackReason` says why it is not WebTransport when that failed. */
   transport: { transport: TransportKind; fallbackReason: string | null };
+  /** A stage of connecting (see {@link Progress}). */
+  progress: Progress;
   stats: Stats;
   delivered: { id: number };
   failed: { id: number; reason: string };
@@ -146,6 +165,9 @@ export class MixnetClient {
   #state: ConnectionState = 'connecting';
   #transport: TransportKind | null = null;
   #webTransportFailure: string | null = null;
+  // each transport's last failure since the last connection (for the timeout's message)
+  #transportFailures = new Map<TransportKind, string>();
+  #onProgress: ((p: Progress) => void) | null = null;
   #stateReason: string | null = null;
   #statsTimer: ReturnType<typeof setInterval> | null = null;
   #statsIntervalMs: number;
@@ -154,9 +176,10 @@ export class MixnetClient {
   #fetchListener: ((e: FetchWorkerEvent) => void) | null = null;
 
   /** @internal use {@link createMixnetClient} */
-  constructor(worker: Worker, statsIntervalMs: number) {
+  constructor(worker: Worker, statsIntervalMs: number, onProgress: ((p: Progress) => void) | null = null) {
     this.#worker = worker;
     this.#statsIntervalMs = statsIntervalMs;
+    this.#onProgress = onProgress;
     worker.addEventListener('message', (e: MessageEvent<unknown>) => this.#onMessage(e.data));
     worker.addEventListener('error', (e: ErrorEvent) => {
       e.preventDefault();
@@ -265,7 +288,10 @@ export class MixnetClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         stop();
-        const why = this.#stateReason ? `: ${this.#stateReason}` : '';
+        // what each transport ran into, else the last reason given
+        const failures = [...this.#transportFailures.values()];
+        const hint = ' (is the gateway up, and does the page\'s CSP connect-src allow it?)';
+        const why = failures.length > 0 ? `: ${failures.join('; ')}${hint}` : this.#stateReason ? `: ${this.#stateReason}` : '';
         reject(new MixnetError('timeout', `no connection to the gateway within ${timeoutMs} ms${why}`));
       }, timeoutMs);
       const stopState = this.on('state', ({ state }) => {
@@ -360,11 +386,20 @@ export class MixnetClient {
         this.#state = e.state;
         this.#stateReason = e.reason;
         this.#emit('state', { state: e.state, reason: e.reason });
+        if (e.state === 'connected') {
+          this.#transportFailures.clear();
+          this.#progress({ stage: 'authenticated', transport: this.#transport, reason: null });
+        }
         return;
       case 'transport':
         this.#transport = e.transport;
         this.#webTransportFailure = e.fallbackReason;
         this.#emit('transport', { transport: e.transport, fallbackReason: e.fallbackReason });
+        this.#progress({ stage: 'transport-open', transport: e.transport, reason: null });
+        return;
+      case 'progress':
+        if (e.stage === 'transport-failed' && e.transport !== null && e.reason !== null) this.#transportFailures.set(e.transport, e.reason);
+        this.#progress({ stage: e.stage, transport: e.stage === 'handshake' ? this.#transport : e.transport, reason: e.reason });
         return;
       case 'delivered':
       case 'failed': {
@@ -398,6 +433,18 @@ export class MixnetClient {
         this.#fetchListener?.(e);
         return;
     }
+  }
+
+  #progress(p: Progress): void {
+    try {
+      this.#onProgress?.(p);
+    } catch (err) {
+      // the application's callback threw: surface it asynchronously, as for listeners
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+    this.#emit('progress', p);
   }
 
   #updateStatsTimer(): void {
@@ -444,7 +491,7 @@ export async function startClient(worker: Worker, options: MixnetClientOptions, 
   for (const k of CONFIG_KEYS) {
     if (options[k] !== undefined) (config as unknown as Record<string, unknown>)[k] = options[k];
   }
-  const client = new MixnetClient(worker, options.statsIntervalMs ?? 1000);
+  const client = new MixnetClient(worker, options.statsIntervalMs ?? 1000, options.onProgress ?? null);
   try {
     const connected = options.waitForConnection === false ? null : client._connected(options.readyTimeoutMs ?? 15_000);
     connected?.catch(() => {}); // observed below; avoid an unhandled rejection if init fails first
@@ -458,7 +505,7 @@ export async function startClient(worker: Worker, options: MixnetClientOptions, 
 }
 
 /** Options that stay on the main thread (the rest go to the worker). */
-const MAIN_THREAD_KEYS = ['workerUrl', 'wasmUrl', 'waitForConnection', 'readyTimeoutMs', 'statsIntervalMs'];
+const MAIN_THREAD_KEYS = ['workerUrl', 'wasmUrl', 'waitForConnection', 'readyTimeoutMs', 'statsIntervalMs', 'onProgress'];
 
 /**
  * @internal checks what every client needs, and refuses options nobody reads (a

@@ -9,6 +9,7 @@ export {
   generateIdentity,
   type ClientConfig,
   type ClientEvents,
+  type Progress,
   type ConnectionState,
   type ErrorCode,
   type FetchErrorCode,

@@ -118,12 +118,13 @@ export interface WireRequest {
 }
 
 /** Why a fetch failed (`fetch-error`). */
-export type FetchErrorCode = 'invalid-argument' | 'connect' | 'tls' | 'http' | 'timeout' | 'aborted' | 'redirect';
+export type FetchErrorCode = 'invalid-argument' | 'connect' | 'tls' | 'http' | 'timeout' | 'aborted' | 'redirect' | 'decode';
 
 /** Events the worker emits. */
 export type WorkerEvent =
   | { type: 'state'; state: ConnectionState; reason: string | null }
   | { type: 'transport'; transport: TransportKind; fallbackReason: string | null }
+  | { type: 'progress'; stage: 'topology' | 'transport-failed' | 'handshake'; transport: TransportKind | null; reason: string | null }
   | { type: 'message'; data: Uint8Array; senderTag: string | null; replyFrom: string | null }
   | { type: 'delivered'; id: number }
   | { type: 'failed'; id: number; reason: string }
