@@ -25,6 +25,7 @@ function setState(state: string): void {
 async function start(info: LocalnetInfo, mode: 'mixnet' | 'fast'): Promise<void> {
   $<HTMLButtonElement>('fetch-button').disabled = true;
   setState('connecting');
+  showRouteNote(mode);
   await mf?.disconnect();
   const started = performance.now();
   mf = await createMixFetch({
@@ -46,6 +47,7 @@ async function start(info: LocalnetInfo, mode: 'mixnet' | 'fast'): Promise<void>
 
 async function run(): Promise<void> {
   if (!mf) return;
+  inFlight?.abort(); // one request at a time on this page
   showError('');
   const method = $<HTMLSelectElement>('method').value;
   const body = method === 'POST' || method === 'PUT' ? $<HTMLTextAreaElement>('body').value : undefined;
@@ -88,6 +90,17 @@ async function run(): Promise<void> {
   const stats = await mf.client.stats();
   const real = stats.routes.filter((r) => r.kind === 'real' && r.hops.length > 1).slice(-4).reverse();
   $('route').replaceChildren(...real.map((r) => routeRow(r, false)));
+  $('route-table').hidden = real.length === 0;
+  if (real.length > 0) $('route-note').textContent = 'Your packets crossed these nodes (real packets; replies come back through SURBs you made):';
+}
+
+function showRouteNote(mode: 'mixnet' | 'fast'): void {
+  $('route-note').textContent =
+    mode === 'fast'
+      ? 'Fast mode: your packets go straight to the exit\'s gateway, through no mix layer (no route to show).'
+      : 'Your packets crossed these nodes (real packets; replies come back through SURBs you made). Fetch something to see its route.';
+  $('route-table').hidden = true;
+  $('route').replaceChildren();
 }
 
 async function main(): Promise<void> {
@@ -109,6 +122,8 @@ async function main(): Promise<void> {
       a.addEventListener('click', (e) => {
         e.preventDefault();
         $<HTMLInputElement>('url').value = `${info.demoOrigin?.https}${path}`;
+        $<HTMLSelectElement>('method').value = 'GET';
+        void run();
       });
       ex.append(a, ' ');
     }

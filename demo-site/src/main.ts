@@ -6,6 +6,8 @@
 // loopCoverMs (numbers), transport=auto|websocket|webtransport.
 
 import { createMixnetClient, generateIdentity, type MixnetClient, type ReceivedMessage, type Stats } from '@mixnet/worker-shim';
+import { drawChart } from './chart';
+import { NetworkPicture } from './network';
 import { $, localnetInfo, type LocalnetInfo } from './page';
 import { routeRow, short } from './route';
 import { showTransport, transportParam } from './transport';
@@ -67,7 +69,7 @@ async function main(): Promise<void> {
   document.body.dataset.ready = 'true';
   setupPublishing(client, info);
   setupMessages(client, info);
-  setupLiveView(client);
+  await setupLiveView(client, info, mode);
 }
 
 function setupPublishing(client: MixnetClient, info: LocalnetInfo): void {
@@ -91,6 +93,7 @@ function setupPublishing(client: MixnetClient, info: LocalnetInfo): void {
       r = { ok: false, error: 'the service sent something unreadable' };
     }
     receipt.textContent = r.ok ? `Published as #${r.id} (${r.bytes} bytes). The service answered through your SURBs.` : `Refused: ${r.error}`;
+    if (r.ok) text.value = '';
     receipt.dataset.ok = String(r.ok);
     receipt.hidden = false;
     button.disabled = false;
@@ -131,18 +134,23 @@ function setupMessages(client: MixnetClient, info: LocalnetInfo): void {
   const status = $('send-status');
   const inbox = $('inbox');
   let received = 0;
+  let sent = 0;
   button.disabled = false;
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const to = $<HTMLInputElement>('recipient').value.trim();
-    const text = $<HTMLTextAreaElement>('message-text').value;
+    const textArea = $<HTMLTextAreaElement>('message-text');
+    const text = textArea.value;
     const surbs = $<HTMLInputElement>('attach-surbs').checked ? 3 : 0;
     status.textContent = 'sending…';
     status.dataset.status = 'sending';
     client.send(to, text, { replySurbs: surbs, waitForDelivery: true }).then(
-      (id) => {
-        status.textContent = `message ${id} delivered to the recipient's gateway`;
+      () => {
+        // the client's own ids count acknowledgements and cover too: number the user's
+        sent += 1;
+        status.textContent = `message ${sent} delivered to the recipient's gateway`;
         status.dataset.status = 'delivered';
+        if (textArea.value === text) textArea.value = '';
       },
       (err: Error) => {
         status.textContent = `not sent: ${err.message}`;
@@ -154,6 +162,7 @@ function setupMessages(client: MixnetClient, info: LocalnetInfo): void {
     if (m.replyFrom !== null && m.replyFrom === info.publishService) return;
     received += 1;
     $('received').textContent = String(received);
+    $('received-label').textContent = received === 1 ? 'message received' : 'messages received';
     const li = document.createElement('li');
     li.className = 'message';
     const body = document.createElement('span');
@@ -182,13 +191,27 @@ function setupMessages(client: MixnetClient, info: LocalnetInfo): void {
   });
 }
 
-function setupLiveView(client: MixnetClient): void {
+async function setupLiveView(client: MixnetClient, info: LocalnetInfo, mode: string): Promise<void> {
   const history: { real: number; cover: number }[] = [];
   let last: Stats | null = null;
   let lastAt = 0;
   const chart = $('chart');
+  drawChart(chart, history);
+  const fast = mode === 'fast';
+  if (fast) {
+    // no layers to show: the packets go straight to the gateway
+    $('routes-heading').hidden = true;
+    $('routes-table').hidden = true;
+  }
+  let picture: NetworkPicture | null = null;
+  try {
+    picture = await NetworkPicture.create($('network'), info.directory, fast);
+  } catch (e) {
+    $('network').textContent = `The network picture is unavailable: ${e instanceof Error ? e.message : String(e)}`;
+  }
   client.on('stats', (s) => {
     const now = performance.now();
+    picture?.update(s);
     if (last) {
       const dt = (now - lastAt) / 1000;
       const real = (s.realSent - last.realSent) / dt;
@@ -197,27 +220,15 @@ function setupLiveView(client: MixnetClient): void {
       $('rate-cover').textContent = cover.toFixed(1);
       history.push({ real, cover });
       if (history.length > 60) history.shift();
-      const max = Math.max(10, ...history.map((h) => h.real + h.cover));
-      chart.replaceChildren(
-        ...history.map((h) => {
-          const bar = document.createElement('div');
-          bar.className = 'bar';
-          const r = document.createElement('div');
-          r.className = 'real';
-          r.style.height = `${(h.real / max) * 100}%`;
-          const c = document.createElement('div');
-          c.className = 'cover';
-          c.style.height = `${(h.cover / max) * 100}%`;
-          bar.append(c, r);
-          return bar;
-        }),
-      );
+      drawChart(chart, history);
     }
     last = s;
     lastAt = now;
-    const latest = (kind: 'real' | 'cover') => s.routes.filter((r) => r.kind === kind).slice(-6);
-    const shown = [...latest('real'), ...latest('cover')].sort((x, y) => y.atMs - x.atMs);
-    $('routes').replaceChildren(...shown.map((r) => routeRow(r, true)));
+    if (!fast) {
+      const latest = (kind: 'real' | 'cover') => s.routes.filter((r) => r.kind === kind).slice(-6);
+      const shown = [...latest('real'), ...latest('cover')].sort((x, y) => y.atMs - x.atMs);
+      $('routes').replaceChildren(...shown.map((r) => routeRow(r, true)));
+    }
   });
 }
 

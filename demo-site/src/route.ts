@@ -13,6 +13,7 @@ export function routeRow(r: RouteRecord, withKind: boolean): HTMLTableRowElement
   tr.className = r.kind;
   if (withKind) {
     const kind = document.createElement('td');
+    kind.className = 'kind';
     kind.textContent = r.kind;
     tr.append(kind);
   }
@@ -20,6 +21,7 @@ export function routeRow(r: RouteRecord, withKind: boolean): HTMLTableRowElement
     const td = document.createElement('td');
     const hop = r.hops.find((h) => h.layer === layer);
     td.textContent = hop ? short(hop.id) : '—';
+    td.className = 'id';
     if (hop) td.title = hop.id;
     tr.append(td);
   }
