@@ -504,6 +504,21 @@ export async function startClient(worker: Worker, options: MixnetClientOptions, 
   }
 }
 
+/** Which worker entry: the client alone, or with MixFetch. */
+export type WorkerKind = 'client' | 'mixfetch';
+
+let workerFactory: ((kind: WorkerKind, url: string | URL | undefined) => Worker) | null = null;
+
+/** @internal how workers are made where there is no browser `Worker` (node.ts) */
+export function _setWorkerFactory(factory: (kind: WorkerKind, url: string | URL | undefined) => Worker): void {
+  workerFactory = factory;
+}
+
+/** @internal the worker factory in force, if not the browser's */
+export function _workerFactory(): ((kind: WorkerKind, url: string | URL | undefined) => Worker) | null {
+  return workerFactory;
+}
+
 /** Options that stay on the main thread (the rest go to the worker). */
 const MAIN_THREAD_KEYS = ['workerUrl', 'wasmUrl', 'waitForConnection', 'readyTimeoutMs', 'statsIntervalMs', 'onProgress'];
 
@@ -555,9 +570,12 @@ function editDistance(a: string, b: string): number {
  */
 export async function createMixnetClient(options: MixnetClientOptions): Promise<MixnetClient> {
   checkOptions(options, 'createMixnetClient');
-  const worker = options.workerUrl
-    ? new Worker(options.workerUrl, { type: 'module', name: 'mixnet-client' })
-    : new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'mixnet-client' });
+  // (each `new Worker(new URL(…, import.meta.url))` stays literal: bundlers look for it)
+  const worker = workerFactory
+    ? workerFactory('client', options.workerUrl)
+    : options.workerUrl
+      ? new Worker(options.workerUrl, { type: 'module', name: 'mixnet-client' })
+      : new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'mixnet-client' });
   return startClient(worker, options, null);
 }
 

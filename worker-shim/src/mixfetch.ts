@@ -6,7 +6,7 @@
 //   const res = await mixFetch('https://example.com/data.json');
 //   console.log(res.status, await res.json());
 
-import { MixnetClient, MixnetError, checkOptions, startClient, type FetchWorkerEvent, type MixnetClientOptions } from './client.js';
+import { MixnetClient, MixnetError, _workerFactory, checkOptions, startClient, type FetchWorkerEvent, type MixnetClientOptions } from './client.js';
 import { acceptEncoding, contentCodings, decodeBody } from './decode.js';
 import type { FetchConfig, WireRequest } from './protocol.js';
 
@@ -231,9 +231,12 @@ let instance: MixFetch | null = null;
  */
 export async function createMixFetch(options: MixFetchOptions): Promise<MixFetch> {
   checkOptions(options, 'createMixFetch', ['exit', 'extraRoots', 'timeoutMs', 'maxConcurrency', 'allowInsecureRedirects']);
-  const worker = options.workerUrl
-    ? new Worker(options.workerUrl, { type: 'module', name: 'mixfetch' })
-    : new Worker(new URL('./mixfetch-worker.js', import.meta.url), { type: 'module', name: 'mixfetch' });
+  const factory = _workerFactory();
+  const worker = factory
+    ? factory('mixfetch', options.workerUrl)
+    : options.workerUrl
+      ? new Worker(options.workerUrl, { type: 'module', name: 'mixfetch' })
+      : new Worker(new URL('./mixfetch-worker.js', import.meta.url), { type: 'module', name: 'mixfetch' });
   const client = await startClient(worker, options, fetchConfig(options));
   const mf = new MixFetch(client);
   if (instance) await instance.disconnect();
