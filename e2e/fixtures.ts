@@ -16,6 +16,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startTestServers, type TestServers } from './servers';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -121,7 +122,7 @@ export async function startLocalnet(args: string[] = []): Promise<Localnet & { s
   };
 }
 
-export const test = base.extend<object, { localnet: Localnet }>({
+export const test = base.extend<object, { localnet: Localnet; servers: TestServers }>({
   localnet: [
     async ({}, use) => {
       const net = await startLocalnet();
@@ -129,6 +130,15 @@ export const test = base.extend<object, { localnet: Localnet }>({
       await net.stop();
     },
     { scope: 'worker', timeout: 60_000 },
+  ],
+  // the Node test web servers (servers.ts), started for the specs that use them
+  servers: [
+    async ({}, use) => {
+      const s = await startTestServers();
+      await use(s);
+      await s.close();
+    },
+    { scope: 'worker' },
   ],
 });
 

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, expect } from '../fixtures';
-import { startTestServers, type TestServers } from '../servers';
+import type { TestServers } from '../servers';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const npx = (cwd: string, ...args: string[]) => execFileSync('npx', args, { cwd, stdio: 'pipe', encoding: 'utf8' });
@@ -57,11 +57,8 @@ async function serve(dir: string): Promise<{ url: string; close(): Promise<void>
 }
 
 let servers: TestServers;
-test.beforeAll(async () => {
-  servers = await startTestServers();
-});
-test.afterAll(async () => {
-  await servers?.close();
+test.beforeAll(({ servers: s }) => {
+  servers = s;
 });
 
 for (const [name, build] of Object.entries(EXAMPLES)) {

@@ -9,17 +9,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, expect } from '../fixtures';
-import { startTestServers, type TestServers } from '../servers';
+import type { TestServers } from '../servers';
 import base from '../playwright.config';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 let servers: TestServers;
-test.beforeAll(async () => {
-  servers = await startTestServers();
-});
-test.afterAll(async () => {
-  await servers?.close();
+test.beforeAll(({ servers: s }) => {
+  servers = s;
 });
 
 test('the MV3 extension: its popup sends a message to itself and fetches through the mixnet', async ({ localnet }) => {

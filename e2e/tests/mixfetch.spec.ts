@@ -1,15 +1,12 @@
 import type { Page } from '@playwright/test';
 import { test, expect } from '../fixtures';
 import { createHash } from 'node:crypto';
-import { ENCODED_TEXT, startTestServers, type TestServers } from '../servers';
+import { ENCODED_TEXT, type TestServers } from '../servers';
 import { closeMixFetchPage, mixFetch, openMixFetchPage } from './helpers';
 
 let servers: TestServers;
-test.beforeAll(async () => {
-  servers = await startTestServers();
-});
-test.afterAll(async () => {
-  await servers.close();
+test.beforeAll(({ servers: s }) => {
+  servers = s;
 });
 
 for (const mode of ['fast', 'mixnet'] as const) {

@@ -6,7 +6,7 @@ import type { Page } from '@playwright/test';
 import { createHash } from 'node:crypto';
 import { test, expect } from '../fixtures';
 import { startNginx, type Nginx } from '../nginx';
-import { ENCODED_TEXT, startTestServers, type TestServers } from '../servers';
+import { ENCODED_TEXT, type TestServers } from '../servers';
 import { closeMixFetchPage, mixFetch, openMixFetchPage } from './helpers';
 
 const BIG = new Uint8Array(1024 * 1024 + 17).map((_, i) => (i * 7 + (i >> 9)) % 256);
@@ -14,13 +14,12 @@ const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest
 
 let servers: TestServers;
 let nginx: Nginx;
-test.beforeAll(async () => {
-  servers = await startTestServers();
+test.beforeAll(async ({ servers: s }) => {
+  servers = s;
   nginx = await startNginx(servers.leaf, { 'big.bin': BIG, 'text.txt': ENCODED_TEXT, 'small.txt': 'small file from nginx\n' });
 });
 test.afterAll(async () => {
   await nginx?.close();
-  await servers?.close();
 });
 
 for (const mode of ['fast', 'mixnet'] as const) {

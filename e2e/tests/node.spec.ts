@@ -7,16 +7,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createMixFetch, createMixnetClient } from '@mixnet/worker-shim';
 import { test, expect } from '../fixtures';
-import { startTestServers, type TestServers } from '../servers';
+import type { TestServers } from '../servers';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 let servers: TestServers;
-test.beforeAll(async () => {
-  servers = await startTestServers();
-});
-test.afterAll(async () => {
-  await servers?.close();
+test.beforeAll(({ servers: s }) => {
+  servers = s;
 });
 
 for (const mode of ['fast', 'mixnet'] as const) {

@@ -5,7 +5,7 @@
 
 import type { Page } from '@playwright/test';
 import { test, expect, startLocalnet } from '../fixtures';
-import { startTestServers, type TestServers } from '../servers';
+import type { TestServers } from '../servers';
 import { openDemo, sendMessage } from './helpers';
 
 declare global {
@@ -52,11 +52,8 @@ test('messages and an anonymous reply between a WebTransport page and a WebSocke
 
 test.describe('MixFetch over WebTransport', () => {
   let servers: TestServers;
-  test.beforeAll(async () => {
-    servers = await startTestServers();
-  });
-  test.afterAll(async () => {
-    await servers.close();
+  test.beforeAll(({ servers: s }) => {
+    servers = s;
   });
 
   test('GET and POST through the exit, the client on WebTransport', async ({ browser, localnet }) => {
