@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
 
 // The demo is built like a user's app would be: the worker and the wasm come out of
@@ -16,4 +18,15 @@ export default defineConfig({
     },
   },
   worker: { format: 'es' },
+  plugins: [
+    {
+      // MixFetch's service worker at the site's root, so that it may control every page
+      // (a service worker's scope is at most its own directory)
+      name: 'mixfetch-sw-at-root',
+      generateBundle() {
+        const sw = fileURLToPath(import.meta.resolve('@mixnet/worker-shim/mixfetch-sw'));
+        this.emitFile({ type: 'asset', fileName: 'mixfetch-sw.js', source: readFileSync(sw) });
+      },
+    },
+  ],
 });

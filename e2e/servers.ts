@@ -28,8 +28,12 @@ export interface TestServers {
   binarySha256: string;
   /** Bytes of `/binary`. */
   binaryLength: number;
+  /** `http://127.0.0.1:port`, the same routes on another port (another origin). */
+  httpAlt: string;
   /** Requests the servers saw, by path. */
   hits: Map<string, number>;
+  /** The User-Agent of the last request for each path and query. */
+  agents: Map<string, string>;
   close(): Promise<void>;
 }
 
@@ -69,11 +73,15 @@ const BINARY = pattern(5 * 1024 * 1024);
 /** A compressible text (~600 KB), served content-coded by /encoded/*. */
 export const ENCODED_TEXT = Array.from({ length: 12_000 }, (_, i) => `line ${i}: the quick brown fox jumps over the lazy dog\n`).join('');
 
-function handler(hits: Map<string, number>): http.RequestListener {
+// a 1×1 PNG
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+
+function handler(hits: Map<string, number>, agents: Map<string, string>): http.RequestListener {
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const p = url.pathname;
     hits.set(p, (hits.get(p) ?? 0) + 1);
+    agents.set(`${p}${url.search}`, req.headers['user-agent'] ?? '');
     res.setHeader('Access-Control-Allow-Origin', '*');
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -114,6 +122,8 @@ function handler(hits: Map<string, number>): http.RequestListener {
       } else if (p.startsWith('/bytes/')) {
         const n = Math.min(Number(p.slice('/bytes/'.length)) || 0, 100_000_000);
         res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': n }).end(pattern(n));
+      } else if (p === '/image.png') {
+        res.writeHead(200, { 'Content-Type': 'image/png', 'Content-Length': PNG.length }).end(PNG);
       } else if (p === '/headers') {
         res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(req.headers));
       } else if (p.startsWith('/encoded/')) {
@@ -153,21 +163,25 @@ function listen(server: http.Server | https.Server): Promise<number> {
 export async function startTestServers(): Promise<TestServers> {
   const certs = makeCerts();
   const hits = new Map<string, number>();
-  const h = handler(hits);
+  const agents = new Map<string, string>();
+  const h = handler(hits, agents);
   const secure = https.createServer({ key: certs.key, cert: certs.cert }, h);
   const plain = http.createServer(h);
   const bad = https.createServer({ key: certs.selfKey, cert: certs.selfCert }, h);
-  const servers = [secure, plain, bad];
-  const [sp, pp, bp] = await Promise.all(servers.map(listen));
+  const alt = http.createServer(h);
+  const servers = [secure, plain, bad, alt];
+  const [sp, pp, bp, ap] = await Promise.all(servers.map(listen));
   return {
     https: `https://localhost:${sp}`,
     http: `http://127.0.0.1:${pp}`,
+    httpAlt: `http://127.0.0.1:${ap}`,
     badHttps: `https://localhost:${bp}`,
     caPem: certs.ca,
     leaf: { cert: certs.cert, key: certs.key },
     binarySha256: createHash('sha256').update(BINARY).digest('hex'),
     binaryLength: BINARY.length,
     hits,
+    agents,
     async close() {
       await Promise.all(
         servers.map(

@@ -23,10 +23,11 @@ use crate::publish::PublishService;
 use crate::{Localnet, LocalnetInfo};
 
 /// The policy every page is served with: scripts, workers and wasm only from this
-/// origin; connections to loopback (the directory and the gateways).
+/// origin; connections to loopback (the directory and the gateways), and images from
+/// loopback (what MixFetch's service-worker mode carries in the tests).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
      worker-src 'self'; connect-src 'self' http://127.0.0.1:* ws://127.0.0.1:* https://127.0.0.1:*; \
-     style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+     style-src 'self'; img-src 'self' data: http://127.0.0.1:*; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// How to serve.
 #[derive(Debug, Clone)]

@@ -24,3 +24,4 @@ export {
   type TransportKind,
 } from './client.js';
 export { MixFetch, createMixFetch, disconnectMixFetch, mixFetch, type MixFetchOptions } from './mixfetch.js';
+export { registerMixFetchServiceWorker, type MixFetchServiceWorkerOptions } from './service-worker.js';

@@ -256,3 +256,8 @@ export async function disconnectMixFetch(): Promise<void> {
   instance = null;
   await mf?.disconnect();
 }
+
+/** @internal the instance {@link createMixFetch} made last, if any */
+export function _currentMixFetch(): MixFetch | null {
+  return instance;
+}
