@@ -39,6 +39,16 @@ for (const mode of ['fast', 'mixnet'] as const) {
       }
     });
 
+    test('a 1 MiB upload over TLS reaches nginx (which refuses POST to a file: 405)', async () => {
+      // on 117647c every HTTPS body from 64 KiB failed before a byte was sent
+      const status = await page.evaluate(async (url) => {
+        const res = await window.mixnet.mixFetch(url, { method: 'POST', body: new Uint8Array(1 << 20) });
+        await res.arrayBuffer();
+        return res.status;
+      }, `${nginx.https}/small.txt`);
+      expect(status).toBe(405);
+    });
+
     test('gzip from nginx is decoded; the headers are nginx\'s', async () => {
       const r = await mixFetch(page, `${nginx.https}/text.txt`);
       expect([r.error, r.status, r.length, r.sha256]).toEqual([null, 200, Buffer.byteLength(ENCODED_TEXT), sha256(ENCODED_TEXT)]);
