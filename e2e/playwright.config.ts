@@ -1,8 +1,11 @@
 import { defineConfig } from '@playwright/test';
+import type { MixnetWorkerFixtures } from '@mixnet/playwright';
+import { DEMO_SITE } from './site';
 
 // Debian's Chromium (Playwright's own browser download cannot work on these machines).
-// The localnet each worker uses is started by the `localnet` fixture (fixtures.ts).
-export default defineConfig({
+// The localnet each worker uses is @mixnet/playwright's `localnet` fixture, serving the
+// demo site (the pages the tests open).
+export default defineConfig<object, Pick<MixnetWorkerFixtures, 'localnetOptions'>>({
   testDir: './tests',
   // one worker: the machines are 2-core, and tests that measure rates at a gateway
   // must not share it with other tests' clients
@@ -15,6 +18,7 @@ export default defineConfig({
   reporter: process.env.CI ? [['list']] : [['list'], ['html', { open: 'never', outputFolder: '../playwright-report' }]],
   outputDir: '../test-results',
   use: {
+    localnetOptions: { site: DEMO_SITE },
     browserName: 'chromium',
     headless: true,
     trace: 'retain-on-failure',

@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { test as mixnetTest } from '@mixnet/playwright';
 
 export interface TestServers {
   /** `https://localhost:port` (certificate signed by `caPem`). */
@@ -195,3 +196,19 @@ export async function startTestServers(): Promise<TestServers> {
     },
   };
 }
+
+/**
+ * `@mixnet/playwright`'s `test` (a localnet per worker) with these servers as another
+ * worker fixture: what an application's own suite would add for its own servers.
+ */
+export const test = mixnetTest.extend<object, { servers: TestServers }>({
+  servers: [
+    async ({}, use) => {
+      const s = await startTestServers();
+      await use(s);
+      await s.close();
+    },
+    { scope: 'worker' },
+  ],
+});
+export { expect } from '@mixnet/playwright';

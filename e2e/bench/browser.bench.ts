@@ -17,7 +17,8 @@ import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MixnetClient } from '@mixnet/worker-shim';
-import { startLocalnet } from '../fixtures';
+import { startLocalnet } from '@mixnet/playwright';
+import { DEMO_SITE } from '../site';
 import base from '../playwright.config';
 
 // what demo-site/src/bench.ts puts on the page
@@ -66,7 +67,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] as number;
 
 test('browser client benchmarks', async () => {
-  const net = await startLocalnet();
+  const net = await startLocalnet({ site: DEMO_SITE });
   const launch = base.use?.launchOptions ?? {};
   const browser: Browser = await chromium.launch({ ...launch, headless: true });
   const results: Record<string, unknown> = { date: new Date().toISOString() };

@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { startLocalnet, type Localnet } from '../fixtures';
+import { startLocalnet, type Localnet } from '@mixnet/playwright';
+import { DEMO_SITE } from '../site';
 import { startTestServers, type TestServers } from '../servers';
 import { download } from '../tests/helpers';
 import base from '../playwright.config';
@@ -66,7 +67,7 @@ function timeGets(page: Page, url: string, n: number, direct: boolean): Promise<
 }
 
 test('MixFetch benchmarks', async () => {
-  const net = await startLocalnet();
+  const net = await startLocalnet({ site: DEMO_SITE });
   const servers = await startTestServers();
   const launch = base.use?.launchOptions ?? {};
   // the direct-fetch reference must reach the test server's HTTPS, whose CA Chromium does not know

@@ -6,7 +6,8 @@ import { test, chromium } from '@playwright/test';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLocalnet } from '../fixtures';
+import { startLocalnet } from '@mixnet/playwright';
+import { DEMO_SITE } from '../site';
 import { startNginx } from '../nginx';
 import { startTestServers } from '../servers';
 import { download } from '../tests/helpers';
@@ -24,7 +25,7 @@ const ROUNDS = Number(process.env.TLS_BENCH_ROUNDS ?? 3);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 test('MixFetch HTTPS vs HTTP throughput, mixnet mode', async () => {
-  const net = await startLocalnet();
+  const net = await startLocalnet({ site: DEMO_SITE });
   const servers = await startTestServers();
   const body = new Uint8Array(SIZE).map((_, i) => (i * 31) % 251);
   const nginx = await startNginx(servers.leaf, { 'big.bin': body });

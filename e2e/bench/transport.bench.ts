@@ -13,7 +13,8 @@ import { test, chromium, type Browser, type Page } from '@playwright/test';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLocalnet, type LocalnetInfo } from '../fixtures';
+import { startLocalnet, type LocalnetInfo } from '@mixnet/playwright';
+import { DEMO_SITE } from '../site';
 import base from '../playwright.config';
 
 declare global {
@@ -72,7 +73,7 @@ async function connect(page: Page, url: string, info: LocalnetInfo, transport: K
 }
 
 test('WebTransport vs WebSocket: time to ready and small-message round trip', async () => {
-  const net = await startLocalnet(['--mode', 'fast']);
+  const net = await startLocalnet({ mode: 'fast', site: DEMO_SITE });
   const launch = base.use?.launchOptions ?? {};
   const browser: Browser = await chromium.launch({ ...launch, headless: true });
   const ready: Record<Kind, number[]> = { webtransport: [], websocket: [] };

@@ -8,8 +8,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { test, expect } from '../fixtures';
-import type { TestServers } from '../servers';
+import { test, expect, type TestServers } from '../servers';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const npx = (cwd: string, ...args: string[]) => execFileSync('npx', args, { cwd, stdio: 'pipe', encoding: 'utf8' });

@@ -1,4 +1,4 @@
-import { test, expect } from '../fixtures';
+import { test, expect } from '@mixnet/playwright';
 import { openDemo } from './helpers';
 
 // Loopix: an idle client still sends a real-stream packet (cover when nothing is queued)

@@ -6,7 +6,7 @@
 // after a deliberate change; what varies from run to run is hidden first).
 
 import type { Page } from '@playwright/test';
-import { test, expect } from '../fixtures';
+import { test, expect } from '@mixnet/playwright';
 import { openDemo } from './helpers';
 
 // hidden before a screenshot: keys, timings, rates and traffic differ on every run

@@ -1,7 +1,8 @@
 // Errors a developer can act on: a directory that is not a URL, a misspelt option,
 // an unreachable directory. Each says what is wrong in words, without wasm internals.
 
-import { test, expect, startLocalnet } from '../fixtures';
+import { DEMO_SITE } from './helpers';
+import { test, expect, startLocalnet } from '@mixnet/playwright';
 
 declare global {
   interface Window {
@@ -62,7 +63,7 @@ test('connecting reports each stage as it happens', async ({ page, localnet }) =
 
 test('a gateway that is down: no transport event, and the timeout names each transport\'s failure', async ({ browser }) => {
   // a network of its own: its gateway is stopped for the whole test
-  const net = await startLocalnet(['--mode', 'fast']);
+  const net = await startLocalnet({ mode: 'fast', site: DEMO_SITE });
   try {
     await net.stopGateway(0);
     const page = await browser.newPage();

@@ -8,8 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { test, expect } from '../fixtures';
-import type { TestServers } from '../servers';
+import { test, expect, type TestServers } from '../servers';
 import base from '../playwright.config';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

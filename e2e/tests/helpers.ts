@@ -1,5 +1,7 @@
 import type { Browser, BrowserContext, Page } from '@playwright/test';
-import { expect, type Localnet } from '../fixtures';
+import { expect, type Localnet } from '@mixnet/playwright';
+
+export { DEMO_SITE } from '../site';
 
 export interface DemoPage {
   page: Page;

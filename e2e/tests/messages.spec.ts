@@ -1,4 +1,4 @@
-import { test, expect } from '../fixtures';
+import { test, expect } from '@mixnet/playwright';
 import { openDemo, sendMessage } from './helpers';
 
 for (const mode of ['mixnet', 'fast'] as const) {

@@ -1,7 +1,6 @@
 import type { Page } from '@playwright/test';
-import { test, expect } from '../fixtures';
+import { test, expect, type TestServers, ENCODED_TEXT } from '../servers';
 import { createHash } from 'node:crypto';
-import { ENCODED_TEXT, type TestServers } from '../servers';
 import { closeMixFetchPage, mixFetch, openMixFetchPage } from './helpers';
 
 let servers: TestServers;

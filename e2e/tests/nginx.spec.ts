@@ -4,9 +4,8 @@
 
 import type { Page } from '@playwright/test';
 import { createHash } from 'node:crypto';
-import { test, expect } from '../fixtures';
+import { test, expect, type TestServers, ENCODED_TEXT } from '../servers';
 import { startNginx, type Nginx } from '../nginx';
-import { ENCODED_TEXT, type TestServers } from '../servers';
 import { closeMixFetchPage, mixFetch, openMixFetchPage } from './helpers';
 
 const BIG = new Uint8Array(1024 * 1024 + 17).map((_, i) => (i * 7 + (i >> 9)) % 256);

@@ -6,8 +6,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createMixFetch, createMixnetClient } from '@mixnet/worker-shim';
-import { test, expect } from '../fixtures';
-import type { TestServers } from '../servers';
+import { test, expect, type TestServers } from '../servers';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 

@@ -1,8 +1,12 @@
-import { test, expect } from '../fixtures';
+import { clientStats, test, expect, waitForClient } from '@mixnet/playwright';
 import { openDemo } from './helpers';
 
 test('the publishing demo: a text goes through the mixnet and the receipt comes back by SURB', async ({ browser, localnet }) => {
   const { page } = await openDemo(browser, localnet);
+  // the package's helpers see the page's client
+  await waitForClient(page);
+  const [stats] = await clientStats(page);
+  expect(stats?.connections).toBe(1);
   const text = `an anonymous post ${Date.now()}`;
   await page.locator('#publish-text').fill(text);
   await page.locator('#publish-button').click();

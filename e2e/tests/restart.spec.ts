@@ -1,4 +1,4 @@
-import { test, expect } from '../fixtures';
+import { test, expect } from '@mixnet/playwright';
 import { openDemo, sendMessage } from './helpers';
 
 test('gateway restart: the client reconnects and receives the messages stored while it was away', async ({ browser, localnet }) => {

@@ -2,7 +2,7 @@
 // <img> and a plain fetch() to a listed origin reach the server from the exit (with
 // MixFetch's User-Agent, not the browser's); another origin is not touched.
 
-import { test, expect } from '../fixtures';
+import { test, expect, type TestServers } from '../servers';
 
 test('an <img> and a fetch() to a listed origin cross the mixnet; other origins are untouched', async ({ browser, localnet, servers }) => {
   const context = await browser.newContext();

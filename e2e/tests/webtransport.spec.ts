@@ -4,9 +4,9 @@
 // message queued before the fallback delivered.
 
 import type { Page } from '@playwright/test';
-import { test, expect, startLocalnet } from '../fixtures';
-import type { TestServers } from '../servers';
-import { openDemo, sendMessage } from './helpers';
+import { startLocalnet } from '@mixnet/playwright';
+import { test, expect, type TestServers } from '../servers';
+import { DEMO_SITE, openDemo, sendMessage } from './helpers';
 
 declare global {
   interface Window {
@@ -88,7 +88,7 @@ test.describe('MixFetch over WebTransport', () => {
 
 test('falls back to WebSocket when WebTransport fails (port closed, or UDP dropped) and delivers what was queued', async ({ browser }) => {
   // a network of its own: the shared one keeps its WebTransport ports open
-  const net = await startLocalnet(['--mode', 'fast']);
+  const net = await startLocalnet({ mode: 'fast', site: DEMO_SITE });
   try {
     await net.closeWebTransport(0); // refused at once
     await net.blackholeWebTransport(1); // no answer: the client's timeout decides

@@ -37,9 +37,12 @@ struct Cli {
     /// Where the demo site is served (`host:port`; if the port is taken, another is chosen).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: String,
-    /// The built demo site.
+    /// The built demo site (any directory of static files).
     #[arg(long, default_value = "demo-site/dist")]
     site: PathBuf,
+    /// Serve no site: only `/localnet.json` (what @mixnet/localnet does without `site`).
+    #[arg(long, conflicts_with = "site")]
+    no_site: bool,
     /// Serve `POST /_control/gateways/{i}/{stop|start|close-webtransport|blackhole-webtransport}`
     /// (for test suites).
     #[arg(long)]
@@ -108,7 +111,7 @@ async fn main() {
     let demo_url = format!("http://{}/", listener.local_addr().unwrap_or_else(|e| fail("web server", e)));
     info.demo = Some(demo_url.clone());
     let net = Arc::new(tokio::sync::Mutex::new(net));
-    let web_config = WebConfig { site: cli.site.clone(), control: cli.control };
+    let web_config = WebConfig { site: (!cli.no_site).then(|| cli.site.clone()), control: cli.control };
     let web = web::start(listener, web_config, net.clone(), info.clone(), Some(Arc::new(publish)))
         .unwrap_or_else(|e| fail("web server", e));
     let text = serde_json::to_string_pretty(&info).expect("serialisable");

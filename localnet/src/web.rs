@@ -32,8 +32,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct WebConfig {
-    /// The built demo site.
-    pub site: PathBuf,
+    /// The built demo site (or any static files); `None`: only the JSON endpoints.
+    pub site: Option<PathBuf>,
     /// Whether `/_control/gateways/{i}/{stop|start|close-webtransport|blackhole-webtransport}`
     /// is served (test suites only).
     pub control: bool,
@@ -115,6 +115,10 @@ async fn not_built() -> Response {
         .into_response()
 }
 
+async fn no_site() -> Response {
+    (StatusCode::NOT_FOUND, "This localnet serves no site: /localnet.json has the network's details.").into_response()
+}
+
 /// Starts serving on `listener`. `info` is what `/localnet.json` returns.
 pub fn start(
     listener: tokio::net::TcpListener,
@@ -129,11 +133,13 @@ pub fn start(
     if config.control {
         app = app.route("/_control/gateways/{i}/{action}", post(control));
     }
-    let app = if config.site.join("index.html").is_file() {
-        app.fallback_service(ServeDir::new(&config.site))
-    } else {
-        tracing::warn!(site = %config.site.display(), "demo site not built; serving only the JSON endpoints");
-        app.fallback(not_built)
+    let app = match &config.site {
+        Some(site) if site.join("index.html").is_file() => app.fallback_service(ServeDir::new(site)),
+        Some(site) => {
+            tracing::warn!(site = %site.display(), "demo site not built; serving only the JSON endpoints");
+            app.fallback(not_built)
+        }
+        None => app.fallback(no_site),
     };
     let app = app
         .with_state(shared)

@@ -153,6 +153,12 @@ const CONFIG_KEYS: readonly (keyof ClientConfig)[] = [
   'identity',
 ];
 
+/**
+ * The page's live clients, for test tools (@mixnet/playwright waits on them and reads
+ * their stats) and devtools: `globalThis[Symbol.for('@mixnet/worker-shim clients')]`.
+ */
+const LIVE: Set<MixnetClient> = ((globalThis as Record<symbol, unknown>)[Symbol.for('@mixnet/worker-shim clients')] ??= new Set()) as Set<MixnetClient>;
+
 /** A mixnet client running in its own worker. Create it with {@link createMixnetClient}. */
 export class MixnetClient {
   #worker: Worker;
@@ -180,6 +186,7 @@ export class MixnetClient {
     this.#worker = worker;
     this.#statsIntervalMs = statsIntervalMs;
     this.#onProgress = onProgress;
+    LIVE.add(this);
     worker.addEventListener('message', (e: MessageEvent<unknown>) => this.#onMessage(e.data));
     worker.addEventListener('error', (e: ErrorEvent) => {
       e.preventDefault();
@@ -465,6 +472,7 @@ export class MixnetClient {
   #die(error: MixnetError, fatal = true): void {
     if (this.#dead) return;
     this.#dead = error;
+    LIVE.delete(this);
     if (fatal) this.#emit('fatal', error);
     this.#worker.terminate();
     for (const p of this.#pending.values()) p.reject(error);

@@ -1,0 +1,39 @@
+// @mixnet/localnet's command line, as `npx @mixnet/localnet` runs it: the network comes
+// up, prints where, serves its localnet.json, and stops on Ctrl-C.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test, expect } from '@mixnet/playwright';
+
+const require = createRequire(import.meta.url);
+
+test('npx @mixnet/localnet: up, serving localnet.json, and down on SIGINT', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'localnet-cli-'));
+  const cli = path.join(path.dirname(require.resolve('@mixnet/localnet/package.json')), 'bin/localnet.js');
+  const child = spawn(process.execPath, [cli, '--mode', 'fast', '--out', path.join(dir, 'localnet.json'), '--data-dir', path.join(dir, 'data')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  try {
+    let out = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+        const m = out.match(/demo site: (http:\/\/\S+)/);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+    });
+    const written = JSON.parse(readFileSync(path.join(dir, 'localnet.json'), 'utf8')) as { directory: string; mode: string };
+    const served = (await (await fetch(`${url}localnet.json`)).json()) as { directory: string; mode: string };
+    expect([served.directory, served.mode]).toEqual([written.directory, 'fast']);
+    const exited = new Promise<number | null>((r) => child.once('exit', r));
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
