@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test, expect } from '@mixnet/playwright';
+import { test, expect, startLocalnet } from '@mixnet/playwright';
 
 const require = createRequire(import.meta.url);
 
@@ -35,5 +35,18 @@ test('npx @mixnet/localnet: up, serving localnet.json, and down on SIGINT', asyn
   } finally {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('killMix stops a mix node: its metrics endpoint goes away, a second kill is refused', async () => {
+  const net = await startLocalnet({ mode: 'fast' });
+  try {
+    const metrics = net.info.mixes[0]!.metrics;
+    expect((await fetch(metrics)).ok).toBe(true);
+    await net.killMix(0);
+    await expect(fetch(metrics)).rejects.toThrow();
+    await expect(net.killMix(0)).rejects.toThrow(/409 already killed/);
+  } finally {
+    await net.stop();
   }
 });

@@ -44,7 +44,7 @@ struct Cli {
     #[arg(long, conflicts_with = "site")]
     no_site: bool,
     /// Serve `POST /_control/gateways/{i}/{stop|start|close-webtransport|blackhole-webtransport}`
-    /// (for test suites).
+    /// and `POST /_control/mixes/{i}/kill` (for test suites).
     #[arg(long)]
     control: bool,
     /// Gateways listen only for WebSocket (by default they also offer WebTransport).

@@ -76,6 +76,20 @@ async fn posts(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
+async fn control_mix(State(s): State<Arc<Shared>>, Path((i, action)): Path<(usize, String)>) -> Response {
+    let mut net = s.net.lock().await;
+    if i >= net.mixes.len() {
+        return (StatusCode::NOT_FOUND, format!("no mix {i} (there are {})", net.mixes.len())).into_response();
+    }
+    match action.as_str() {
+        "kill" => match net.kill_mix(i) {
+            Some(_) => (StatusCode::OK, "killed (the directory drops it once its heartbeat lapses)").into_response(),
+            None => (StatusCode::CONFLICT, "already killed").into_response(),
+        },
+        other => (StatusCode::NOT_FOUND, format!("unknown action {other:?}: kill")).into_response(),
+    }
+}
+
 async fn control(State(s): State<Arc<Shared>>, Path((i, action)): Path<(usize, String)>) -> Response {
     let mut net = s.net.lock().await;
     if i >= net.gateways.len() {
@@ -131,7 +145,9 @@ pub fn start(
     let shared = Arc::new(Shared { net, info: Mutex::new(info), publish });
     let mut app = Router::new().route("/localnet.json", get(get_info)).route("/posts", get(posts));
     if config.control {
-        app = app.route("/_control/gateways/{i}/{action}", post(control));
+        app = app
+            .route("/_control/gateways/{i}/{action}", post(control))
+            .route("/_control/mixes/{i}/{action}", post(control_mix));
     }
     let app = match &config.site {
         Some(site) if site.join("index.html").is_file() => app.fallback_service(ServeDir::new(site)),

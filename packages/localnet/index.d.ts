@@ -51,6 +51,8 @@ export interface Localnet {
   closeWebTransport(i: 0 | 1): Promise<void>;
   /** The same, but the port swallows packets without an answer: clients time out. */
   blackholeWebTransport(i: 0 | 1): Promise<void>;
+  /** Kills mix `i` (an index into `info.mixes`): it stops at once; the directory drops it once its heartbeat lapses. */
+  killMix(i: number): Promise<void>;
   /** The value of a Prometheus counter or gauge at `metricsUrl` (summed over labels). */
   metric(metricsUrl: string, name: string): Promise<number>;
   /** Stops every node and removes its temporary files. */

@@ -78,17 +78,18 @@ export async function startLocalnet(options = {}) {
   child.stdout.resume();
   child.stderr.resume();
   const info = JSON.parse(readFileSync(out, 'utf8'));
-  const control = async (i, action) => {
-    const res = await fetch(`${url}_control/gateways/${i}/${action}`, { method: 'POST' });
-    if (!res.ok) throw new Error(`localnet control ${action} gateway ${i}: ${res.status} ${await res.text()}`);
+  const control = async (what, i, action) => {
+    const res = await fetch(`${url}_control/${what}/${i}/${action}`, { method: 'POST' });
+    if (!res.ok) throw new Error(`localnet: ${action} ${what} ${i}: ${res.status} ${await res.text()}`);
   };
   return {
     url,
     info,
-    stopGateway: (i) => control(i, 'stop'),
-    startGateway: (i) => control(i, 'start'),
-    closeWebTransport: (i) => control(i, 'close-webtransport'),
-    blackholeWebTransport: (i) => control(i, 'blackhole-webtransport'),
+    stopGateway: (i) => control('gateways', i, 'stop'),
+    startGateway: (i) => control('gateways', i, 'start'),
+    closeWebTransport: (i) => control('gateways', i, 'close-webtransport'),
+    blackholeWebTransport: (i) => control('gateways', i, 'blackhole-webtransport'),
+    killMix: (i) => control('mixes', i, 'kill'),
     metric,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
