@@ -50,3 +50,23 @@ test('killMix stops a mix node: its metrics endpoint goes away, a second kill is
     await net.stop();
   }
 });
+
+test('exitAllowPrivate lets the exit reach private addresses (denied by default)', async () => {
+  const { createMixFetch } = await import('@mixnet/worker-shim');
+  const attempt = async (exitAllowPrivate: boolean) => {
+    const net = await startLocalnet({ mode: 'fast', exitAllowPrivate });
+    const mf = await createMixFetch({ directory: net.info.directory, directoryKey: net.info.directoryKey, mode: 'fast', timeoutMs: 3000 });
+    try {
+      await mf.fetch('http://10.255.255.1:9/');
+      return 'fetched';
+    } catch (e) {
+      return (e as Error).message;
+    } finally {
+      await mf.disconnect();
+      await net.stop();
+    }
+  };
+  expect(await attempt(false)).toMatch(/could not connect to 10\.255\.255\.1:9: .*private/);
+  // allowed: the exit tries (nothing answers at that address here)
+  expect(await attempt(true)).not.toMatch(/policy|private/);
+});

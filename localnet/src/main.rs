@@ -50,6 +50,10 @@ struct Cli {
     /// Gateways listen only for WebSocket (by default they also offer WebTransport).
     #[arg(long)]
     no_webtransport: bool,
+    /// The exit may also connect to private addresses (RFC 1918, ULA, link-local…): a
+    /// test's own servers on a LAN or container network. Loopback is always allowed.
+    #[arg(long)]
+    exit_allow_private: bool,
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
@@ -82,6 +86,10 @@ async fn main() {
         mixes_per_layer: cli.mixes_per_layer.max(1),
         data_dir: cli.data_dir,
         webtransport: !cli.no_webtransport,
+        exit_policy: mixnet_core::policy::ExitPolicy {
+            allow_private: cli.exit_allow_private,
+            ..mixnet_core::policy::ExitPolicy::localnet()
+        },
         ..LocalnetConfig::default()
     };
     let net = Localnet::start(config).await.unwrap_or_else(|e| fail("failed to start", e));

@@ -31,6 +31,11 @@ export interface LocalnetOptions {
   webTransport?: boolean;
   /** Serve the fault-injection endpoints (true). */
   control?: boolean;
+  /**
+   * The exit may also connect to private addresses (a test's own servers on a LAN or a
+   * container network); loopback is always allowed, public addresses too (false).
+   */
+  exitAllowPrivate?: boolean;
   /** A directory of static files to serve at `url` (none: only `/localnet.json`). */
   site?: string;
   /** Keep keys and inboxes here (a temporary directory, removed by `stop()`, otherwise). */

@@ -32,6 +32,7 @@ function args(o, out, dir) {
   if (o.mixesPerLayer) a.push('--mixes-per-layer', String(o.mixesPerLayer));
   if (o.webTransport === false) a.push('--no-webtransport');
   if (o.control !== false) a.push('--control');
+  if (o.exitAllowPrivate) a.push('--exit-allow-private');
   return a;
 }
 
