@@ -70,3 +70,18 @@ test('exitAllowPrivate lets the exit reach private addresses (denied by default)
   // allowed: the exit tries (nothing answers at that address here)
   expect(await attempt(true)).not.toMatch(/policy|private/);
 });
+
+test('seed gives the same node identities and directory key on every run', async () => {
+  const ids = async (seed: number) => {
+    const net = await startLocalnet({ mode: 'fast', seed });
+    try {
+      return { key: net.info.directoryKey, mixes: net.info.mixes.map((m) => m.identity).sort(), entry: net.info.entryGateway };
+    } finally {
+      await net.stop();
+    }
+  };
+  const [a, b, c] = [await ids(7), await ids(7), await ids(8)];
+  expect(b).toEqual(a);
+  expect(c.key).not.toBe(a.key);
+  expect(c.mixes).not.toEqual(a.mixes);
+});

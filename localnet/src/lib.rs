@@ -51,6 +51,10 @@ pub struct LocalnetConfig {
     /// Gateways also listen for WebTransport (self-signed certificates, pinned by hash
     /// in the topology).
     pub webtransport: bool,
+    /// Derive every node's long-term keys (and the directory's) from this seed where
+    /// none are on disk yet: the same seed gives the same identities and directory key,
+    /// run after run (Sphinx keys, one per epoch, stay random).
+    pub seed: Option<u64>,
     /// What every mix starts from (limits, replay filter size, workers); addresses,
     /// directory, data directory and heartbeat are set by localnet.
     pub mix: MixConfig,
@@ -69,6 +73,7 @@ impl Default for LocalnetConfig {
             heartbeat_ms: 1_000,
             exit_policy: ExitPolicy::localnet(),
             webtransport: true,
+            seed: None,
             mix: MixConfig { workers: 1, replay: LOCALNET_REPLAY, ..MixConfig::default() },
             gateway: GatewayConfig { replay: LOCALNET_REPLAY, ..GatewayConfig::default() },
         }
@@ -159,6 +164,26 @@ pub struct Localnet {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// Writes `identity.key` and `noise.key` for each node directory from a ChaCha20 stream
+/// seeded with `seed` (keys already on disk are kept: a data directory's keys win).
+fn seed_keys(data_dir: &std::path::Path, seed: u64, dirs: impl Iterator<Item = String>) -> std::io::Result<()> {
+    use rand_core::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    for d in dirs {
+        let dir = data_dir.join(d);
+        std::fs::create_dir_all(&dir)?;
+        for name in ["identity.key", "noise.key"] {
+            let mut key = zeroize::Zeroizing::new([0u8; 32]);
+            rng.fill_bytes(key.as_mut());
+            let path = dir.join(name);
+            if !path.exists() {
+                nodenet::keys::write_secret(&path, key.as_ref())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Localnet {
     /// Starts everything and waits until the directory publishes every node.
     pub async fn start(config: LocalnetConfig) -> Result<Self, StartError> {
@@ -171,6 +196,12 @@ impl Localnet {
         };
         // the directory admits only the nodes we start: their identities come first
         let mixes_n = config.mixes_per_layer * 3;
+        if let Some(seed) = config.seed {
+            let dirs = std::iter::once("directory".to_string())
+                .chain((0..mixes_n).map(|i| format!("mix-{i}")))
+                .chain((0..2).map(|i| format!("gateway-{i}")));
+            seed_keys(&data_dir, seed, dirs).map_err(StartError::Keys)?;
+        }
         let mut allow = Vec::new();
         for (dir, role) in (0..mixes_n)
             .map(|i| (format!("mix-{i}"), Role::Mix))

@@ -54,6 +54,10 @@ struct Cli {
     /// test's own servers on a LAN or container network. Loopback is always allowed.
     #[arg(long)]
     exit_allow_private: bool,
+    /// Derive the nodes' and the directory's long-term keys from this number: the same
+    /// identities and directory key on every run (with a fresh data directory).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
@@ -86,6 +90,7 @@ async fn main() {
         mixes_per_layer: cli.mixes_per_layer.max(1),
         data_dir: cli.data_dir,
         webtransport: !cli.no_webtransport,
+        seed: cli.seed,
         exit_policy: mixnet_core::policy::ExitPolicy {
             allow_private: cli.exit_allow_private,
             ..mixnet_core::policy::ExitPolicy::localnet()

@@ -36,6 +36,12 @@ export interface LocalnetOptions {
    * container network); loopback is always allowed, public addresses too (false).
    */
   exitAllowPrivate?: boolean;
+  /**
+   * Derive the nodes' and the directory's long-term keys from this number (0 … 2⁵³):
+   * the same node identities and `directoryKey` on every run, for screenshots and
+   * recorded fixtures. Per-epoch Sphinx keys and packet timing stay random.
+   */
+  seed?: number;
   /** A directory of static files to serve at `url` (none: only `/localnet.json`). */
   site?: string;
   /** Keep keys and inboxes here (a temporary directory, removed by `stop()`, otherwise). */

@@ -33,6 +33,7 @@ function args(o, out, dir) {
   if (o.webTransport === false) a.push('--no-webtransport');
   if (o.control !== false) a.push('--control');
   if (o.exitAllowPrivate) a.push('--exit-allow-private');
+  if (o.seed !== undefined) a.push('--seed', String(o.seed));
   return a;
 }
 
