@@ -12,8 +12,17 @@ export interface MixnetWorkerFixtures {
   localnet: Localnet;
 }
 
+export interface MixnetTestFixtures {
+  /**
+   * Cover traffic of every client the test's pages create (`test.use({ cover: false })`
+   * for quieter, faster tests), unless the page passes `coverTraffic` itself. Unset:
+   * each client's own setting (on by default).
+   */
+  cover: boolean | undefined;
+}
+
 /** Playwright's `test` with a mixnet per worker. */
-export const test: TestType<PlaywrightTestArgs & PlaywrightTestOptions, PlaywrightWorkerArgs & PlaywrightWorkerOptions & MixnetWorkerFixtures>;
+export const test: TestType<PlaywrightTestArgs & PlaywrightTestOptions & MixnetTestFixtures, PlaywrightWorkerArgs & PlaywrightWorkerOptions & MixnetWorkerFixtures>;
 
 /** Resolves once a client (createMixnetClient / createMixFetch) in `page` is `connected`, or in `state`. */
 export function waitForClient(page: Page, options?: { state?: 'connected' | 'connecting' | 'disconnected'; timeout?: number }): Promise<void>;

@@ -9,6 +9,16 @@ export { expect, metric, startLocalnet };
 
 export const test = base.extend({
   localnetOptions: [{}, { scope: 'worker', option: true }],
+  // cover traffic of the pages' clients: undefined leaves each client's own setting
+  cover: [undefined, { option: true }],
+  context: async ({ context, cover }, use) => {
+    if (typeof cover === 'boolean') {
+      await context.addInitScript((on) => {
+        globalThis[Symbol.for('@mixnet/worker-shim defaults')] = { coverTraffic: on };
+      }, cover);
+    }
+    await use(context);
+  },
   localnet: [
     async ({ localnetOptions }, use) => {
       const net = await startLocalnet(localnetOptions);

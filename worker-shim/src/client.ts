@@ -496,8 +496,12 @@ type RequestBody = DistributiveOmit<Request, 'v' | 'id'>;
 /** @internal starts a client in `worker` (with MixFetch when `fetch` is given) */
 export async function startClient(worker: Worker, options: MixnetClientOptions, fetch: FetchConfig | null): Promise<MixnetClient> {
   const config: ClientConfig = { directory: options.directory, directoryKey: options.directoryKey };
+  // defaults a test harness may set for every client of the page (@mixnet/playwright's
+  // `cover` option); the application's own options win
+  const defaults = (globalThis as Record<symbol, unknown>)[Symbol.for('@mixnet/worker-shim defaults')] as Partial<ClientConfig> | undefined;
   for (const k of CONFIG_KEYS) {
-    if (options[k] !== undefined) (config as unknown as Record<string, unknown>)[k] = options[k];
+    const v = options[k] !== undefined ? options[k] : defaults?.[k];
+    if (v !== undefined) (config as unknown as Record<string, unknown>)[k] = v;
   }
   const client = new MixnetClient(worker, options.statsIntervalMs ?? 1000, options.onProgress ?? null);
   try {
