@@ -1,8 +1,8 @@
 // @mixnet/localnet's command line, as `npx @mixnet/localnet` runs it: the network comes
 // up, prints where, serves its localnet.json, and stops on Ctrl-C.
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -84,4 +84,21 @@ test('seed gives the same node identities and directory key on every run', async
   expect(b).toEqual(a);
   expect(c.key).not.toBe(a.key);
   expect(c.mixes).not.toEqual(a.mixes);
+});
+
+test('without a binary for the platform, @mixnet/localnet says how to build one', async () => {
+  // the package alone, where no @mixnet/localnet-<platform> package can be found
+  const dir = mkdtempSync(path.join(tmpdir(), 'localnet-nobin-'));
+  try {
+    const pkg = path.dirname(require.resolve('@mixnet/localnet/package.json'));
+    copyFileSync(path.join(pkg, 'index.js'), path.join(dir, 'index.js'));
+    writeFileSync(path.join(dir, 'package.json'), '{"type":"module"}');
+    const script = "import('./index.js').then((m) => { try { m.localnetBinary(); } catch (e) { console.log(e.message); } })";
+    const out = execFileSync(process.execPath, ['-e', script], { cwd: dir, encoding: 'utf8', env: { ...process.env, MIXNET_LOCALNET_BIN: '' } });
+    expect(out).toContain(`no prebuilt binary for ${process.platform}-${process.arch}`);
+    expect(out).toContain('cargo build --release -p localnet');
+    expect(out).toContain('MIXNET_LOCALNET_BIN');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
