@@ -46,53 +46,63 @@ export function contentCodings(value: string | null): Coding[] | null {
 }
 
 /**
- * A decoder for one coding, made on the first bytes: an empty body decodes to an empty
- * body (as in a browser; `DecompressionStream` would call it truncated), and for
- * `deflate`, which is meant to be zlib-wrapped but which servers also send raw, the
- * first two bytes say which (browsers accept both).
+ * `input` decoded from one coding, pulled as the reader asks (a small compressed body
+ * can inflate a thousandfold: nothing is decoded ahead of demand). The decoder is made
+ * on the first bytes: an empty body decodes to an empty body (as in a browser;
+ * `DecompressionStream` would call it truncated), and for `deflate`, meant to be
+ * zlib-wrapped but also sent raw, the first two bytes say which (browsers accept both).
  */
-function decoder(coding: Coding): TransformStream<Uint8Array, Uint8Array> {
-  let inner: { writer: WritableStreamDefaultWriter<Uint8Array>; pump: Promise<void> } | null = null;
-  let head: Uint8Array = new Uint8Array(0);
-  const open = (controller: TransformStreamDefaultController<Uint8Array>) => {
-    let format: CompressionFormat = 'gzip';
-    if (coding === 'deflate') {
-      const [cmf = 0, flg = 0] = head;
-      const zlib = (cmf & 0x0f) === 8 && cmf >> 4 <= 7 && ((cmf << 8) | flg) % 31 === 0;
-      format = zlib ? 'deflate' : 'deflate-raw';
+function decodeStage(input: ReadableStream<Uint8Array>, coding: Coding): ReadableStream<Uint8Array> {
+  const source = input.getReader();
+  let out: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  const open = async (): Promise<ReadableStreamDefaultReader<Uint8Array> | null> => {
+    let head: Uint8Array = new Uint8Array(0);
+    let ended = false;
+    while (head.length < 2 && !ended) {
+      const r = await source.read();
+      if (r.done) ended = true;
+      else head = concat(head, r.value);
     }
-    const ds = new DecompressionStream(format);
-    const reader = ds.readable.getReader();
-    const pump = (async () => {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return;
-        controller.enqueue(value);
-      }
-    })();
-    pump.catch(() => {}); // surfaces through the writer, and in flush
+    if (head.length === 0) return null;
+    const [cmf = 0, flg = 0] = head;
+    const zlib = (cmf & 0x0f) === 8 && cmf >> 4 <= 7 && ((cmf << 8) | flg) % 31 === 0;
+    const format: CompressionFormat = coding === 'gzip' ? 'gzip' : zlib ? 'deflate' : 'deflate-raw';
+    // the bytes read ahead, then the rest of the body, on demand
+    const replay = new ReadableStream<Uint8Array>(
+      {
+        start(c) {
+          c.enqueue(head);
+          if (ended) c.close();
+        },
+        async pull(c) {
+          const r = await source.read();
+          if (r.done) c.close();
+          else c.enqueue(r.value);
+        },
+        cancel: (reason) => source.cancel(reason),
+      },
+      { highWaterMark: 0 },
+    );
     // (the DOM types want an ArrayBuffer-backed view; ours are)
-    inner = { writer: ds.writable.getWriter() as WritableStreamDefaultWriter<Uint8Array>, pump };
-    return inner;
+    return replay.pipeThrough(new DecompressionStream(format) as unknown as TransformStream<Uint8Array, Uint8Array>).getReader();
   };
-  const need = coding === 'deflate' ? 2 : 1;
-  return new TransformStream<Uint8Array, Uint8Array>({
-    async transform(chunk, controller) {
-      if (inner !== null) return inner.writer.write(chunk);
-      head = concat(head, chunk);
-      if (head.length >= need) await open(controller).writer.write(head);
+  let opened = false;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (!opened) {
+          opened = true;
+          out = await open();
+        }
+        if (out === null) return controller.close();
+        const r = await out.read();
+        if (r.done) controller.close();
+        else controller.enqueue(r.value);
+      },
+      cancel: (reason) => (out ? out.cancel(reason) : source.cancel(reason)),
     },
-    async flush(controller) {
-      let d = inner;
-      if (d === null) {
-        if (head.length === 0) return;
-        d = open(controller);
-        await d.writer.write(head);
-      }
-      await d.writer.close();
-      await d.pump;
-    },
-  });
+    { highWaterMark: 0 },
+  );
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -110,7 +120,7 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 export function decodeBody(body: ReadableStream<Uint8Array>, codings: Coding[]): ReadableStream<Uint8Array> {
   let decoded = body;
   for (const c of [...codings].reverse()) {
-    decoded = decoded.pipeThrough(decoder(c));
+    decoded = decodeStage(decoded, c);
   }
   const reader = decoded.getReader();
   const name = codings.join(', ');
