@@ -18,6 +18,7 @@ use mixnet_core::address::{Recipient, encode_key};
 use mixnet_core::message::{MessengerConfig, RouteMode};
 use mixnet_core::mix::ReplayConfig;
 use mixnet_core::policy::ExitPolicy;
+use mixnet_core::sphinx::NodeAddress;
 use mixnet_core::topology::Role;
 use mixnet_core::topology::{Topology, WebTransportEndpoint};
 use nodenet::directory::DirectoryClient;
@@ -265,10 +266,39 @@ impl Localnet {
             gateway_configs.push(gc);
         }
         let net = Self { directory, mixes, gateways, gateway_configs, blackholes: Vec::new(), config, _tmp: tmp };
-        net.wait_for_topology(|t| t.mixes.len() == net.live_mixes() && t.gateways.len() == 2, Duration::from_secs(20))
+        let topology = net
+            .wait_for_topology(|t| t.mixes.len() == net.live_mixes() && t.gateways.len() == 2, Duration::from_secs(20))
             .await
             .map_err(|_| StartError::Directory("not every node appeared in the topology within 20 s".into()))?;
+        net.wait_for_nodes_to_learn(&topology, Duration::from_secs(20)).await?;
         Ok(net)
+    }
+
+    /// Waits until every running node has fetched `topology` (its links know every
+    /// node and admit their keys), so a caller's first packet is not dropped as for an
+    /// unknown peer or refused on a link from a key the node has not yet learned.
+    async fn wait_for_nodes_to_learn(&self, topology: &Topology, timeout: Duration) -> Result<(), StartError> {
+        let addresses: Vec<NodeAddress> = topology
+            .mixes
+            .iter()
+            .map(|m| NodeAddress(m.identity.0))
+            .chain(topology.gateways.iter().map(|g| NodeAddress(g.identity.0)))
+            .collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut links =
+                self.mixes.iter().flatten().map(|m| &m.links).chain(self.gateways.iter().flatten().map(|g| &g.links));
+            if links.all(|l| addresses.iter().all(|a| l.knows(a))) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StartError::Directory(format!(
+                    "not every node fetched the complete topology within {} s",
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn live_mixes(&self) -> usize {
