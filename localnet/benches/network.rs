@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use localnet::client::Client;
 use localnet::{Localnet, LocalnetConfig};
 use mix_node::directory::{self, AllowedNode, DirectoryConfig};
 use mix_node::mix::{self, MixConfig};
+use mixnet_client::Client;
 use mixnet_core::address::encode_key;
 use mixnet_core::message::RouteMode;
 use mixnet_core::mix::{NodeKeys, ReplayConfig};

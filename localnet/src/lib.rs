@@ -1,9 +1,9 @@
 //! The whole network on loopback, in one process: the directory, three layers of mix
 //! nodes, an entry gateway and an exit gateway, all on OS-chosen ports. Each is the
 //! same server that runs standalone from a TOML config; here they are started from
-//! code. [`client`] is a native client for tests and services.
+//! code. Clients connect with the `mixnet-client` crate (or from a browser with the
+//! worker), given [`Localnet::client_config`] or the `localnet.json` it writes.
 
-pub mod client;
 pub mod origin;
 pub mod publish;
 pub mod web;
@@ -26,7 +26,7 @@ use nodenet::keys::NodeIdentity;
 use serde::Serialize;
 use ws_gateway::{ExitConfig, GatewayConfig, RunningGateway};
 
-use crate::client::ClientConfig;
+use mixnet_client::ClientConfig;
 
 /// Replay filters of localnet's nodes: sized for a test network (4.8 MiB per key)
 /// rather than the servers' default (48 MiB), as eight nodes share one process.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use mixnet_core::address::Recipient;
 use serde::Serialize;
 
-use crate::client::{Client, ClientConfig, ClientError, ClientEvent};
+use mixnet_client::{Client, ClientConfig, ClientError, ClientEvent};
 
 /// Largest text kept; longer posts are refused (and told so).
 pub const MAX_POST_BYTES: usize = 16 * 1024;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use localnet::LocalnetConfig;
+use mixnet_core::address::ClientIdentity;
 use mixnet_core::message::RouteMode;
 use mixnet_core::sphinx::{self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, PacketSize, RouteNode};
 use tokio::io::AsyncWriteExt;
@@ -101,8 +102,7 @@ async fn a_restarted_gateway_delivers_what_it_stored() {
     let mut net = net(RouteMode::Fast).await;
     let mut a = client(&net, 0).await;
     let mut config = net.client_config(1);
-    config.identity_seed = Some([7; 32]);
-    config.encryption_seed = Some([8; 32]);
+    config.identity = Some(ClientIdentity::from_parts([7; 32], [8; 32]));
     let b = client_with(config.clone()).await;
     let b_address = b.address;
     drop(b); // offline

@@ -7,10 +7,10 @@
 mod common;
 
 use common::*;
-use localnet::client::Transport;
+use mixnet_client::Transport;
 use mixnet_core::message::RouteMode;
 
-fn wt_client_config(net: &localnet::Localnet, gateway: usize) -> localnet::client::ClientConfig {
+fn wt_client_config(net: &localnet::Localnet, gateway: usize) -> mixnet_client::ClientConfig {
     let mut c = net.client_config(gateway);
     c.transport = Transport::WebTransport;
     c

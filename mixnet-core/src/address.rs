@@ -57,6 +57,75 @@ pub fn encode_key(key: &[u8; 32]) -> String {
     bs58::encode(key).into_string()
 }
 
+/// A client's long-term secrets in their one portable form: 64 bytes, the identity
+/// secret then the end-to-end encryption secret, base58 in text. The browser's
+/// `generateIdentity()` makes one and the worker takes it as `identity`; the native
+/// client takes the same string (`mixnet-client --identity FILE`). Zeroized on drop.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    bytes: zeroize::Zeroizing<[u8; 64]>,
+}
+
+/// Why a string is not a client identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// Not base58.
+    #[error("identity is not base58")]
+    InvalidBase58,
+    /// Not 64 bytes.
+    #[error("identity must be 64 bytes (from generateIdentity()), not {0}")]
+    WrongLength(usize),
+}
+
+impl ClientIdentity {
+    /// A fresh identity.
+    pub fn generate<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut bytes = zeroize::Zeroizing::new([0u8; 64]);
+        rng.fill_bytes(bytes.as_mut());
+        Self { bytes }
+    }
+
+    /// From the two 32-byte secrets.
+    pub fn from_parts(identity: [u8; 32], encryption: [u8; 32]) -> Self {
+        let mut bytes = zeroize::Zeroizing::new([0u8; 64]);
+        bytes[..32].copy_from_slice(&identity);
+        bytes[32..].copy_from_slice(&encryption);
+        Self { bytes }
+    }
+
+    /// Parses the base58 form.
+    pub fn parse(s: &str) -> Result<Self, IdentityError> {
+        let decoded =
+            zeroize::Zeroizing::new(bs58::decode(s.trim()).into_vec().map_err(|_| IdentityError::InvalidBase58)?);
+        let mut bytes = zeroize::Zeroizing::new([0u8; 64]);
+        if decoded.len() != 64 {
+            return Err(IdentityError::WrongLength(decoded.len()));
+        }
+        bytes.copy_from_slice(&decoded);
+        Ok(Self { bytes })
+    }
+
+    /// The base58 form (a secret: store it as one).
+    pub fn to_base58(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(bs58::encode(self.bytes.as_ref()).into_string())
+    }
+
+    /// The identity (signing) secret and the encryption secret.
+    pub fn secrets(&self) -> (crate::sphinx::NodeSecret, crate::sphinx::NodeSecret) {
+        let mut a = zeroize::Zeroizing::new([0u8; 32]);
+        let mut b = zeroize::Zeroizing::new([0u8; 32]);
+        a.copy_from_slice(&self.bytes[..32]);
+        b.copy_from_slice(&self.bytes[32..]);
+        (crate::sphinx::NodeSecret::from_bytes(*a), crate::sphinx::NodeSecret::from_bytes(*b))
+    }
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientIdentity(..)")
+    }
+}
+
 impl Recipient {
     /// The Sphinx destination address.
     pub fn destination(&self) -> DestinationAddress {
@@ -124,5 +193,19 @@ mod tests {
         assert_eq!(bad.parse::<Recipient>(), Err(AddressError::InvalidBase58 { part: "gateway key" }));
         let short = format!("{}.{}@{}", encode_key(&[1; 32]), "2222", encode_key(&[3; 32]));
         assert!(matches!(short.parse::<Recipient>(), Err(AddressError::WrongLength { part: "encryption key", .. })));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn identity_round_trips_and_refuses_other_lengths() {
+        use rand_core::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let id = ClientIdentity::generate(&mut rng);
+        let again = ClientIdentity::parse(&format!("{}\n", id.to_base58().as_str())).unwrap();
+        let ((a, b), (c, d)) = (id.secrets(), again.secrets());
+        assert_eq!((a.public_key(), b.public_key()), (c.public_key(), d.public_key()));
+        assert_ne!(a.public_key(), b.public_key());
+        assert_eq!(ClientIdentity::parse(&encode_key(&[1; 32])).unwrap_err(), IdentityError::WrongLength(32));
+        assert_eq!(ClientIdentity::parse("0OIl").unwrap_err(), IdentityError::InvalidBase58);
+        assert_eq!(format!("{id:?}"), "ClientIdentity(..)");
     }
 }

@@ -153,6 +153,12 @@ pub enum TopologyError {
     /// A gateway the caller asked for is not in the topology.
     #[error("gateway {0} is not in the topology")]
     UnknownGateway(Key32),
+    /// The gateway the caller asked for does not offer the client's transport.
+    #[error("gateway {0} offers no {1}")]
+    GatewayLacks(Key32, &'static str),
+    /// No gateway offers the client's transport.
+    #[error("no gateway offers {0}")]
+    NoGatewayOffers(&'static str),
     /// A key in the input is malformed.
     #[error(transparent)]
     Key(#[from] AddressError),
@@ -241,6 +247,28 @@ impl Topology {
     /// The gateway with this identity.
     pub fn gateway(&self, identity: &[u8; 32]) -> Option<&Gateway> {
         self.gateways.iter().find(|g| &g.identity.0 == identity)
+    }
+
+    /// The gateway a client connects to: `wanted` (a base58 identity) if given, which
+    /// must offer the client's `transport` (as `offers` judges), else the first gateway
+    /// that offers it. The browser and the native client both choose through this.
+    pub fn choose_gateway(
+        &self,
+        wanted: Option<&str>,
+        transport: &'static str,
+        offers: impl Fn(&Gateway) -> bool,
+    ) -> Result<&Gateway, TopologyError> {
+        match wanted {
+            Some(id) => {
+                let key = decode_key(id, "gateway")?;
+                let g = self.gateway(&key).ok_or(TopologyError::UnknownGateway(Key32(key)))?;
+                if !offers(g) {
+                    return Err(TopologyError::GatewayLacks(g.identity, transport));
+                }
+                Ok(g)
+            }
+            None => self.gateways.iter().find(|g| offers(g)).ok_or(TopologyError::NoGatewayOffers(transport)),
+        }
     }
 
     /// The `host:port` other nodes use to reach the node with this address.

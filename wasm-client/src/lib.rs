@@ -19,7 +19,7 @@ use ed25519_dalek::VerifyingKey;
 use gloo_timers::callback::{Interval, Timeout};
 use js::{error, set};
 use js_sys::{Array, Function, Object, Uint8Array};
-use mixnet_core::address::{Recipient, encode_key};
+use mixnet_core::address::{ClientIdentity, Recipient, encode_key};
 use mixnet_core::client::{Client, ClientEvent, ConnectionState, PacketKind};
 use mixnet_core::message::{RouteMode, SenderTag};
 use mixnet_core::sphinx::NodeSecret;
@@ -99,20 +99,9 @@ async fn fetch_topology(directory: &str, key: &VerifyingKey) -> Result<Topology,
 type GatewayEntry = ([u8; 32], [u8; 32], Option<String>, Option<WebTransportEndpoint>);
 
 fn pick_gateway(t: &Topology, wanted: Option<&str>) -> Result<GatewayEntry, String> {
-    let g = match wanted {
-        Some(id) => {
-            let key = mixnet_core::address::decode_key(id, "gateway").map_err(|e| e.to_string())?;
-            t.gateway(&key).ok_or_else(|| format!("gateway {id} is not in the topology"))?
-        }
-        None => t
-            .gateways
-            .iter()
-            .find(|g| g.client_ws.is_some() || g.client_wt.is_some())
-            .ok_or("no gateway offers WebSocket or WebTransport")?,
-    };
-    if g.client_ws.is_none() && g.client_wt.is_none() {
-        return Err("the gateway offers neither WebSocket nor WebTransport".into());
-    }
+    let g = t
+        .choose_gateway(wanted, "WebSocket or WebTransport", |g| g.client_ws.is_some() || g.client_wt.is_some())
+        .map_err(|e| e.to_string())?;
     Ok((g.identity.0, g.noise_key.0, g.client_ws.clone(), g.client_wt.clone()))
 }
 
@@ -544,21 +533,11 @@ impl MixnetClient {
         let (gateway, gateway_key, gateway_ws, gateway_wt) =
             pick_gateway(&topology, o.gateway.as_deref()).map_err(directory_error)?;
         let mut rng = seeded_rng();
-        let (signing, encryption) = match &o.identity {
-            Some(s) => {
-                let bytes =
-                    zeroize::Zeroizing::new(bs58::decode(s).into_vec().map_err(|_| invalid("identity is not base58"))?);
-                if bytes.len() != 64 {
-                    return Err(invalid("identity must be 64 bytes (from generateIdentity())"));
-                }
-                let mut a = zeroize::Zeroizing::new([0u8; 32]);
-                let mut b = zeroize::Zeroizing::new([0u8; 32]);
-                a.copy_from_slice(&bytes[..32]);
-                b.copy_from_slice(&bytes[32..]);
-                (NodeSecret::from_bytes(*a), NodeSecret::from_bytes(*b))
-            }
-            None => (NodeSecret::random(&mut rng), NodeSecret::random(&mut rng)),
+        let identity = match &o.identity {
+            Some(s) => ClientIdentity::parse(s).map_err(|e| invalid(e.to_string()))?,
+            None => ClientIdentity::generate(&mut rng),
         };
+        let (signing, encryption) = identity.secrets();
         let mut client =
             Client::new(o.messenger(), o.loopix(), signing, encryption, gateway, gateway_key, rng, seeded_rng());
         client.set_routes(Routes::new(topology.clone()).map_err(directory_error)?);

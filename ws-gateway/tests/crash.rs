@@ -12,9 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use localnet::client::{Client, ClientConfig, ClientEvent};
 use mix_node::directory::{self, AllowedNode, DirectoryConfig};
-use mixnet_core::address::encode_key;
+use mixnet_client::{Client, ClientConfig, ClientEvent};
+use mixnet_core::address::{ClientIdentity, encode_key};
 use mixnet_core::message::{MessengerConfig, RouteMode};
 use mixnet_core::sphinx::{self, Delay, Destination, DestinationAddress, NodeAddress, NodeKey, PacketSize, RouteNode};
 use mixnet_core::topology::Role;
@@ -81,8 +81,7 @@ fn client_config(dir: &str, key: &str, gateway: &str, seed: u8) -> ClientConfig 
     let mut c = ClientConfig::new(dir, key);
     c.gateway = Some(gateway.to_owned());
     c.messenger = MessengerConfig { mode: RouteMode::Fast, ..MessengerConfig::default() };
-    c.identity_seed = Some([seed; 32]);
-    c.encryption_seed = Some([seed + 100; 32]);
+    c.identity = Some(ClientIdentity::from_parts([seed; 32], [seed + 100; 32]));
     c.topology_refresh = Duration::from_millis(500);
     c
 }

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use localnet::client::{Client, ClientConfig};
 use localnet::{Localnet, LocalnetConfig};
+use mixnet_client::{Client, ClientConfig};
 use mixnet_core::message::RouteMode;
 
 pub const WAIT: Duration = Duration::from_secs(60);

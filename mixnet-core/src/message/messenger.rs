@@ -419,6 +419,13 @@ impl<R: CryptoRng> Messenger<R> {
         !self.raw.is_empty() || ((!self.queue.is_empty() || !self.background.is_empty()) && self.routes.is_some())
     }
 
+    /// Whether acknowledgements of replies received are waiting for their batch
+    /// (see [`MessengerConfig::reply_ack_delay`]): a client that stops now leaves its
+    /// repliers retransmitting.
+    pub fn owes_acks(&self) -> bool {
+        !self.pending_acks.is_empty()
+    }
+
     /// Messages sent but not yet acknowledged or failed.
     pub fn in_flight(&self) -> usize {
         self.outbound.len()

@@ -24,6 +24,16 @@ pub(crate) enum Target {
     Wt(WebTransportEndpoint),
 }
 
+impl Transport {
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WebSocket => "WebSocket",
+            Self::WebTransport => "WebTransport",
+        }
+    }
+}
+
 impl Target {
     pub(crate) fn of(g: &Gateway, transport: Transport) -> Result<Self, String> {
         match transport {

@@ -1,10 +1,18 @@
-//! A native mixnet client: the core's `Messenger`, `ClientSession` and `Streams`
-//! driven over a real WebSocket with tokio. Used by the integration tests, by
-//! services running on localnet, and as a reference for the browser driver.
+//! The native mixnet client: the core's `Client` (messenger, session, Loopix
+//! traffic) and its exit `Streams`, driven over a gateway's WebSocket or WebTransport
+//! with tokio. The Rust SDK: [`Client::connect`], then [`Client::send`] /
+//! [`Client::recv`] for messages, [`Client::reply`] for anonymous answers through
+//! SURBs, and [`Client::open_stream`] for a TCP connection made by an exit
+//! (`AsyncRead + AsyncWrite`). The `mixnet-client` binary wraps it: `send`, `listen`
+//! and `socks5`, a SOCKS5/SOCKS4a proxy whose CONNECTs become exit streams
+//! ([`socks`]).
 //!
-//! It sends real packets as soon as they are built (no Poisson streams or cover
-//! traffic: that is the browser client's job).
+//! By default it sends real packets as soon as they are built, with no cover traffic
+//! ([`LoopixConfig::immediate`]: what tests and services want); set
+//! [`ClientConfig::loopix`] to `LoopixConfig::default()` for the Loopix rates the
+//! browser client uses.
 
+pub mod socks;
 mod transport;
 
 use std::collections::HashMap;
@@ -12,10 +20,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use mixnet_core::address::Recipient;
-use mixnet_core::client::{Client as CoreClient, ClientEvent as CoreEvent, ConnectionState, LoopixConfig};
+use mixnet_core::address::{ClientIdentity, Recipient};
+pub use mixnet_core::client::LoopixConfig;
+use mixnet_core::client::{Client as CoreClient, ClientEvent as CoreEvent, ConnectionState};
 use mixnet_core::message::{MessageId, MessengerConfig, MessengerStats, ReceivedMessage, SenderTag};
-use mixnet_core::sphinx::NodeSecret;
 use mixnet_core::stream::{StreamEvent, StreamId, Streams};
 use mixnet_core::topology::{Freshness, Routes, Topology, directory_key};
 use nodenet::directory::DirectoryClient;
@@ -45,10 +53,9 @@ pub struct ClientConfig {
     pub loopix: LoopixConfig,
     /// How often the topology is re-fetched.
     pub topology_refresh: Duration,
-    /// 32-byte seed of the long-term identity (random if unset).
-    pub identity_seed: Option<[u8; 32]>,
-    /// 32-byte X25519 encryption secret (random if unset).
-    pub encryption_seed: Option<[u8; 32]>,
+    /// The long-term identity: the address and the gateway inbox across runs (random
+    /// if unset). The same 64-byte form as the browser's `generateIdentity()`.
+    pub identity: Option<ClientIdentity>,
 }
 
 impl ClientConfig {
@@ -62,8 +69,7 @@ impl ClientConfig {
             messenger: MessengerConfig::default(),
             loopix: LoopixConfig::immediate(),
             topology_refresh: Duration::from_secs(30),
-            identity_seed: None,
-            encryption_seed: None,
+            identity: None,
         }
     }
 }
@@ -97,7 +103,12 @@ enum Cmd {
     Open(Recipient, String, u16, oneshot::Sender<Result<MixStream, ClientError>>),
     Write(StreamId, Vec<u8>),
     Close(StreamId),
+    /// The application dropped the stream before both directions finished.
+    Reset(StreamId),
     Stats(oneshot::Sender<MessengerStats>),
+    Exits(oneshot::Sender<Vec<Recipient>>),
+    /// Answered once nothing waits to be sent (packets, owed acknowledgements).
+    Drain(oneshot::Sender<()>),
 }
 
 /// What the application hears.
@@ -119,7 +130,7 @@ pub enum ClientEvent {
 pub struct Client {
     /// Our address.
     pub address: Recipient,
-    cmd: mpsc::UnboundedSender<Cmd>,
+    handle: ClientHandle,
     events: mpsc::UnboundedReceiver<ClientEvent>,
     /// Events read while waiting for something else, so `recv` and `delivered`
     /// do not lose each other's events.
@@ -141,26 +152,17 @@ async fn fetch_topology(dir: &DirectoryClient, freshness: &mut Freshness) -> Res
     Ok(t)
 }
 
+/// The gateway's identity, its Noise key and where to connect.
 fn pick_gateway(
     t: &Topology,
     wanted: Option<&str>,
     transport: Transport,
-) -> Result<(Recipient, [u8; 32], Target), ClientError> {
-    let g = match wanted {
-        Some(id) => {
-            let key =
-                mixnet_core::address::decode_key(id, "gateway").map_err(|e| ClientError::NoGateway(e.to_string()))?;
-            t.gateway(&key).ok_or_else(|| ClientError::NoGateway(format!("{id} is not in the topology")))?
-        }
-        None => t
-            .gateways
-            .iter()
-            .find(|g| Target::of(g, transport).is_ok())
-            .ok_or_else(|| ClientError::NoGateway(format!("no gateway offers {transport:?}")))?,
-    };
+) -> Result<([u8; 32], [u8; 32], Target), ClientError> {
+    let g = t
+        .choose_gateway(wanted, transport.name(), |g| Target::of(g, transport).is_ok())
+        .map_err(|e| ClientError::NoGateway(e.to_string()))?;
     let target = Target::of(g, transport).map_err(ClientError::NoGateway)?;
-    let placeholder = Recipient { identity: [0; 32], encryption: [0; 32], gateway: g.identity.0 };
-    Ok((placeholder, g.noise_key.0, target))
+    Ok((g.identity.0, g.noise_key.0, target))
 }
 
 impl Client {
@@ -170,30 +172,24 @@ impl Client {
         let dir = DirectoryClient::new(&config.directory, key);
         let mut freshness = Freshness::new();
         let topology = fetch_topology(&dir, &mut freshness).await?;
-        let (gw, gateway_key, _) = pick_gateway(&topology, config.gateway.as_deref(), config.transport)?;
+        let (gateway, gateway_key, _) = pick_gateway(&topology, config.gateway.as_deref(), config.transport)?;
         let mut rng = nodenet::os_rng();
-        let seed = config.identity_seed.unwrap_or_else(|| {
-            let mut s = [0u8; 32];
-            rng.fill_bytes(&mut s);
-            s
-        });
-        let signing = NodeSecret::from_bytes(seed);
-        let encryption = NodeSecret::from_bytes(config.encryption_seed.unwrap_or_else(|| {
-            let mut s = [0u8; 32];
-            rng.fill_bytes(&mut s);
-            s
-        }));
+        let (signing, encryption) = match &config.identity {
+            Some(id) => id.secrets(),
+            None => ClientIdentity::generate(&mut rng).secrets(),
+        };
         let mut client = CoreClient::new(
             config.messenger.clone(),
             config.loopix.clone(),
             signing,
             encryption,
-            gw.gateway,
+            gateway,
             gateway_key,
             nodenet::os_rng(),
             nodenet::os_rng(),
         );
-        client.set_routes(Routes::new(topology.clone()).map_err(|e| ClientError::Directory(e.to_string()))?);
+        let exits = topology.exits().map(|(_, r)| r).collect();
+        client.set_routes(Routes::new(topology).map_err(|e| ClientError::Directory(e.to_string()))?);
         let address = client.self_address();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
@@ -203,12 +199,14 @@ impl Client {
             freshness,
             rng,
             client,
+            exits,
             streams: Streams::default(),
             stream_tx: HashMap::new(),
             pending_open: HashMap::new(),
             events: ev_tx,
             start: tokio::time::Instant::now(),
             cmd_loopback: cmd_tx.clone(),
+            drain_waiters: Vec::new(),
         };
         let task = tokio::spawn(driver.run(cmd_rx));
         // wait for the first authentication
@@ -245,7 +243,7 @@ impl Client {
         });
         Ok(Self {
             address,
-            cmd: cmd_tx,
+            handle: ClientHandle { cmd: cmd_tx },
             events: replay_rx,
             received: Default::default(),
             outcomes: HashMap::new(),
@@ -253,30 +251,44 @@ impl Client {
         })
     }
 
-    async fn ask<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd.send(f(tx)).map_err(|_| ClientError::Stopped)?;
-        rx.await.map_err(|_| ClientError::Stopped)
+    /// A handle for sending and opening streams from other tasks.
+    pub fn handle(&self) -> ClientHandle {
+        self.handle.clone()
     }
 
     /// Sends `data` to `to`, attaching `reply_surbs` SURBs for an anonymous answer.
     pub async fn send(&self, to: Recipient, data: Vec<u8>, reply_surbs: u16) -> Result<MessageId, ClientError> {
-        self.ask(|tx| Cmd::Send(to, data, reply_surbs, tx)).await?
+        self.handle.send(to, data, reply_surbs).await
     }
 
     /// Answers an anonymous sender through its SURBs.
     pub async fn reply(&self, tag: SenderTag, data: Vec<u8>) -> Result<MessageId, ClientError> {
-        self.ask(|tx| Cmd::Reply(tag, data, tx)).await?
+        self.handle.reply(tag, data).await
     }
 
     /// Opens a TCP stream to `host:port` through `exit`.
     pub async fn open_stream(&self, exit: Recipient, host: &str, port: u16) -> Result<MixStream, ClientError> {
-        self.ask(|tx| Cmd::Open(exit, host.to_owned(), port, tx)).await?
+        self.handle.open_stream(exit, host, port).await
+    }
+
+    /// The exits the topology in force offers (addresses of their services).
+    pub async fn exits(&self) -> Result<Vec<Recipient>, ClientError> {
+        self.handle.exits().await
     }
 
     /// The messenger's counters.
     pub async fn stats(&self) -> Result<MessengerStats, ClientError> {
-        self.ask(Cmd::Stats).await
+        self.handle.stats().await
+    }
+
+    /// Stops gracefully: waits (at most `timeout`) until every packet built so far has
+    /// gone to the gateway and the acknowledgements we owe for replies received have
+    /// left, so no replier is left retransmitting to a client that is gone.
+    pub async fn close(self, timeout: Duration) -> Result<(), ClientError> {
+        match tokio::time::timeout(timeout, self.handle.ask(Cmd::Drain)).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Connect(format!("packets still waiting to be sent after {timeout:?}"))),
+        }
     }
 
     /// The next event (messages and outcomes already buffered by `recv` /
@@ -327,6 +339,46 @@ impl Client {
     }
 }
 
+/// A cloneable handle on a running [`Client`]: sends, replies and opens streams from
+/// any task (events and received messages stay with the `Client`).
+#[derive(Clone)]
+pub struct ClientHandle {
+    cmd: mpsc::UnboundedSender<Cmd>,
+}
+
+impl ClientHandle {
+    async fn ask<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(f(tx)).map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Sends `data` to `to`, attaching `reply_surbs` SURBs for an anonymous answer.
+    pub async fn send(&self, to: Recipient, data: Vec<u8>, reply_surbs: u16) -> Result<MessageId, ClientError> {
+        self.ask(|tx| Cmd::Send(to, data, reply_surbs, tx)).await?
+    }
+
+    /// Answers an anonymous sender through its SURBs.
+    pub async fn reply(&self, tag: SenderTag, data: Vec<u8>) -> Result<MessageId, ClientError> {
+        self.ask(|tx| Cmd::Reply(tag, data, tx)).await?
+    }
+
+    /// Opens a TCP stream to `host:port` through `exit`.
+    pub async fn open_stream(&self, exit: Recipient, host: &str, port: u16) -> Result<MixStream, ClientError> {
+        self.ask(|tx| Cmd::Open(exit, host.to_owned(), port, tx)).await?
+    }
+
+    /// The exits the topology in force offers (addresses of their services).
+    pub async fn exits(&self) -> Result<Vec<Recipient>, ClientError> {
+        self.ask(Cmd::Exits).await
+    }
+
+    /// The messenger's counters.
+    pub async fn stats(&self) -> Result<MessengerStats, ClientError> {
+        self.ask(Cmd::Stats).await
+    }
+}
+
 enum StreamItem {
     Data(Vec<u8>),
     End(Option<String>),
@@ -340,6 +392,16 @@ pub struct MixStream {
     buf: Vec<u8>,
     pos: usize,
     done: bool,
+    /// Our write side was shut down.
+    shut: bool,
+}
+
+impl Drop for MixStream {
+    fn drop(&mut self) {
+        if !(self.done && self.shut) {
+            let _ = self.cmd.send(Cmd::Reset(self.id));
+        }
+    }
 }
 
 impl AsyncRead for MixStream {
@@ -383,8 +445,11 @@ impl AsyncWrite for MixStream {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let _ = self.cmd.send(Cmd::Close(self.id));
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if !self.shut {
+            self.shut = true;
+            let _ = self.cmd.send(Cmd::Close(self.id));
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -395,6 +460,8 @@ struct Driver {
     freshness: Freshness,
     rng: ChaCha20Rng,
     client: CoreClient<ChaCha20Rng>,
+    /// The exits of the topology in force.
+    exits: Vec<Recipient>,
     streams: Streams,
     stream_tx: HashMap<StreamId, mpsc::UnboundedSender<StreamItem>>,
     pending_open: HashMap<StreamId, (oneshot::Sender<Result<MixStream, ClientError>>, MixStream)>,
@@ -402,11 +469,21 @@ struct Driver {
     start: tokio::time::Instant,
     /// Given to streams so their writes reach this driver.
     cmd_loopback: mpsc::UnboundedSender<Cmd>,
+    /// `Client::close` calls waiting for everything to leave.
+    drain_waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl Driver {
     fn now(&self) -> mixnet_core::time::Instant {
         nodenet::core_now(self.start)
+    }
+
+    fn set_topology(&mut self, topology: Topology) {
+        let exits = topology.exits().map(|(_, r)| r).collect();
+        if let Ok(r) = Routes::new(topology) {
+            self.client.set_routes(r);
+            self.exits = exits;
+        }
     }
 
     fn deadline(&self) -> Option<tokio::time::Instant> {
@@ -457,9 +534,7 @@ impl Driver {
                 }
             };
             self.client.set_gateway_key(key);
-            if let Ok(r) = Routes::new(topology) {
-                self.client.set_routes(r);
-            }
+            self.set_topology(topology);
             let result = match Conn::open(&target).await {
                 Ok(conn) => self.session(conn, &mut cmds).await,
                 Err(e) => Err(e),
@@ -486,6 +561,12 @@ impl Driver {
                 conn.send(m).await?;
             }
             self.pump_events();
+            let m = self.client.messenger();
+            if !self.drain_waiters.is_empty() && !m.has_queued() && !m.owes_acks() {
+                for w in self.drain_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
             if self.client.state() == ConnectionState::Disconnected {
                 return Err("session ended".into());
             }
@@ -501,10 +582,8 @@ impl Driver {
                     None => return Ok(()),
                 },
                 _ = refresh.tick() => {
-                    if let Ok(t) = fetch_topology(&self.dir, &mut self.freshness).await
-                        && let Ok(r) = Routes::new(t)
-                    {
-                        self.client.set_routes(r);
+                    if let Ok(t) = fetch_topology(&self.dir, &mut self.freshness).await {
+                        self.set_topology(t);
                     }
                 }
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
@@ -530,8 +609,15 @@ impl Driver {
                     Ok(_) => {
                         let (tx, rx) = mpsc::unbounded_channel();
                         self.stream_tx.insert(id, tx);
-                        let stream =
-                            MixStream { id, cmd: self.cmd_loopback.clone(), rx, buf: Vec::new(), pos: 0, done: false };
+                        let stream = MixStream {
+                            id,
+                            cmd: self.cmd_loopback.clone(),
+                            rx,
+                            buf: Vec::new(),
+                            pos: 0,
+                            done: false,
+                            shut: false,
+                        };
                         self.pending_open.insert(id, (reply, stream));
                     }
                     Err(e) => {
@@ -549,9 +635,17 @@ impl Driver {
             Cmd::Close(id) => {
                 let _ = self.streams.close(self.client.messenger_mut(), now, id);
             }
+            Cmd::Reset(id) => {
+                self.stream_tx.remove(&id);
+                let _ = self.streams.reset(self.client.messenger_mut(), now, id, "closed by the application");
+            }
             Cmd::Stats(reply) => {
                 let _ = reply.send(self.client.stats().messenger);
             }
+            Cmd::Exits(reply) => {
+                let _ = reply.send(self.exits.clone());
+            }
+            Cmd::Drain(reply) => self.drain_waiters.push(reply),
         }
         self.client.flush(now);
     }
