@@ -11,7 +11,6 @@ pub mod web;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mix_node::StartError;
 use mix_node::directory::{self, AllowedNode, DirectoryConfig, RunningDirectory};
 use mix_node::mix::{self, MixConfig, RunningMix};
 use mixnet_core::address::{Recipient, encode_key};
@@ -23,6 +22,7 @@ use mixnet_core::topology::Role;
 use mixnet_core::topology::{Topology, WebTransportEndpoint};
 use nodenet::directory::DirectoryClient;
 use nodenet::keys::NodeIdentity;
+use nodenet::node::StartError;
 use serde::Serialize;
 use ws_gateway::{ExitConfig, GatewayConfig, RunningGateway};
 

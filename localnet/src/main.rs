@@ -80,7 +80,7 @@ async fn terminated() {
 
 #[tokio::main]
 async fn main() {
-    mix_node::cli::init_tracing("warn");
+    nodenet::node::cli::init_tracing("warn");
     let cli = Cli::parse();
     let config = LocalnetConfig {
         mode: match cli.mode {

@@ -32,7 +32,7 @@ use nodenet::keys::NodeIdentity;
 use nodenet::metrics::{Counter, Exposition};
 use serde::Deserialize;
 
-use crate::StartError;
+use nodenet::node::StartError;
 
 /// Directory configuration (TOML).
 #[derive(Debug, Clone, Deserialize)]
@@ -399,7 +399,7 @@ pub async fn start(config: DirectoryConfig) -> Result<RunningDirectory, StartErr
         tracing::warn!("the allowlist is empty: no node can register (add [[allow]] entries)");
     }
     let genesis_ms = genesis(config.data_dir.as_deref()).map_err(StartError::Keys)?;
-    let listener = crate::bind(&config.listen).await?;
+    let listener = nodenet::node::bind(&config.listen).await?;
     let addr = listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen.clone(), error })?;
     let empty = Topology { epoch: 1, valid_until_ms: 0, mixes: vec![], gateways: vec![] };
     let shared = Arc::new(Shared {

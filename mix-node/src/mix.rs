@@ -31,7 +31,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::StartError;
+use nodenet::node::StartError;
 
 /// Mix node configuration (TOML).
 #[derive(Debug, Clone, Deserialize)]
@@ -92,7 +92,7 @@ impl Default for MixConfig {
 impl MixConfig {
     /// Checks the limits (a zero queue cannot carry anything).
     pub fn validate(&self) -> Result<(), StartError> {
-        crate::require_positive(&[
+        nodenet::node::require_positive(&[
             ("worker_queue", self.worker_queue as u64),
             ("link_queue", self.link_queue as u64),
             ("max_queue", self.max_queue as u64),
@@ -337,13 +337,13 @@ async fn scheduler(mut mix: Mix, mut rx: mpsc::Receiver<ProcessResult>, links: L
 
 /// Starts a mix node: registers with the directory, then serves.
 pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
-    crate::require_directory(&config.directory, &config.directory_key)?;
+    nodenet::node::require_directory(&config.directory, &config.directory_key)?;
     config.validate()?;
     let identity = NodeIdentity::load_or_create(config.data_dir.as_deref()).map_err(StartError::Keys)?;
     let address = identity.address();
     let noise = identity.noise.clone();
     let dir_key = topology::directory_key(&config.directory_key).map_err(|e| StartError::Config(e.to_string()))?;
-    let listener = crate::bind(&config.listen).await?;
+    let listener = nodenet::node::bind(&config.listen).await?;
     let mix_addr = listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen.clone(), error })?;
     let identity = Arc::new(Mutex::new(identity));
     let template = NodeDescriptor {
@@ -404,7 +404,7 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
     ));
     let mut metrics_addr = None;
     if let Some(m) = &config.metrics_listen {
-        let l = crate::bind(m).await?;
+        let l = nodenet::node::bind(m).await?;
         metrics_addr = l.local_addr().ok();
         let (metrics, links) = (metrics.clone(), links.clone());
         let app = Router::new().route("/metrics", get(move || async move { metrics.render(links.queued()) }));

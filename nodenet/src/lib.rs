@@ -1,11 +1,13 @@
 //! What every node process needs: Noise links to other nodes ([`link`]), key files
-//! ([`keys`]), the directory client ([`directory`]) and Prometheus metrics ([`metrics`]).
+//! ([`keys`]), the directory client ([`directory`]), Prometheus metrics ([`metrics`])
+//! and what a node process does at start ([`node`]: start errors, config, listeners).
 
 pub mod directory;
 pub mod keys;
 pub mod link;
 pub mod membership;
 pub mod metrics;
+pub mod node;
 pub mod replay;
 
 use rand_chacha::ChaCha20Rng;

@@ -23,7 +23,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mix_node::StartError;
 use mixnet_core::address::Recipient;
 use mixnet_core::exit::ExitLimits;
 use mixnet_core::gateway::GatewayConfig as CoreConfig;
@@ -37,6 +36,7 @@ use nodenet::keys::NodeIdentity;
 use nodenet::link::{LinkStats, Links};
 use nodenet::membership::Membership;
 use nodenet::metrics::Counter;
+use nodenet::node::StartError;
 use nodenet::replay::ReplayKeeper;
 use serde::Deserialize;
 
@@ -111,7 +111,7 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     /// The core's configuration, limits checked (a zero bound cannot carry anything).
     pub fn core(&self) -> Result<CoreConfig, StartError> {
-        mix_node::require_positive(&[
+        nodenet::node::require_positive(&[
             ("rate_per_sec", u64::from(self.rate_per_sec)),
             ("burst", u64::from(self.burst)),
             ("link_queue", self.link_queue as u64),
@@ -282,7 +282,7 @@ fn exit_identity(dir: Option<&std::path::Path>) -> Result<NodeIdentity, StartErr
 
 /// Starts a gateway: registers with the directory, then serves.
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> {
-    mix_node::require_directory(&config.directory, &config.directory_key)?;
+    nodenet::node::require_directory(&config.directory, &config.directory_key)?;
     let identity = NodeIdentity::load_or_create(config.data_dir.as_deref()).map_err(StartError::Keys)?;
     let address = identity.address();
     let noise = identity.noise.clone();
@@ -294,10 +294,10 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         Some(listen) => Some(bind_webtransport(&config, listen).await?),
         None => None,
     };
-    let mix_listener = mix_node::bind(&config.listen).await?;
+    let mix_listener = nodenet::node::bind(&config.listen).await?;
     let mix_addr =
         mix_listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen.clone(), error })?;
-    let ws_listener = mix_node::bind(&config.ws_listen).await?;
+    let ws_listener = nodenet::node::bind(&config.ws_listen).await?;
     let ws_addr =
         ws_listener.local_addr().map_err(|error| StartError::Bind { addr: config.ws_listen.clone(), error })?;
     let ws_url = config.ws_url.clone().unwrap_or_else(|| format!("ws://{ws_addr}"));
@@ -394,7 +394,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
     ));
     let mut metrics_addr = None;
     if let Some(m) = &config.metrics_listen {
-        let l = mix_node::bind(m).await?;
+        let l = nodenet::node::bind(m).await?;
         metrics_addr = l.local_addr().ok();
         let ev = events.clone();
         let app = axum::Router::new().route(

@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use mix_node::cli::{fail, init_tracing};
-use mix_node::{directory, load_config, mix};
+use mix_node::{directory, mix};
+use nodenet::node::cli::{fail, init_tracing};
+use nodenet::node::load_config;
 
 #[derive(Parser)]
 #[command(version, about = "Mix node and directory authority of the mixnet")]
@@ -104,7 +105,7 @@ async fn main() {
             let config: mix::MixConfig = load_config(&path).unwrap_or_else(|e| fail(e));
             let node = mix::start(config).await.unwrap_or_else(|e| fail(e));
             println!("mix node {} listening on {}", node.address, node.mix_addr);
-            mix_node::cli::shutdown_signal().await;
+            nodenet::node::cli::shutdown_signal().await;
             node.stop();
         }
         Command::Directory { config, .. } => {
@@ -118,7 +119,7 @@ async fn main() {
                 dir.url(),
                 mixnet_core::address::encode_key(&dir.key.to_bytes())
             );
-            mix_node::cli::shutdown_signal().await;
+            nodenet::node::cli::shutdown_signal().await;
             dir.stop();
         }
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use mix_node::cli::{fail, init_tracing};
+use nodenet::node::cli::{fail, init_tracing};
 
 #[derive(Parser)]
 #[command(version, about = "Gateway of the mixnet: WebSocket clients, inbox, exit role")]
@@ -80,14 +80,14 @@ async fn main() {
         return;
     }
     let path = cli.config.unwrap_or_else(|| fail("--config is required (see --example-config)"));
-    let config: ws_gateway::GatewayConfig = mix_node::load_config(&path).unwrap_or_else(|e| fail(e));
+    let config: ws_gateway::GatewayConfig = nodenet::node::load_config(&path).unwrap_or_else(|e| fail(e));
     let gw = ws_gateway::start(config).await.unwrap_or_else(|e| fail(e));
     let wt = gw.wt.as_ref().map(|(_, e)| format!(" and {}", e.url)).unwrap_or_default();
     println!("gateway {} — clients: {}{wt} — nodes: {}", gw.address, gw.ws_url, gw.mix_addr);
     if let Some(exit) = gw.exit {
         println!("exit address: {exit}");
     }
-    mix_node::cli::shutdown_signal().await;
+    nodenet::node::cli::shutdown_signal().await;
     gw.shutdown().await;
 }
 

@@ -1,0 +1,95 @@
+//! What a node process does at start, shared by the mix node, the directory and
+//! the gateway: its start errors, reading its TOML config, binding its listeners,
+//! checking its limits, and the command-line plumbing (logging, signals).
+
+/// Prints a config error and what the file should look like.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Reading or parsing the configuration failed.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Binding a listener failed.
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// Key files could not be read or written.
+    #[error("keys: {0}")]
+    Keys(std::io::Error),
+    /// The directory could not be reached.
+    #[error("directory: {0}")]
+    Directory(String),
+}
+
+/// Reads a TOML config file into `T`, naming the file in errors.
+pub fn load_config<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, StartError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| StartError::Config(format!("reading {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| StartError::Config(format!("{}: {e}", path.display())))
+}
+
+/// Binds a TCP listener, naming the address in errors.
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr: addr.to_owned(), error })
+}
+
+/// Checks that each named limit is at least 1 (a zero bound cannot carry anything
+/// and some would panic, e.g. a channel of capacity 0).
+pub fn require_positive(limits: &[(&str, u64)]) -> Result<(), StartError> {
+    match limits.iter().find(|(_, v)| *v == 0) {
+        Some((name, _)) => Err(StartError::Config(format!("`{name}` must be at least 1"))),
+        None => Ok(()),
+    }
+}
+
+/// Checks that a node's config names its directory.
+pub fn require_directory(url: &str, key: &str) -> Result<(), StartError> {
+    if url.is_empty() {
+        return Err(StartError::Config("`directory` (the directory's URL) is not set".into()));
+    }
+    if key.is_empty() {
+        return Err(StartError::Config("`directory_key` (the key the directory prints at start) is not set".into()));
+    }
+    Ok(())
+}
+
+/// What the command-line entry points share.
+pub mod cli {
+    /// Logs to stderr, filtered by `RUST_LOG` (default `default`).
+    pub fn init_tracing(default: &str) {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into()))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+
+    /// Waits for Ctrl-C or SIGTERM (what systemd and container runtimes send).
+    pub async fn shutdown_signal() {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+
+    /// Prints `error: …` and exits with status 1.
+    pub fn fail(e: impl std::fmt::Display) -> ! {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    }
+}
