@@ -155,7 +155,7 @@ impl Actor {
         let exit_identity = exit.as_ref().map(|(k, _)| k.identity);
         let exit = exit.map(|(keys, cfg)| {
             gateway.attach_local(keys.identity);
-            ExitService::new(keys.identity, keys.encryption, address.0, cfg, tx.clone())
+            ExitService::new(keys.identity, keys.encryption, address.0, cfg)
         });
         let actor = Self {
             gateway,
@@ -182,11 +182,13 @@ impl Actor {
                 .flatten()
                 .min()
                 .map(|t| self.start + Duration::from_micros(t.as_micros()));
+            let (rx, exit) = (&mut self.rx, &mut self.exit);
             let event = tokio::select! {
-                e = self.rx.recv() => match e {
+                e = rx.recv() => match e {
                     Some(e) => Some(e),
                     None => return,
                 },
+                Some(e) = async { match exit { Some(x) => x.next_event().await, None => std::future::pending().await } } => Some(Event::Tcp(e)),
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => None,
             };
             let now = self.now();

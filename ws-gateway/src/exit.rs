@@ -19,9 +19,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::ExitConfig;
-use crate::actor::Event;
 
-/// What a socket task reports to the actor.
+/// What a socket task reports (read by the actor through [`ExitService::next_event`]).
 pub(crate) enum TcpEvent {
     Resolved { key: ExitKey, result: Result<Vec<IpAddr>, ResolveError> },
     Connected { key: ExitKey, stream: TcpStream },
@@ -51,17 +50,15 @@ pub(crate) struct ExitService {
     conns: HashMap<ExitKey, Conn>,
     /// Resolve and connect tasks in progress (at most the core's `max_connecting`).
     pending: HashMap<ExitKey, JoinHandle<()>>,
-    events: mpsc::Sender<Event>,
+    /// The socket tasks' reports: each task holds a sender, the actor reads `reports`.
+    events: mpsc::Sender<TcpEvent>,
+    reports: mpsc::Receiver<TcpEvent>,
 }
 
 impl ExitService {
-    pub(crate) fn new(
-        identity: [u8; 32],
-        encryption: NodeSecret,
-        gateway: [u8; 32],
-        config: ExitConfig,
-        events: mpsc::Sender<Event>,
-    ) -> Self {
+    pub(crate) fn new(identity: [u8; 32], encryption: NodeSecret, gateway: [u8; 32], config: ExitConfig) -> Self {
+        // as many reports as the actor's own queue held when they shared it
+        let (events, reports) = mpsc::channel(65_536);
         let messenger = MessengerConfig {
             mode: config.mode,
             max_surb_senders: config.surb_senders,
@@ -76,7 +73,13 @@ impl ExitService {
             conns: HashMap::new(),
             pending: HashMap::new(),
             events,
+            reports,
         }
+    }
+
+    /// The next socket task report (never `None`: the service holds a sender).
+    pub(crate) async fn next_event(&mut self) -> Option<TcpEvent> {
+        self.reports.recv().await
     }
 
     pub(crate) fn set_topology(&mut self, t: &Topology) {
@@ -153,7 +156,7 @@ impl ExitService {
                             Ok(Err(e)) => TcpEvent::ConnectFailed { key, error: connect_error(&e) },
                             Err(_) => TcpEvent::ConnectFailed { key, error: ConnectError::TimedOut },
                         };
-                        let _ = events.send(Event::Tcp(ev)).await;
+                        let _ = events.send(ev).await;
                     });
                     self.pending.insert(key, task);
                 }
@@ -197,7 +200,7 @@ fn connect_error(e: &std::io::Error) -> ConnectError {
     }
 }
 
-async fn resolve(key: ExitKey, host: String, port: u16, timeout: Duration, events: mpsc::Sender<Event>) {
+async fn resolve(key: ExitKey, host: String, port: u16, timeout: Duration, events: mpsc::Sender<TcpEvent>) {
     let result = match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port))).await {
         Ok(Ok(addrs)) => {
             let ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
@@ -206,12 +209,12 @@ async fn resolve(key: ExitKey, host: String, port: u16, timeout: Duration, event
         Ok(Err(_)) => Err(ResolveError::NotFound),
         Err(_) => Err(ResolveError::TimedOut),
     };
-    let _ = events.send(Event::Tcp(TcpEvent::Resolved { key, result })).await;
+    let _ = events.send(TcpEvent::Resolved { key, result }).await;
 }
 
 /// Starts the reader (reads only as much as the core's credit allows) and the writer
 /// (reports every write, so the core can credit the client).
-fn spawn_conn(key: ExitKey, stream: TcpStream, events: mpsc::Sender<Event>) -> Conn {
+fn spawn_conn(key: ExitKey, stream: TcpStream, events: mpsc::Sender<TcpEvent>) -> Conn {
     let _ = stream.set_nodelay(true);
     let (mut r, mut w) = stream.into_split();
     let (writer, mut wrx) = mpsc::unbounded_channel::<WriteCmd>();
@@ -229,7 +232,7 @@ fn spawn_conn(key: ExitKey, stream: TcpStream, events: mpsc::Sender<Event>) -> C
                 Err(e) => TcpEvent::Eof { key, error: Some(format!("write failed: {}", e.kind())) },
             };
             let failed = matches!(ev, TcpEvent::Eof { .. });
-            let _ = wevents.send(Event::Tcp(ev)).await;
+            let _ = wevents.send(ev).await;
             if failed {
                 return;
             }
@@ -245,7 +248,7 @@ fn spawn_conn(key: ExitKey, stream: TcpStream, events: mpsc::Sender<Event>) -> C
                 Err(e) => TcpEvent::Eof { key, error: Some(format!("read failed: {}", e.kind())) },
             };
             let end = matches!(ev, TcpEvent::Eof { .. });
-            let _ = events.send(Event::Tcp(ev)).await;
+            let _ = events.send(ev).await;
             if end {
                 return;
             }
