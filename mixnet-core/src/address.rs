@@ -73,8 +73,8 @@ pub enum IdentityError {
     #[error("identity is not base58")]
     InvalidBase58,
     /// Not 64 bytes.
-    #[error("identity must be 64 bytes (from generateIdentity()), not {0}")]
-    WrongLength(usize),
+    #[error("identity must be 64 bytes (from generateIdentity())")]
+    WrongLength,
 }
 
 impl ClientIdentity {
@@ -99,7 +99,7 @@ impl ClientIdentity {
             zeroize::Zeroizing::new(bs58::decode(s.trim()).into_vec().map_err(|_| IdentityError::InvalidBase58)?);
         let mut bytes = zeroize::Zeroizing::new([0u8; 64]);
         if decoded.len() != 64 {
-            return Err(IdentityError::WrongLength(decoded.len()));
+            return Err(IdentityError::WrongLength);
         }
         bytes.copy_from_slice(&decoded);
         Ok(Self { bytes })
@@ -204,7 +204,7 @@ mod tests {
         let ((a, b), (c, d)) = (id.secrets(), again.secrets());
         assert_eq!((a.public_key(), b.public_key()), (c.public_key(), d.public_key()));
         assert_ne!(a.public_key(), b.public_key());
-        assert_eq!(ClientIdentity::parse(&encode_key(&[1; 32])).unwrap_err(), IdentityError::WrongLength(32));
+        assert_eq!(ClientIdentity::parse(&encode_key(&[1; 32])).unwrap_err(), IdentityError::WrongLength);
         assert_eq!(ClientIdentity::parse("0OIl").unwrap_err(), IdentityError::InvalidBase58);
         assert_eq!(format!("{id:?}"), "ClientIdentity(..)");
     }

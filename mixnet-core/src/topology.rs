@@ -129,6 +129,23 @@ pub struct Topology {
     pub gateways: Vec<Gateway>,
 }
 
+/// Why a client found no gateway to connect to ([`Topology::choose_gateway`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayChoiceError {
+    /// The identity asked for is not a base58 key.
+    #[error(transparent)]
+    Key(#[from] AddressError),
+    /// The gateway asked for is not in the topology.
+    #[error("gateway {0} is not in the topology")]
+    Unknown(String),
+    /// The gateway asked for does not offer the client's transport.
+    #[error("gateway {0} offers no {1}")]
+    Lacks(String, &'static str),
+    /// No gateway offers the client's transport.
+    #[error("no gateway offers {0}")]
+    NoneOffers(&'static str),
+}
+
 /// Why a topology is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopologyError {
@@ -153,12 +170,6 @@ pub enum TopologyError {
     /// A gateway the caller asked for is not in the topology.
     #[error("gateway {0} is not in the topology")]
     UnknownGateway(Key32),
-    /// The gateway the caller asked for does not offer the client's transport.
-    #[error("gateway {0} offers no {1}")]
-    GatewayLacks(Key32, &'static str),
-    /// No gateway offers the client's transport.
-    #[error("no gateway offers {0}")]
-    NoGatewayOffers(&'static str),
     /// A key in the input is malformed.
     #[error(transparent)]
     Key(#[from] AddressError),
@@ -257,17 +268,17 @@ impl Topology {
         wanted: Option<&str>,
         transport: &'static str,
         offers: impl Fn(&Gateway) -> bool,
-    ) -> Result<&Gateway, TopologyError> {
+    ) -> Result<&Gateway, GatewayChoiceError> {
         match wanted {
             Some(id) => {
                 let key = decode_key(id, "gateway")?;
-                let g = self.gateway(&key).ok_or(TopologyError::UnknownGateway(Key32(key)))?;
+                let g = self.gateway(&key).ok_or_else(|| GatewayChoiceError::Unknown(id.to_owned()))?;
                 if !offers(g) {
-                    return Err(TopologyError::GatewayLacks(g.identity, transport));
+                    return Err(GatewayChoiceError::Lacks(id.to_owned(), transport));
                 }
                 Ok(g)
             }
-            None => self.gateways.iter().find(|g| offers(g)).ok_or(TopologyError::NoGatewayOffers(transport)),
+            None => self.gateways.iter().find(|g| offers(g)).ok_or(GatewayChoiceError::NoneOffers(transport)),
         }
     }
 
@@ -426,6 +437,30 @@ mod tests {
                 exit: None,
             }],
         }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_client_chooses_the_gateway_asked_for_or_the_first_offering_its_transport() {
+        let mut t = sample();
+        let mut wt_only = t.gateways[0].clone();
+        wt_only.identity = Key32([12; 32]);
+        wt_only.client_ws = None;
+        t.gateways.insert(0, wt_only);
+        let ws = |g: &Gateway| g.client_ws.is_some();
+        assert_eq!(t.choose_gateway(None, "WebSocket", ws).unwrap().identity, Key32([9; 32]));
+        let first = encode_key(&[12; 32]);
+        assert_eq!(
+            t.choose_gateway(Some(&first), "WebSocket", ws),
+            Err(GatewayChoiceError::Lacks(first.clone(), "WebSocket"))
+        );
+        assert_eq!(t.choose_gateway(Some(&first), "WebTransport", |_| true).unwrap().identity, Key32([12; 32]));
+        let absent = encode_key(&[13; 32]);
+        assert_eq!(t.choose_gateway(Some(&absent), "WebSocket", ws), Err(GatewayChoiceError::Unknown(absent)));
+        assert!(matches!(t.choose_gateway(Some("0"), "WebSocket", ws), Err(GatewayChoiceError::Key(_))));
+        assert_eq!(
+            t.choose_gateway(None, "WebTransport", |_| false).unwrap_err().to_string(),
+            "no gateway offers WebTransport"
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]
