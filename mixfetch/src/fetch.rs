@@ -31,7 +31,7 @@ pub type FetchId = u64;
 /// Identifies a byte stream (one connection).
 pub type ConnId = u64;
 
-/// Tunables.
+/// How the fetcher behaves: TLS trust, concurrency, time limits, redirects.
 #[derive(Clone)]
 pub struct FetchConfig {
     /// TLS configuration (see [`crate::tls::client_config`]).
@@ -126,9 +126,9 @@ pub enum FetchError {
     /// The exit could not (or would not) connect.
     #[error("could not connect to {host}:{port}: {reason}")]
     Connect {
-        /// Host.
+        /// Host name or IP literal, as in the URL.
         host: String,
-        /// Port.
+        /// TCP port.
         port: u16,
         /// What the exit (or the network) said.
         reason: String,
@@ -136,9 +136,9 @@ pub enum FetchError {
     /// The TLS handshake or a record failed (certificate problems say which).
     #[error("TLS with {host} failed: {reason}")]
     Tls {
-        /// Host.
+        /// Host name or IP literal, as in the URL.
         host: String,
-        /// Why.
+        /// What rustls said (certificate problems name the check that failed).
         reason: String,
     },
     /// The server's HTTP was malformed.
@@ -193,21 +193,21 @@ pub enum Action {
     Open {
         /// The new stream.
         conn: ConnId,
-        /// Host.
+        /// Host name or IP literal, as in the URL.
         host: String,
-        /// Port.
+        /// TCP port.
         port: u16,
     },
     /// Send bytes.
     Write {
-        /// Stream.
+        /// The stream the fetcher opened.
         conn: ConnId,
-        /// Bytes.
+        /// The next bytes of the request stream, in order.
         data: Vec<u8>,
     },
     /// Close the stream (the fetcher forgets it at once).
     Close {
-        /// Stream.
+        /// The stream the fetcher opened.
         conn: ConnId,
     },
 }

@@ -84,7 +84,7 @@ pub struct ConnectRequest {
     pub version: u8,
     /// Host name or IP literal, as the exit will resolve it.
     pub host: String,
-    /// Port.
+    /// TCP port.
     pub port: u16,
 }
 

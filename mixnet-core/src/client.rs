@@ -93,9 +93,9 @@ pub enum ClientEvent {
     Delivered(MessageId),
     /// A message was given up.
     Failed {
-        /// Which.
+        /// The message, as `send` numbered it.
         id: MessageId,
-        /// Why.
+        /// Why it was given up (no acknowledgement after every retransmission, no route…).
         reason: String,
     },
     /// The connection state changed (with a reason when it dropped).
@@ -108,7 +108,7 @@ pub enum ClientEvent {
     Dropped(String),
 }
 
-/// Counters.
+/// A client's counters: real and cover packets, and the messenger's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ClientStats {
     /// Real packets sent.
@@ -195,7 +195,7 @@ impl<R: CryptoRng> Client<R> {
         self.state
     }
 
-    /// Counters.
+    /// Its counters since it started.
     pub fn stats(&self) -> ClientStats {
         ClientStats { messenger: self.messenger.stats().clone(), ..self.stats.clone() }
     }

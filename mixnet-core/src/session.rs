@@ -118,9 +118,9 @@ pub enum SessionError {
     /// The gateway reported an error.
     #[error("gateway error {code}: {message}")]
     Gateway {
-        /// Code.
+        /// One of [`code`]: why the gateway refused or closed.
         code: u16,
-        /// Reason.
+        /// The gateway's words, for logs and the application.
         message: String,
     },
     /// The session is closed.

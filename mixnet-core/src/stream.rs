@@ -36,7 +36,7 @@ const MAGIC: &[u8; 4] = b"MXS1";
 pub enum StreamMessage {
     /// Client → exit: connect to `host:port`.
     Open {
-        /// Stream.
+        /// The stream, numbered by the client that opened it.
         id: StreamId,
         /// DNS name or IP literal, resolved at the exit.
         host: String,
@@ -45,19 +45,19 @@ pub enum StreamMessage {
     },
     /// Exit → client: connected.
     Opened {
-        /// Stream.
+        /// The stream, numbered by the client that opened it.
         id: StreamId,
     },
     /// Exit → client: could not connect (or refused by policy).
     OpenFailed {
-        /// Stream.
+        /// The stream, numbered by the client that opened it.
         id: StreamId,
-        /// Why.
+        /// The exit's reason (policy, resolution, connection), for the application.
         reason: String,
     },
     /// Bytes, numbered per direction from 0.
     Data {
-        /// Stream.
+        /// The stream, numbered by the client that opened it.
         id: StreamId,
         /// Position among this direction's data messages.
         seq: u64,
@@ -66,7 +66,7 @@ pub enum StreamMessage {
     },
     /// No more data in this direction after `seq` data messages.
     Close {
-        /// Stream.
+        /// The stream, numbered by the client that opened it.
         id: StreamId,
         /// Number of data messages sent before this.
         seq: u64,
@@ -76,7 +76,7 @@ pub enum StreamMessage {
     /// Exit → client: this many bytes of the stream were written to the server
     /// (cumulative): the client may send that much more.
     Credit {
-        /// Stream.
+        /// The stream, numbered by the client that opened it.
         id: StreamId,
         /// Bytes written so far.
         written: u64,

@@ -125,7 +125,7 @@ pub struct Topology {
     pub valid_until_ms: u64,
     /// Mix nodes of all layers.
     pub mixes: Vec<MixNode>,
-    /// Gateways.
+    /// Gateways: entry for their clients, final hop for their packets, some also exits.
     pub gateways: Vec<Gateway>,
 }
 

@@ -72,7 +72,7 @@ pub enum InboxReply {
     Expired([u8; 32], u64, u64),
 }
 
-/// Limits.
+/// How long stored deliveries are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct InboxLimits {
     /// Entries older than this are deleted.

@@ -220,7 +220,7 @@ pub struct RunningGateway {
     pub metrics_addr: Option<SocketAddr>,
     /// The exit service's address, if it runs one.
     pub exit: Option<Recipient>,
-    /// Counters.
+    /// Its counters and gauges (what `/metrics` serves).
     pub metrics: Arc<Metrics>,
     /// Outgoing node links (fault injection in tests).
     pub links: Links,

@@ -137,46 +137,46 @@ pub enum ExitAction {
     /// Resolve `host` (within the connect timeout); report with
     /// [`Exit::handle_resolved`].
     Resolve {
-        /// Stream.
+        /// The stream: its sender's tag and the client's stream id.
         key: ExitKey,
         /// Host as the client gave it.
         host: String,
-        /// Port.
+        /// TCP port.
         port: u16,
     },
     /// Connect to `addr` (allowed by the policy); report with
     /// [`Exit::handle_connected`] or [`Exit::handle_connect_failed`].
     Connect {
-        /// Stream.
+        /// The stream: its sender's tag and the client's stream id.
         key: ExitKey,
-        /// Where.
+        /// The address to connect to, resolved and allowed by the policy.
         addr: SocketAddr,
     },
     /// Write bytes to the server, in order; report with [`Exit::handle_written`].
     Write {
-        /// Stream.
+        /// The stream: its sender's tag and the client's stream id.
         key: ExitKey,
-        /// Bytes.
+        /// The next bytes of the client's stream, in order.
         data: Vec<u8>,
     },
     /// The client finished sending: shut down our write side (after the writes).
     ShutdownWrite {
-        /// Stream.
+        /// The stream: its sender's tag and the client's stream id.
         key: ExitKey,
     },
     /// Reading may go on: call [`Exit::read_budget`].
     ReadReady {
-        /// Stream.
+        /// The stream: its sender's tag and the client's stream id.
         key: ExitKey,
     },
     /// The stream is over: drop the connection at once.
     Abort {
-        /// Stream.
+        /// The stream: its sender's tag and the client's stream id.
         key: ExitKey,
     },
     /// The stream finished normally: forget it once its queued writes are done.
     Release {
-        /// Stream.
+        /// The stream: its sender's tag and the client's stream id.
         key: ExitKey,
     },
 }
@@ -298,7 +298,7 @@ impl<R: CryptoRng> Exit<R> {
         self.messenger.self_address()
     }
 
-    /// Counters.
+    /// Its counters since it started.
     pub fn stats(&self) -> &ExitStats {
         &self.stats
     }

@@ -21,7 +21,7 @@ pub(super) enum Phase {
         /// Addresses to try next.
         rest: VecDeque<SocketAddr>,
     },
-    /// Connected.
+    /// Connected: bytes flow both ways.
     Connected,
 }
 

@@ -61,7 +61,7 @@ pub fn final_hop(processed: ProcessedFinal, ack_size: PacketSize) -> Result<Fina
 /// A client connection, numbered by the driver.
 pub type ConnId = u64;
 
-/// Tunables.
+/// A gateway's tunables: rate limits, connection and inbox bounds, the authentication timeout.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// Size of the SURB-ack packets sent for forward packets.
@@ -115,14 +115,14 @@ impl Default for GatewayConfig {
 pub enum Output {
     /// Send a transport message to a client connection.
     ToClient {
-        /// Connection.
+        /// The client connection, numbered by the driver.
         conn: ConnId,
         /// One WebSocket binary message.
         message: Vec<u8>,
     },
     /// Close a connection (after sending what is queued), with a reason.
     Close {
-        /// Connection.
+        /// The client connection, numbered by the driver.
         conn: ConnId,
         /// One of [`session::code`].
         code: u16,
@@ -316,7 +316,7 @@ impl<R: CryptoRng> Gateway<R> {
         self.registry.restore(records);
     }
 
-    /// Counters.
+    /// Its counters since it started.
     pub fn stats(&self) -> &GatewayStats {
         &self.stats
     }

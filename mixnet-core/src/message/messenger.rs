@@ -186,7 +186,7 @@ pub enum SendError {
     TooLarge {
         /// Encoded length.
         len: usize,
-        /// Limit.
+        /// The largest message `send` accepts.
         max: usize,
     },
     /// No topology yet (needed to build reply SURBs).
@@ -214,19 +214,19 @@ pub enum Event {
     Failed {
         /// Which message.
         id: MessageId,
-        /// Why.
+        /// Why it was given up.
         reason: SendFailure,
     },
     /// Inbound data was dropped (malformed, unknown, or evicted by reassembly limits).
     Dropped(ReceiveError),
 }
 
-/// Counters.
+/// The messenger's counters: packets, acknowledgements, retransmissions, drops.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MessengerStats {
     /// Real packets built (first transmissions and retransmissions).
     pub packets_sent: u64,
-    /// Retransmissions.
+    /// Fragments sent again because their acknowledgement did not come in time.
     pub retransmissions: u64,
     /// Cover packets built.
     pub cover_sent: u64,
@@ -404,7 +404,7 @@ impl<R: CryptoRng> Messenger<R> {
         self.self_address
     }
 
-    /// Counters.
+    /// Its counters since it started.
     pub fn stats(&self) -> &MessengerStats {
         &self.stats
     }

@@ -78,7 +78,7 @@ impl Default for MixConfig {
     }
 }
 
-/// Counters.
+/// A mix's counters: packets in and out, drops by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MixStats {
     /// Packets accepted and scheduled.
@@ -142,7 +142,7 @@ impl Mix {
         &self.keys
     }
 
-    /// Counters.
+    /// Its counters since it started.
     pub fn stats(&self) -> &MixStats {
         &self.stats
     }
