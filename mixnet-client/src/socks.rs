@@ -340,6 +340,37 @@ mod tests {
         assert_eq!(w, [0, 91, 0, 0, 0, 0, 0, 0]);
     }
 
+    #[tokio::test]
+    async fn a_silent_client_is_dropped_and_frees_its_slot() {
+        // a client whose driver is gone: every open fails, which is all this test needs
+        let client = ClientHandle { cmd: tokio::sync::mpsc::unbounded_channel().0 };
+        let exit = Recipient { identity: [1; 32], encryption: [2; 32], gateway: [3; 32] };
+        let config =
+            SocksConfig { max_connections: 1, handshake_timeout: Duration::from_millis(300), ..SocksConfig::new(exit) };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, client, config));
+
+        // A takes the only slot and says nothing
+        let start = tokio::time::Instant::now();
+        let mut a = TcpStream::connect(addr).await.unwrap();
+        // B is served only once the proxy has given up on A (a lower bound in time:
+        // however slow the machine, B cannot be answered sooner)
+        let mut b = TcpStream::connect(addr).await.unwrap();
+        b.write_all(&[5, 1, 0]).await.unwrap();
+        let mut methods = [0u8; 2];
+        b.read_exact(&mut methods).await.unwrap();
+        assert_eq!(methods, [5, 0]);
+        assert!(start.elapsed() >= Duration::from_millis(300), "B was served while A held the only slot");
+        let mut buf = [0u8; 1];
+        assert_eq!(a.read(&mut buf).await.unwrap(), 0, "the proxy closed the silent client");
+        // B's CONNECT fails (no client behind this handle): a general failure, not a hang
+        b.write_all(&[5, 1, 0, 1, 127, 0, 0, 1, 0, 80]).await.unwrap();
+        let mut reply = [0u8; 10];
+        b.read_exact(&mut reply).await.unwrap();
+        assert_eq!(reply[1], Reply::GeneralFailure as u8);
+    }
+
     #[test]
     fn replies() {
         assert_eq!(reply(5, Reply::Succeeded), [5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
