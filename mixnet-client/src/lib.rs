@@ -17,6 +17,7 @@ mod transport;
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -202,6 +203,7 @@ impl Client {
             exits,
             streams: Streams::default(),
             stream_tx: HashMap::new(),
+            gates: Gates::default(),
             pending_open: HashMap::new(),
             events: ev_tx,
             start: tokio::time::Instant::now(),
@@ -379,6 +381,44 @@ impl ClientHandle {
     }
 }
 
+/// Bytes a [`MixStream`] may have written that have not yet left for the exit (in
+/// the driver's queue or waiting for the stream's window); writes wait beyond it.
+pub const MAX_UNSENT: usize = 1 << 20;
+
+/// The largest piece of one `poll_write`: memory per stream stays under
+/// [`MAX_UNSENT`] plus this.
+const MAX_WRITE: usize = 64 * 1024;
+
+/// Shared by a [`MixStream`] (which adds what it writes) and the driver (which takes
+/// off what has left): backpressure from the stream's window to the writer.
+#[derive(Default)]
+struct WriteGate {
+    outstanding: std::sync::atomic::AtomicUsize,
+    /// The stream is gone (reset, failed, or the client stopped): writes fail.
+    closed: std::sync::atomic::AtomicBool,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl WriteGate {
+    fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// The driver's side of the gates: each stream's gate and the bytes it last saw
+/// held in the stream's window queue. Dropped with the driver: writers are released.
+#[derive(Default)]
+struct Gates(HashMap<StreamId, (Arc<WriteGate>, usize)>);
+
+impl Drop for Gates {
+    fn drop(&mut self) {
+        for (gate, _) in self.0.values() {
+            gate.close();
+        }
+    }
+}
+
 enum StreamItem {
     Data(Vec<u8>),
     End(Option<String>),
@@ -394,6 +434,7 @@ pub struct MixStream {
     done: bool,
     /// Our write side was shut down.
     shut: bool,
+    gate: Arc<WriteGate>,
 }
 
 impl Drop for MixStream {
@@ -434,9 +475,23 @@ impl AsyncRead for MixStream {
 }
 
 impl AsyncWrite for MixStream {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        match self.cmd.send(Cmd::Write(self.id, data.to_vec())) {
-            Ok(()) => Poll::Ready(Ok(data.len())),
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        use std::sync::atomic::Ordering;
+        let gate = &self.gate;
+        let ready = || gate.closed.load(Ordering::Acquire) || gate.outstanding.load(Ordering::Acquire) < MAX_UNSENT;
+        if !ready() {
+            gate.waker.register(cx.waker());
+            if !ready() {
+                return Poll::Pending;
+            }
+        }
+        if gate.closed.load(Ordering::Acquire) {
+            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the stream is closed")));
+        }
+        let n = data.len().min(MAX_WRITE);
+        gate.outstanding.fetch_add(n, Ordering::AcqRel);
+        match self.cmd.send(Cmd::Write(self.id, data[..n].to_vec())) {
+            Ok(()) => Poll::Ready(Ok(n)),
             Err(_) => Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client stopped"))),
         }
     }
@@ -464,6 +519,7 @@ struct Driver {
     exits: Vec<Recipient>,
     streams: Streams,
     stream_tx: HashMap<StreamId, mpsc::UnboundedSender<StreamItem>>,
+    gates: Gates,
     pending_open: HashMap<StreamId, (oneshot::Sender<Result<MixStream, ClientError>>, MixStream)>,
     events: mpsc::UnboundedSender<ClientEvent>,
     start: tokio::time::Instant,
@@ -609,6 +665,8 @@ impl Driver {
                     Ok(_) => {
                         let (tx, rx) = mpsc::unbounded_channel();
                         self.stream_tx.insert(id, tx);
+                        let gate = Arc::new(WriteGate::default());
+                        self.gates.0.insert(id, (gate.clone(), 0));
                         let stream = MixStream {
                             id,
                             cmd: self.cmd_loopback.clone(),
@@ -617,6 +675,7 @@ impl Driver {
                             pos: 0,
                             done: false,
                             shut: false,
+                            gate,
                         };
                         self.pending_open.insert(id, (reply, stream));
                     }
@@ -626,10 +685,16 @@ impl Driver {
                 }
             }
             Cmd::Write(id, data) => {
-                if let Err(e) = self.streams.write(self.client.messenger_mut(), now, id, &data)
-                    && let Some(tx) = self.stream_tx.remove(&id)
-                {
-                    let _ = tx.send(StreamItem::End(Some(e.to_string())));
+                if let Some((_, held)) = self.gates.0.get_mut(&id) {
+                    *held += data.len();
+                }
+                if let Err(e) = self.streams.write(self.client.messenger_mut(), now, id, &data) {
+                    if let Some(tx) = self.stream_tx.remove(&id) {
+                        let _ = tx.send(StreamItem::End(Some(e.to_string())));
+                    }
+                    if let Some((gate, _)) = self.gates.0.remove(&id) {
+                        gate.close();
+                    }
                 }
             }
             Cmd::Close(id) => {
@@ -637,6 +702,9 @@ impl Driver {
             }
             Cmd::Reset(id) => {
                 self.stream_tx.remove(&id);
+                if let Some((gate, _)) = self.gates.0.remove(&id) {
+                    gate.close();
+                }
                 let _ = self.streams.reset(self.client.messenger_mut(), now, id, "closed by the application");
             }
             Cmd::Stats(reply) => {
@@ -648,6 +716,32 @@ impl Driver {
             Cmd::Drain(reply) => self.drain_waiters.push(reply),
         }
         self.client.flush(now);
+        self.settle_gates();
+    }
+
+    /// Takes off each stream's gate what has left its window queue since last time,
+    /// releasing writers that were over [`MAX_UNSENT`].
+    fn settle_gates(&mut self) {
+        use std::sync::atomic::Ordering;
+        let streams = &self.streams;
+        self.gates.0.retain(|id, (gate, _)| {
+            // a stream that is gone (finished, reset, failed) takes no more writes
+            let open = streams.contains(*id);
+            if !open {
+                gate.close();
+            }
+            open
+        });
+        for (id, (gate, held)) in &mut self.gates.0 {
+            let now_held = self.streams.unsent_bytes(*id);
+            if now_held < *held {
+                let left = *held - now_held;
+                *held = now_held;
+                if gate.outstanding.fetch_sub(left, Ordering::AcqRel).saturating_sub(left) < MAX_UNSENT {
+                    gate.waker.wake();
+                }
+            }
+        }
     }
 
     fn pump_events(&mut self) {
@@ -689,6 +783,9 @@ impl Driver {
                 }
                 StreamEvent::OpenFailed(id, reason) => {
                     self.stream_tx.remove(&id);
+                    if let Some((gate, _)) = self.gates.0.remove(&id) {
+                        gate.close();
+                    }
                     if let Some((reply, _)) = self.pending_open.remove(&id) {
                         let _ = reply.send(Err(ClientError::Stream(reason)));
                     }
@@ -705,5 +802,6 @@ impl Driver {
                 }
             }
         }
+        self.settle_gates();
     }
 }

@@ -355,6 +355,11 @@ impl Streams {
         self.streams.get(&id).map_or(0, |s| s.unsent.iter().map(Vec::len).sum())
     }
 
+    /// Whether stream `id` is still ours (open, opening, or finishing).
+    pub fn contains(&self, id: StreamId) -> bool {
+        self.streams.contains_key(&id)
+    }
+
     /// Asks `exit` to connect to `host:port` on a new stream `id` (random, chosen by
     /// the caller), attaching [`Self::surbs_with_open`] SURBs for its answers.
     pub fn open<R: CryptoRng>(
