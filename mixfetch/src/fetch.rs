@@ -431,16 +431,19 @@ impl Fetcher {
     }
 
     /// The next stream action.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
     /// The next event for the application.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_event(&mut self) -> Option<FetchEvent> {
         self.events.pop_front()
     }
 
     /// When [`Self::handle_timeout`] should run next.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let requests = self.requests.values().map(|r| r.deadline);
         let idle = self.conns.values().filter_map(|c| c.idle_until);

@@ -399,16 +399,19 @@ impl<R: CryptoRng> Client<R> {
     }
 
     /// The next message for the gateway connection.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.out.pop_front()
     }
 
     /// The next event for the application.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
 
     /// When [`Self::handle_timeout`] should next run (or a connection be opened).
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let reconnect = if self.state == ConnectionState::Disconnected { self.reconnect_at } else { None };
         [self.messenger.poll_timeout(), self.next_real, self.next_loop, reconnect].into_iter().flatten().min()

@@ -280,6 +280,7 @@ impl ClientSession {
     }
 
     /// The next transport message to send.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_send(&mut self) -> Option<Vec<u8>> {
         self.outgoing.pop_front()
     }

@@ -529,6 +529,7 @@ impl Streams {
     }
 
     /// The next stream event.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_event(&mut self) -> Option<StreamEvent> {
         self.events.pop_front()
     }

@@ -334,16 +334,19 @@ impl<R: CryptoRng> Exit<R> {
     }
 
     /// The next packet for the gateway.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.messenger.poll_transmit(now)
     }
 
     /// The next thing for the driver to do.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_action(&mut self) -> Option<ExitAction> {
         self.actions.pop_front()
     }
 
     /// When [`Self::handle_timeout`] should next run.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_timeout(&self) -> Option<Instant> {
         [self.messenger.poll_timeout(), self.next_sweep].into_iter().flatten().min()
     }

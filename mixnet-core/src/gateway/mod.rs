@@ -352,11 +352,13 @@ impl<R: CryptoRng> Gateway<R> {
     }
 
     /// The next thing for the driver to do.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
 
     /// When [`Self::handle_timeout`] should run next (authentication deadlines).
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.conns
             .values()

@@ -619,6 +619,7 @@ impl<R: CryptoRng> Messenger<R> {
     }
 
     /// The next real packet, built now (route, SURB-ack, sealing), if any is queued.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if let Some(t) = self.raw.pop_front() {
             self.last_route = vec![t.first_hop];
@@ -841,6 +842,7 @@ impl<R: CryptoRng> Messenger<R> {
     }
 
     /// When [`Self::handle_timeout`] should next run.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let ack = self.deadlines.first().map(|(t, _)| *t);
         let stale = self.reassembler.next_expiry();
@@ -850,6 +852,7 @@ impl<R: CryptoRng> Messenger<R> {
     }
 
     /// The next event for the application.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

@@ -214,6 +214,7 @@ impl Mix {
     }
 
     /// The next packet whose delay has passed.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<(NodeAddress, Vec<u8>)> {
         if self.queue.peek()?.0.at > now {
             return None;
@@ -224,6 +225,7 @@ impl Mix {
     }
 
     /// When the next packet is due.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.queue.peek().map(|s| s.0.at)
     }
