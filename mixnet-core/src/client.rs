@@ -264,8 +264,7 @@ impl<R: CryptoRng> Client<R> {
     }
 
     fn exp(&mut self, mean: Duration) -> Duration {
-        let u = ((self.timing.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        mean.mul_f64(-u.ln())
+        mean.mul_f64(-crate::sphinx::unit_interval(&mut self.timing).ln())
     }
 
     /// A message from the gateway connection.

@@ -194,6 +194,12 @@ impl fmt::Debug for RouteNode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Delay(pub u64);
 
+/// A uniform sample in (0, 1] from 53 random bits: what exponential sampling (per-hop
+/// delays here, the client's Poisson streams) inverts.
+pub(crate) fn unit_interval<R: rand_core::Rng + ?Sized>(rng: &mut R) -> f64 {
+    ((rng.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+}
+
 impl Delay {
     /// A delay of `d`, saturating at `u64::MAX` nanoseconds.
     pub fn from_duration(d: Duration) -> Self {
@@ -215,8 +221,7 @@ impl Delay {
                     return Self(0);
                 }
                 // inverse CDF on a uniform in (0, 1]
-                let u = ((rng.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-                let x = -mean_ns * u.ln();
+                let x = -mean_ns * unit_interval(rng).ln();
                 Self(x.round().min(u64::MAX as f64) as u64)
             })
             .collect()
