@@ -99,3 +99,33 @@ impl NodeIdentity {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_persist_owner_only_and_a_bad_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = NodeIdentity::load_or_create(Some(dir.path())).unwrap();
+        let epoch_key = first.sphinx_key(7).unwrap().public_key();
+        let mut again = NodeIdentity::load_or_create(Some(dir.path())).unwrap();
+        assert_eq!(first.address(), again.address());
+        assert_eq!(first.noise.public_key(), again.noise.public_key());
+        assert_eq!(again.sphinx_key(7).unwrap().public_key(), epoch_key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("identity.key")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // without a directory, every start is a new node
+        let a = NodeIdentity::load_or_create(None).unwrap();
+        let b = NodeIdentity::load_or_create(None).unwrap();
+        assert_ne!(a.address(), b.address());
+        // a truncated key file is refused, by name
+        std::fs::write(dir.path().join("noise.key"), [1u8; 5]).unwrap();
+        let e = NodeIdentity::load_or_create(Some(dir.path())).err().unwrap().to_string();
+        assert!(e.contains("noise.key is not a 32-byte key"), "{e}");
+    }
+}

@@ -93,3 +93,43 @@ pub mod cli {
         std::process::exit(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Config {
+        listen: String,
+    }
+
+    #[test]
+    fn config_errors_name_the_file_and_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let e = load_config::<Config>(&missing).unwrap_err().to_string();
+        assert!(e.contains("missing.toml"), "{e}");
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "listen = 5\n").unwrap();
+        let e = load_config::<Config>(&bad).unwrap_err().to_string();
+        assert!(e.contains("bad.toml") && e.contains("listen"), "{e}");
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, "listen = \"127.0.0.1:0\"\n").unwrap();
+        assert_eq!(load_config::<Config>(&good).unwrap().listen, "127.0.0.1:0");
+
+        let e = require_positive(&[("link_queue", 5), ("max_delay_ms", 0)]).unwrap_err().to_string();
+        assert_eq!(e, "configuration: `max_delay_ms` must be at least 1");
+        assert!(require_positive(&[("a", 1)]).is_ok());
+        assert!(require_directory("", "k").unwrap_err().to_string().contains("`directory`"));
+        assert!(require_directory("http://d", "").unwrap_err().to_string().contains("`directory_key`"));
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_named_in_the_error() {
+        let held = bind("127.0.0.1:0").await.unwrap();
+        let addr = held.local_addr().unwrap().to_string();
+        let e = bind(&addr).await.unwrap_err().to_string();
+        assert!(e.starts_with(&format!("cannot listen on {addr}:")), "{e}");
+    }
+}
