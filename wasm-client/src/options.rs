@@ -154,6 +154,27 @@ impl ClientOptions {
 mod tests {
     use super::*;
 
+    /// JavaScript's defaults are the core's: the worker restates them (as serde
+    /// defaults, cheaper in the wasm than reading the core's `Duration`s), and this
+    /// keeps the two from drifting apart.
+    #[test]
+    fn the_defaults_are_the_cores() {
+        let o = ClientOptions::parse(r#"{"directory":"http://d","directoryKey":"k"}"#).unwrap();
+        assert_eq!(o.loopix(), LoopixConfig::default());
+        let (ours, core) = (o.messenger(), MessengerConfig::default());
+        assert_eq!(ours.average_hop_delay, core.average_hop_delay);
+        assert_eq!(ours.average_ack_delay, core.average_ack_delay);
+        assert_eq!(ours.mode, RouteMode::Mixnet);
+        assert!(o.cover_traffic && o.transport == TransportChoice::Auto && o.identity.is_none());
+        let quiet =
+            ClientOptions::parse(r#"{"directory":"http://d","directoryKey":"k","coverTraffic":false}"#).unwrap();
+        assert_eq!(quiet.loopix(), LoopixConfig::immediate());
+        let e = ClientOptions::parse(r#"{"directory":"http://d","directoryKey":"k","hopDelay":5}"#).unwrap_err();
+        assert!(e.contains("unknown field `hopDelay`"), "{e}");
+        let e = ClientOptions::parse(r#"{"directory":"","directoryKey":"k"}"#).unwrap_err();
+        assert_eq!(e, "invalid options: directory is required");
+    }
+
     /// On 117647c a huge but finite value panicked in `Duration::from_secs_f64`.
     #[test]
     fn time_options_out_of_range_are_refused_with_their_name() {
