@@ -4,8 +4,6 @@
 //! code. Clients connect with the `mixnet-client` crate (or from a browser with the
 //! worker), given [`Localnet::client_config`] or the `localnet.json` it writes.
 
-pub mod origin;
-pub mod publish;
 pub mod web;
 
 use std::path::PathBuf;

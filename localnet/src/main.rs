@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use localnet::publish::PublishService;
+use demo_services::publish::PublishService;
 use localnet::web::{self, WebConfig};
 use localnet::{Localnet, LocalnetConfig};
 use mixnet_core::message::RouteMode;
@@ -103,9 +103,10 @@ async fn main() {
     service_config.topology_refresh = std::time::Duration::from_secs(5);
     let publish = PublishService::start(service_config).await.unwrap_or_else(|e| fail("publishing service", e));
     info.publish_service = Some(publish.address.to_string());
-    let pki = localnet::origin::pki();
-    let https = localnet::origin::server(Some(pki.server.clone())).await.unwrap_or_else(|e| fail("demo origin", e));
-    let http = localnet::origin::server(None).await.unwrap_or_else(|e| fail("demo origin", e));
+    let pki = demo_services::origin::pki();
+    let https =
+        demo_services::origin::server(Some(pki.server.clone())).await.unwrap_or_else(|e| fail("demo origin", e));
+    let http = demo_services::origin::server(None).await.unwrap_or_else(|e| fail("demo origin", e));
     info.demo_origin = Some(localnet::DemoOrigin {
         https: format!("https://localhost:{}/", https.port),
         http: format!("http://127.0.0.1:{}/", http.port),

@@ -19,8 +19,8 @@ use tokio::sync::Mutex;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::publish::PublishService;
 use crate::{Localnet, LocalnetInfo};
+use demo_services::publish::PublishService;
 
 /// The policy every page is served with: scripts, workers and wasm only from this
 /// origin; connections to loopback (the directory and the gateways), and images from

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use localnet::origin::pattern;
+use demo_services::origin::pattern;
 use localnet::{Localnet, LocalnetConfig};
 use mixnet_core::message::RouteMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

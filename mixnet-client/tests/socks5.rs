@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use localnet::origin::{self, pattern};
+use demo_services::origin::{self, pattern};
 use localnet::{Localnet, LocalnetConfig};
 use mixnet_core::address::encode_key;
 use mixnet_core::message::RouteMode;

@@ -1,5 +1,5 @@
 //! Test kit: a driver that carries a `Fetcher`'s streams over any async byte stream
-//! (plain TCP here). The servers are localnet's test origin (`localnet::origin`).
+//! (plain TCP here). The servers are the test origin (`demo_services::origin`).
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashMap;
@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use localnet::origin::{pattern, pki, server};
+pub use demo_services::origin::{pattern, pki, server};
 use mixfetch::{Action, FetchEvent, FetchId, FetchRequest, Fetcher, ResponseInfo};
 use mixnet_core::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
