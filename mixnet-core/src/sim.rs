@@ -344,7 +344,7 @@ pub mod mixnet {
     }
 
     /// How a simulated server behaves.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Clone, Copy)]
     pub enum SimServer {
         /// Writes back what it reads; closes after the client does.
         Echo,
@@ -357,10 +357,25 @@ pub mod mixnet {
         /// Never answers the connection attempt (the driver's connect timeout is not
         /// simulated: the attempt stays pending).
         Unresponsive,
+        /// A server application made per connection by this function (a TLS or HTTP
+        /// server in a test): bytes in, bytes out.
+        App(fn() -> Box<dyn SimApp>),
+    }
+
+    /// A server application behind [`SimServer::App`].
+    pub trait SimApp {
+        /// The client's next bytes; returns what the server answers now.
+        fn on_data(&mut self, data: &[u8]) -> Vec<u8>;
+        /// The client closed its side; returns the server's last bytes (it closes
+        /// once they have been read).
+        fn on_close(&mut self) -> Vec<u8> {
+            Vec::new()
+        }
     }
 
     struct SimConn {
         server: SimServer,
+        app: Option<Box<dyn SimApp>>,
         /// Bytes the server has for the exit to read.
         to_read: VecDeque<u8>,
         /// The server closes once `to_read` is empty.
@@ -420,7 +435,11 @@ pub mod mixnet {
                                 SimServer::Source(n) => ((0..n).map(|i| i as u8).collect(), true),
                                 _ => (VecDeque::new(), false),
                             };
-                            self.conns.insert(key, SimConn { server, to_read, closing });
+                            let app = match server {
+                                SimServer::App(make) => Some(make()),
+                                _ => None,
+                            };
+                            self.conns.insert(key, SimConn { server, app, to_read, closing });
                             self.exit.handle_connected(now, key);
                         }
                         None => self.exit.handle_connect_failed(now, key, ConnectError::Refused),
@@ -429,6 +448,11 @@ pub mod mixnet {
                         let Some(c) = self.conns.get_mut(&key) else { continue };
                         match c.server {
                             SimServer::Echo => c.to_read.extend(&data),
+                            SimServer::App(_) => {
+                                if let Some(app) = c.app.as_mut() {
+                                    c.to_read.extend(app.on_data(&data));
+                                }
+                            }
                             SimServer::Sink | SimServer::Source(_) => {}
                             SimServer::Stalled | SimServer::Unresponsive => continue,
                         }
@@ -437,8 +461,11 @@ pub mod mixnet {
                     }
                     ExitAction::ShutdownWrite { key } => {
                         if let Some(c) = self.conns.get_mut(&key)
-                            && c.server != SimServer::Stalled
+                            && !matches!(c.server, SimServer::Stalled)
                         {
+                            if let Some(app) = c.app.as_mut() {
+                                c.to_read.extend(app.on_close());
+                            }
                             c.closing = true;
                             self.feed(now, key);
                         }
