@@ -11,7 +11,7 @@ use std::time::Duration;
 use js_sys::{Array, Function, Object, Uint8Array};
 use mixnet_core::address::Recipient;
 use mixnet_core::client::ClientEvent;
-use mixnet_core::stream::{StreamEvent, Streams};
+use mixnet_core::stream::Streams;
 use mixnet_core::time::Instant;
 use rustls::pki_types::UnixTime;
 use rustls::time_provider::TimeProvider;
@@ -20,7 +20,7 @@ use wasm_bindgen::prelude::*;
 use wasm_client::js::{error, set};
 use wasm_client::{CoreClient, Layer, MixnetClient};
 
-use crate::fetch::{Action, FetchConfig, FetchError, FetchEvent, FetchRequest, Fetcher, Redirect};
+use crate::fetch::{FetchConfig, FetchError, FetchEvent, FetchRequest, Fetcher, Redirect};
 use crate::tls::client_config;
 
 /// rustls's clock in the browser (`std::time::SystemTime` does not work in wasm).
@@ -131,46 +131,10 @@ struct FetchLayer {
 impl FetchLayer {
     /// Moves actions to streams, stream events to the fetcher, fetch events out.
     fn pump(&mut self, client: &mut CoreClient, now: Instant, out: &mut Vec<JsValue>) -> bool {
-        let mut any = false;
-        loop {
-            let mut progressed = false;
-            while let Some(a) = self.fetcher.poll_action() {
-                progressed = true;
-                match a {
-                    Action::Open { conn, host, port } => {
-                        if let Err(e) = self.streams.open(client.messenger_mut(), now, self.exit, &host, port, conn) {
-                            self.fetcher.handle_open_failed(now, conn, &e.to_string());
-                        }
-                    }
-                    Action::Write { conn, data } => {
-                        if let Err(e) = self.streams.write(client.messenger_mut(), now, conn, &data) {
-                            self.fetcher.handle_closed(now, conn, Some(&e.to_string()));
-                        }
-                    }
-                    // the fetcher is done with it: the exit may drop the connection
-                    Action::Close { conn } => {
-                        let _ = self.streams.reset(client.messenger_mut(), now, conn, "closed by the client");
-                    }
-                }
-            }
-            while let Some(e) = self.streams.poll_event() {
-                progressed = true;
-                match e {
-                    StreamEvent::Opened(id) => self.fetcher.handle_opened(now, id),
-                    StreamEvent::OpenFailed(id, reason) => self.fetcher.handle_open_failed(now, id, &reason),
-                    StreamEvent::Data(id, data) => self.fetcher.handle_data(now, id, &data),
-                    StreamEvent::Closed(id, error) => self.fetcher.handle_closed(now, id, error.as_deref()),
-                }
-            }
-            while let Some(e) = self.fetcher.poll_event() {
-                progressed = true;
-                out.push(event_to_js(e));
-            }
-            if !progressed {
-                break;
-            }
-            any = true;
-        }
+        let any =
+            crate::carry::pump(&mut self.fetcher, &mut self.streams, client.messenger_mut(), now, self.exit, |e| {
+                out.push(event_to_js(e))
+            });
         if any {
             client.flush(now);
         }

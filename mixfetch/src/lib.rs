@@ -7,12 +7,14 @@
 //! - [`tls`]: every rustls call;
 //! - [`fetch`]: the sans-IO [`Fetcher`](fetch::Fetcher): requests in, byte-stream
 //!   actions out (the driver carries them over the mixnet's exit streams), responses
-//!   back; redirects, keep-alive pool, concurrency, timeouts, cancellation.
+//!   back; redirects, keep-alive pool, concurrency, timeouts, cancellation;
+//! - [`carry`]: the fetcher's streams on the core's exit streams.
 
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "browser")]
 pub mod browser;
+pub mod carry;
 pub mod fetch;
 pub mod http;
 pub mod tls;

@@ -1,8 +1,8 @@
 //! The sans-IO `Fetcher` over the simulated mixnet: its streams are the core's
 //! `Streams` through the core's `Exit` (`sim::mixnet::SimExit`), with seeded loss,
 //! duplication and reordering on every link and simulated time, against an HTTPS
-//! server (rustls) and an HTTP server living in the simulator. The same glue as the
-//! browser's (`mixfetch/src/browser.rs` `FetchLayer::pump`), without a browser.
+//! server (rustls) and an HTTP server living in the simulator, through the same glue
+//! as the browser's (`mixfetch::carry::pump`), without a browser.
 
 use std::io::{Read, Write};
 use std::sync::{Arc, OnceLock};
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use demo_services::origin::{TestPki, pattern, pki};
 use mixfetch::tls::client_config;
-use mixfetch::{Action, FetchConfig, FetchEvent, FetchRequest, Fetcher, Redirect};
+use mixfetch::{FetchConfig, FetchEvent, FetchRequest, Fetcher, Redirect};
 use mixnet_core::address::Recipient;
 use mixnet_core::client::ClientEvent;
 use mixnet_core::exit::{ExitConfig, ExitLimits};
@@ -18,7 +18,7 @@ use mixnet_core::message::{MessengerConfig, RouteMode};
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sim::LinkConfig;
 use mixnet_core::sim::mixnet::{SimApp, SimMixnet, SimServer};
-use mixnet_core::stream::{StreamEvent, Streams};
+use mixnet_core::stream::Streams;
 use rustls::pki_types::UnixTime;
 
 static PKI: OnceLock<TestPki> = OnceLock::new();
@@ -155,53 +155,17 @@ fn fetch_over_the_sim(seed: u64, mode: RouteMode, loss: f64, url: &str) -> Outco
                 assert!(streams.handle_message(c.messenger_mut(), now, &m), "a message that is not stream traffic");
             }
         }
-        // fetcher <-> streams until nothing moves
-        loop {
-            let mut progressed = false;
-            while let Some(a) = fetcher.poll_action() {
-                progressed = true;
-                match a {
-                    Action::Open { conn, host, port } => {
-                        if let Err(e) = streams.open(c.messenger_mut(), now, exit, &host, port, conn) {
-                            fetcher.handle_open_failed(now, conn, &e.to_string());
-                        }
-                    }
-                    Action::Write { conn, data } => {
-                        if let Err(e) = streams.write(c.messenger_mut(), now, conn, &data) {
-                            fetcher.handle_closed(now, conn, Some(&e.to_string()));
-                        }
-                    }
-                    Action::Close { conn } => {
-                        let _ = streams.reset(c.messenger_mut(), now, conn, "closed by the client");
-                    }
-                }
+        // fetcher <-> streams until nothing moves (the browser's glue, mixfetch::carry)
+        mixfetch::carry::pump(&mut fetcher, &mut streams, c.messenger_mut(), now, exit, |e| match e {
+            FetchEvent::Response(i, info) if i == id => outcome.status = Some(info.status),
+            FetchEvent::Body(i, data) if i == id => outcome.body.extend_from_slice(&data),
+            FetchEvent::End(i) if i == id => outcome.done = true,
+            FetchEvent::Failed(i, e) if i == id => {
+                outcome.error = Some(e.to_string());
+                outcome.done = true;
             }
-            while let Some(e) = streams.poll_event() {
-                progressed = true;
-                match e {
-                    StreamEvent::Opened(s) => fetcher.handle_opened(now, s),
-                    StreamEvent::OpenFailed(s, reason) => fetcher.handle_open_failed(now, s, &reason),
-                    StreamEvent::Data(s, data) => fetcher.handle_data(now, s, &data),
-                    StreamEvent::Closed(s, error) => fetcher.handle_closed(now, s, error.as_deref()),
-                }
-            }
-            while let Some(e) = fetcher.poll_event() {
-                progressed = true;
-                match e {
-                    FetchEvent::Response(i, info) if i == id => outcome.status = Some(info.status),
-                    FetchEvent::Body(i, data) if i == id => outcome.body.extend_from_slice(&data),
-                    FetchEvent::End(i) if i == id => outcome.done = true,
-                    FetchEvent::Failed(i, e) if i == id => {
-                        outcome.error = Some(e.to_string());
-                        outcome.done = true;
-                    }
-                    _ => {}
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
+            _ => {}
+        });
         c.flush(now);
         if fetcher.poll_timeout().is_some_and(|t| t <= now) {
             fetcher.handle_timeout(now);
