@@ -376,7 +376,7 @@ impl Fetcher {
                 Ok(r) => r,
                 Err(e) => {
                     let host = c.origin.host.clone();
-                    self.drop_conn(conn, FetchError::Tls { host, reason: e.0 });
+                    self.drop_conn(conn, FetchError::Tls { host, reason: e.to_string() });
                     self.schedule(now);
                     return;
                 }
@@ -503,7 +503,7 @@ impl Fetcher {
         let tls = if origin.https {
             Some(
                 Tls::new(self.config.tls.clone(), &origin.host)
-                    .map_err(|e| FetchError::Tls { host: origin.host.clone(), reason: e.0 })?,
+                    .map_err(|e| FetchError::Tls { host: origin.host.clone(), reason: e.to_string() })?,
             )
         } else {
             None
@@ -553,7 +553,7 @@ impl Fetcher {
             Some(tls) => {
                 if let Err(e) = tls.write(&bytes) {
                     let host = c.origin.host.clone();
-                    self.drop_conn(conn, FetchError::Tls { host, reason: e.0 });
+                    self.drop_conn(conn, FetchError::Tls { host, reason: e.to_string() });
                     return;
                 }
                 self.flush(conn);

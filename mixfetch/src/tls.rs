@@ -11,15 +11,27 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::time_provider::TimeProvider;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
-/// A TLS failure, as text for the caller (certificate problems name the reason).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct TlsError(pub String);
-
-impl From<rustls::Error> for TlsError {
-    fn from(e: rustls::Error) -> Self {
-        Self(e.to_string())
-    }
+/// A TLS failure (certificate problems name the reason).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TlsError {
+    /// rustls refused: the handshake, a certificate, a record, an alert.
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    /// An extra root is not a PEM certificate.
+    #[error("extraRoots: not a PEM certificate: {0}")]
+    RootNotPem(String),
+    /// An extra root is a certificate rustls cannot use as a trust anchor.
+    #[error("extraRoots: unusable certificate: {0}")]
+    RootUnusable(rustls::Error),
+    /// `extraRoots` holds text but no certificate.
+    #[error("extraRoots: no PEM certificate found")]
+    NoRoots,
+    /// The host is neither a DNS name nor an IP literal.
+    #[error("{0:?} is not a valid server name")]
+    ServerName(String),
+    /// Moving bytes through rustls's buffers failed.
+    #[error("{0}")]
+    Io(String),
 }
 
 /// The client configuration: TLS 1.2 and 1.3 with ring, the Mozilla roots from
@@ -31,12 +43,12 @@ pub fn client_config(extra_roots_pem: &[u8], time: Arc<dyn TimeProvider>) -> Res
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let mut added = 0;
     for cert in CertificateDer::pem_slice_iter(extra_roots_pem) {
-        let cert = cert.map_err(|e| TlsError(format!("extraRoots: not a PEM certificate: {e}")))?;
-        roots.add(cert).map_err(|e| TlsError(format!("extraRoots: unusable certificate: {e}")))?;
+        let cert = cert.map_err(|e| TlsError::RootNotPem(e.to_string()))?;
+        roots.add(cert).map_err(TlsError::RootUnusable)?;
         added += 1;
     }
     if added == 0 && !extra_roots_pem.iter().all(u8::is_ascii_whitespace) {
-        return Err(TlsError("extraRoots: no PEM certificate found".into()));
+        return Err(TlsError::NoRoots);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_details(provider, time)
@@ -56,8 +68,7 @@ pub struct Tls {
 impl Tls {
     /// Starts a session with `host` (a DNS name or an IP literal).
     pub fn new(config: Arc<ClientConfig>, host: &str) -> Result<Self, TlsError> {
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|_| TlsError(format!("{host:?} is not a valid server name")))?;
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| TlsError::ServerName(host.to_owned()))?;
         let mut conn = ClientConnection::new(config, name)?;
         // rustls holds at most 64 KiB of plaintext (before the handshake ends) or
         // ciphertext by default and refuses the rest: a request body is written whole,
@@ -68,7 +79,7 @@ impl Tls {
 
     /// Queues plaintext (held until the handshake is done).
     pub fn write(&mut self, plaintext: &[u8]) -> Result<(), TlsError> {
-        self.conn.writer().write_all(plaintext).map_err(|e| TlsError(e.to_string()))
+        self.conn.writer().write_all(plaintext).map_err(|e| TlsError::Io(e.to_string()))
     }
 
     /// Feeds ciphertext from the server; returns the plaintext it carried and whether
@@ -78,7 +89,7 @@ impl Tls {
         let mut closed = false;
         loop {
             if !ciphertext.is_empty() {
-                self.conn.read_tls(&mut ciphertext).map_err(|e| TlsError(e.to_string()))?;
+                self.conn.read_tls(&mut ciphertext).map_err(|e| TlsError::Io(e.to_string()))?;
                 self.conn.process_new_packets()?;
             }
             let mut buf = [0u8; 16 * 1024];
@@ -90,7 +101,7 @@ impl Tls {
                     }
                     Ok(n) => plain.extend_from_slice(&buf[..n]),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(TlsError(e.to_string())),
+                    Err(e) => return Err(TlsError::Io(e.to_string())),
                 }
             }
             if ciphertext.is_empty() || closed {
