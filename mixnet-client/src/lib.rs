@@ -25,9 +25,9 @@ use mixnet_core::address::{ClientIdentity, Recipient};
 pub use mixnet_core::client::LoopixConfig;
 use mixnet_core::client::{Client as CoreClient, ClientEvent as CoreEvent, ConnectionState};
 use mixnet_core::message::{MessageId, MessengerConfig, MessengerStats, ReceivedMessage, SenderTag};
-use mixnet_core::stream::{StreamEvent, StreamId, Streams};
-use mixnet_core::topology::{Freshness, Routes, Topology, directory_key};
-use nodenet::directory::DirectoryClient;
+use mixnet_core::stream::{StreamError, StreamEvent, StreamId, Streams};
+use mixnet_core::topology::{Freshness, GatewayChoiceError, Routes, Topology, TopologyError, directory_key};
+use nodenet::directory::{DirectoryClient, DirectoryError};
 use rand_chacha::ChaCha20Rng;
 use rand_core::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -78,21 +78,33 @@ impl ClientConfig {
 /// Why the client failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// Directory or topology problem.
-    #[error("directory: {0}")]
-    Directory(String),
+    /// The directory could not be reached, refused, or sent a topology that does not
+    /// verify.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// The directory key is malformed, or the topology is unusable (older than the
+    /// one held, expired, a layer empty).
+    #[error("topology: {0}")]
+    Topology(#[from] TopologyError),
     /// No usable gateway.
     #[error("no gateway: {0}")]
-    NoGateway(String),
-    /// Connecting or the session failed.
+    NoGateway(#[from] GatewayChoiceError),
+    /// Connecting or the session failed (the transport's or the gateway's words).
     #[error("gateway connection: {0}")]
     Connect(String),
     /// The messenger refused.
     #[error(transparent)]
     Send(#[from] mixnet_core::message::SendError),
-    /// A stream failed to open.
+    /// This client could not start a stream (unknown, already closed, or the
+    /// messenger refused its first message).
+    #[error("stream: {0}")]
+    StreamRefused(#[from] StreamError),
+    /// The exit could not open the stream: its reason.
     #[error("stream: {0}")]
     Stream(String),
+    /// Packets were still waiting to be sent when `close`'s time ran out.
+    #[error("packets still waiting to be sent after {0:?}")]
+    Undrained(Duration),
     /// The client was shut down.
     #[error("client stopped")]
     Stopped,
@@ -148,8 +160,8 @@ impl Drop for Client {
 
 /// The signed topology, verified, and refused if older than the one in use or expired.
 async fn fetch_topology(dir: &DirectoryClient, freshness: &mut Freshness) -> Result<Topology, ClientError> {
-    let t = dir.topology().await.map_err(|e| ClientError::Directory(e.to_string()))?;
-    freshness.check(&t, nodenet::unix_ms()).map_err(|e| ClientError::Directory(e.to_string()))?;
+    let t = dir.topology().await?;
+    freshness.check(&t, nodenet::unix_ms())?;
     Ok(t)
 }
 
@@ -159,17 +171,15 @@ fn pick_gateway(
     wanted: Option<&str>,
     transport: Transport,
 ) -> Result<([u8; 32], [u8; 32], Target), ClientError> {
-    let g = t
-        .choose_gateway(wanted, transport.name(), |g| Target::of(g, transport).is_ok())
-        .map_err(|e| ClientError::NoGateway(e.to_string()))?;
-    let target = Target::of(g, transport).map_err(ClientError::NoGateway)?;
+    let g = t.choose_gateway(wanted, transport.name(), |g| Target::of(g, transport).is_ok())?;
+    let target = Target::of(g, transport).expect("choose_gateway checked that the gateway offers the transport");
     Ok((g.identity.0, g.noise_key.0, target))
 }
 
 impl Client {
     /// Fetches the topology, connects to a gateway and authenticates.
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
-        let key = directory_key(&config.directory_key).map_err(|e| ClientError::Directory(e.to_string()))?;
+        let key = directory_key(&config.directory_key)?;
         let dir = DirectoryClient::new(&config.directory, key);
         let mut freshness = Freshness::new();
         let topology = fetch_topology(&dir, &mut freshness).await?;
@@ -190,7 +200,7 @@ impl Client {
             nodenet::os_rng(),
         );
         let exits = topology.exits().map(|(_, r)| r).collect();
-        client.set_routes(Routes::new(topology).map_err(|e| ClientError::Directory(e.to_string()))?);
+        client.set_routes(Routes::new(topology)?);
         let address = client.self_address();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
@@ -289,7 +299,7 @@ impl Client {
     pub async fn close(self, timeout: Duration) -> Result<(), ClientError> {
         match tokio::time::timeout(timeout, self.handle.ask(Cmd::Drain)).await {
             Ok(r) => r,
-            Err(_) => Err(ClientError::Connect(format!("packets still waiting to be sent after {timeout:?}"))),
+            Err(_) => Err(ClientError::Undrained(timeout)),
         }
     }
 
@@ -680,7 +690,7 @@ impl Driver {
                         self.pending_open.insert(id, (reply, stream));
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(ClientError::Stream(e.to_string())));
+                        let _ = reply.send(Err(ClientError::StreamRefused(e)));
                     }
                 }
             }
