@@ -28,7 +28,13 @@ async fn a_server_that_never_reads_holds_the_exit_to_its_stream_buffer() {
     let mut stream = a.open_stream(net.exit_address(), "127.0.0.1", port).await.unwrap();
     // more than the kernel's socket buffers and the exit's stream buffer together
     let data = vec![0x42u8; 24 << 20];
-    stream.write_all(&data).await.unwrap();
+    // the client holds a writer back once 1 MiB has not left (mixnet_client::MAX_UNSENT),
+    // so the upload is written beside the watching, not before it
+    let upload = data.clone();
+    let writer = tokio::spawn(async move {
+        let _ = stream.write_all(&upload).await;
+        stream
+    });
     let exit = net.gateways[1].as_ref().unwrap();
     let mut peak = 0.0f64;
     let mut last_out = -1.0;
@@ -48,6 +54,7 @@ async fn a_server_that_never_reads_holds_the_exit_to_its_stream_buffer() {
     assert!(last_out < data.len() as f64, "the server never read, yet {last_out} B were written");
     assert_eq!(metric(&text, "exit_refused_total{reason=\"buffer_exceeded\"}"), 0.0, "the client kept to its window");
     assert_eq!(metric(&text, "exit_streams_open"), 1.0);
+    writer.abort();
     hold.abort();
     net.shutdown().await;
 }
