@@ -36,6 +36,25 @@ pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
     tokio::net::TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr: addr.to_owned(), error })
 }
 
+/// Binds `addr` without listening: the port is the node's (it can be announced) while
+/// connection attempts are refused until [`tokio::net::TcpSocket::listen`], so a client
+/// cannot get into a half-started server's backlog.
+pub async fn reserve(addr: &str) -> Result<tokio::net::TcpSocket, StartError> {
+    let fail = |error: std::io::Error| StartError::Bind { addr: addr.to_owned(), error };
+    let resolved = tokio::net::lookup_host(addr)
+        .await
+        .map_err(fail)?
+        .next()
+        .ok_or_else(|| fail(std::io::Error::other("the name resolves to no address")))?;
+    let socket = if resolved.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+        .map_err(fail)?;
+    // as TcpListener::bind does: a restarted node takes its port back at once
+    #[cfg(unix)]
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(resolved).map_err(fail)?;
+    Ok(socket)
+}
+
 /// Checks that each named limit is at least 1 (a zero bound cannot carry anything
 /// and some would panic, e.g. a channel of capacity 0).
 pub fn require_positive(limits: &[(&str, u64)]) -> Result<(), StartError> {
@@ -123,6 +142,17 @@ mod tests {
         assert!(require_positive(&[("a", 1)]).is_ok());
         assert!(require_directory("", "k").unwrap_err().to_string().contains("`directory`"));
         assert!(require_directory("http://d", "").unwrap_err().to_string().contains("`directory_key`"));
+    }
+
+    #[tokio::test]
+    async fn a_reserved_port_refuses_connections_until_it_listens() {
+        let socket = reserve("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let refused = tokio::net::TcpStream::connect(addr).await.unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        let listener = socket.listen(16).unwrap();
+        let (client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        assert!(client.is_ok() && server.is_ok());
     }
 
     #[tokio::test]

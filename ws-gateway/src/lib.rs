@@ -297,9 +297,12 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
     let mix_listener = nodenet::node::bind(&config.listen).await?;
     let mix_addr =
         mix_listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen.clone(), error })?;
-    let ws_listener = nodenet::node::bind(&config.ws_listen).await?;
-    let ws_addr =
-        ws_listener.local_addr().map_err(|error| StartError::Bind { addr: config.ws_listen.clone(), error })?;
+    // the WebSocket port is reserved now (its URL goes in the descriptor) and listens
+    // only when its sessions are served, beside WebTransport's: while this gateway
+    // joins the network, a client finds both closed, not WebTransport failing and
+    // WebSocket's backlog accepting (which would settle it on WebSocket)
+    let ws_socket = nodenet::node::reserve(&config.ws_listen).await?;
+    let ws_addr = ws_socket.local_addr().map_err(|error| StartError::Bind { addr: config.ws_listen.clone(), error })?;
     let ws_url = config.ws_url.clone().unwrap_or_else(|| format!("ws://{ws_addr}"));
 
     let exit = match &config.exit {
@@ -370,6 +373,8 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         }
     })));
     let conn_ids = Arc::new(AtomicU64::new(1));
+    let ws_listener =
+        ws_socket.listen(1024).map_err(|error| StartError::Bind { addr: config.ws_listen.clone(), error })?;
     tasks.push(tokio::spawn(ws::serve(
         ws_listener,
         events.clone(),
