@@ -24,7 +24,7 @@ use mixnet_core::topology::{self, Key32, NodeDescriptor, Role};
 use nodenet::directory::DirectoryClient;
 use nodenet::keys::NodeIdentity;
 use nodenet::link::{self, LinkStats, Links};
-use nodenet::membership::Membership;
+use nodenet::membership::{Joined, Membership};
 use nodenet::metrics::{Counter, Exposition};
 use nodenet::replay::ReplayKeeper;
 use serde::Deserialize;
@@ -345,7 +345,6 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
     let dir_key = topology::directory_key(&config.directory_key).map_err(|e| StartError::Config(e.to_string()))?;
     let listener = nodenet::node::bind(&config.listen).await?;
     let mix_addr = listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen.clone(), error })?;
-    let identity = Arc::new(Mutex::new(identity));
     let template = NodeDescriptor {
         identity: Key32(address.0),
         role: Role::Mix,
@@ -357,18 +356,16 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
         exit: None,
         signed_at_ms: 0,
     };
-    let membership = Membership::new(
+    // registered, and the replay filters on disk read back before the first packet
+    let Joined { membership, round: info, keys, replay } = Membership::join_network(
         DirectoryClient::new(&config.directory, dir_key),
         identity,
         template,
         Duration::from_millis(config.heartbeat_ms),
-    );
-    let (info, keys) = membership
-        .join(Duration::from_secs(30), config.replay)
-        .await
-        .map_err(|e| StartError::Directory(e.to_string()))?;
-    // the filters on disk are read back before the first packet is accepted
-    let replay = ReplayKeeper::open(config.data_dir.as_deref(), &keys).map_err(StartError::Keys)?;
+        config.replay,
+        config.data_dir.as_deref(),
+    )
+    .await?;
 
     let metrics = Arc::new(MixMetrics::default());
     let links = Links::new(&noise, config.link_queue, metrics.links.clone());

@@ -2,6 +2,7 @@
 //! directory on every heartbeat, rotate its Sphinx key when the epoch changes (the
 //! previous key stays for the overlap), and follow the published topology.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use mixnet_core::topology::{EpochKey, Freshness, Key32, NodeDescriptor, SignedDe
 
 use crate::directory::{DirectoryClient, DirectoryError};
 use crate::keys::NodeIdentity;
+use crate::node::StartError;
+use crate::replay::ReplayKeeper;
 
 /// What one registration round learnt.
 #[derive(Debug, Clone)]
@@ -43,6 +46,20 @@ fn next(epoch: u64) -> Result<u64, DirectoryError> {
     epoch.checked_add(1).ok_or_else(|| refused(format!("epoch {epoch} has no successor")))
 }
 
+/// A node that has joined the network: its membership (heartbeats and key rotation
+/// still to spawn), the round it joined in, its Sphinx keys, and its replay filters,
+/// read back from disk before the first packet is accepted.
+pub struct Joined {
+    /// Heartbeats, key rotation and topology refresh, for [`Membership::spawn`].
+    pub membership: Membership,
+    /// The round it joined in.
+    pub round: Round,
+    /// Its Sphinx keys for the current epochs.
+    pub keys: NodeKeys,
+    /// Its replay filters' keeper (`None` without a data directory).
+    pub replay: Option<ReplayKeeper>,
+}
+
 impl Membership {
     /// `template` is the descriptor without keys and timestamp (they are filled in).
     pub fn new(
@@ -64,6 +81,24 @@ impl Membership {
         ];
         d.signed_at_ms = crate::unix_ms();
         Ok(SignedDescriptor::sign(&d, &id.signing))
+    }
+
+    /// What every node (mix or gateway) does at start: registers `template` with the
+    /// directory, waiting up to 30 s for it, then reads its replay filters back from
+    /// `data_dir`.
+    pub async fn join_network(
+        client: DirectoryClient,
+        identity: NodeIdentity,
+        template: NodeDescriptor,
+        heartbeat: Duration,
+        replay: ReplayConfig,
+        data_dir: Option<&Path>,
+    ) -> Result<Joined, StartError> {
+        let membership = Self::new(client, Arc::new(Mutex::new(identity)), template, heartbeat);
+        let (round, keys) =
+            membership.join(Duration::from_secs(30), replay).await.map_err(|e| StartError::Directory(e.to_string()))?;
+        let replay = ReplayKeeper::open(data_dir, &keys).map_err(StartError::Keys)?;
+        Ok(Joined { membership, round, keys, replay })
     }
 
     /// Registers once (retrying for up to `patience`); returns what the round learnt

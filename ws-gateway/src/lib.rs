@@ -19,8 +19,8 @@ mod wt;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mixnet_core::address::Recipient;
@@ -34,7 +34,7 @@ use mixnet_core::topology::{self, Key32, NodeDescriptor, Role, WebTransportEndpo
 use nodenet::directory::DirectoryClient;
 use nodenet::keys::NodeIdentity;
 use nodenet::link::{LinkStats, Links};
-use nodenet::membership::Membership;
+use nodenet::membership::{Joined, Membership};
 use nodenet::metrics::Counter;
 use nodenet::node::StartError;
 use nodenet::replay::ReplayKeeper;
@@ -318,7 +318,6 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         gateway: address.0,
     });
 
-    let identity = Arc::new(Mutex::new(identity));
     let template = NodeDescriptor {
         identity: Key32(address.0),
         role: Role::Gateway,
@@ -330,18 +329,16 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         exit: exit_address,
         signed_at_ms: 0,
     };
-    let membership = Membership::new(
+    // registered, and the replay filters on disk read back before the first packet
+    let Joined { membership, round: info, keys, replay } = Membership::join_network(
         DirectoryClient::new(&config.directory, dir_key),
         identity,
         template,
         Duration::from_millis(config.heartbeat_ms),
-    );
-    let (info, keys) = membership
-        .join(Duration::from_secs(30), config.replay)
-        .await
-        .map_err(|e| StartError::Directory(e.to_string()))?;
-    // the filters on disk are read back before the first packet is accepted
-    let replay = ReplayKeeper::open(config.data_dir.as_deref(), &keys).map_err(StartError::Keys)?;
+        config.replay,
+        config.data_dir.as_deref(),
+    )
+    .await?;
 
     let link_stats = Arc::new(LinkStats::default());
     let links = Links::new(&noise, config.link_queue, link_stats.clone());
