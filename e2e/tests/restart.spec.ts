@@ -3,8 +3,9 @@ import { openDemo, sendMessage } from './helpers';
 
 // A known race, not yet fixed (see issue 13's note): a WebTransport attempt that fails
 // right as the gateway comes back, followed at once by a WebSocket attempt that
-// succeeds, settles the session on WebSocket. Seen in about 1 run in 6 on a loaded
-// 2-core machine; a second failure in a row still fails the suite (and a retry shows
+// succeeds, settles the session on WebSocket. Seen in about 1 run in 4 with fuzzers
+// beside the suite on 2 cores (0 in 6 without); a second failure in a row still fails
+// the suite (and a retry shows
 // as "flaky" in the report).
 test.describe.configure({ retries: 1 });
 
