@@ -5,8 +5,7 @@ import { openDemo, sendMessage } from './helpers';
 // right as the gateway comes back, followed at once by a WebSocket attempt that
 // succeeds, settles the session on WebSocket. Seen in about 1 run in 4 with fuzzers
 // beside the suite on 2 cores (0 in 6 without); a second failure in a row still fails
-// the suite (and a retry shows
-// as "flaky" in the report).
+// the suite, and a retry shows as "flaky" in the report.
 test.describe.configure({ retries: 1 });
 
 test('gateway restart: the client reconnects and receives the messages stored while it was away', async ({ browser, localnet }) => {
