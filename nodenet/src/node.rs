@@ -36,16 +36,22 @@ pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
     tokio::net::TcpListener::bind(addr).await.map_err(|error| StartError::Bind { addr: addr.to_owned(), error })
 }
 
+/// The first address a listen address (`host:port`) resolves to, naming it in errors.
+pub async fn resolve(addr: &str) -> Result<std::net::SocketAddr, StartError> {
+    let fail = |error: std::io::Error| StartError::Bind { addr: addr.to_owned(), error };
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(fail)?
+        .next()
+        .ok_or_else(|| fail(std::io::Error::other("the name resolves to no address")))
+}
+
 /// Binds `addr` without listening: the port is the node's (it can be announced) while
 /// connection attempts are refused until [`tokio::net::TcpSocket::listen`], so a client
 /// cannot get into a half-started server's backlog.
 pub async fn reserve(addr: &str) -> Result<tokio::net::TcpSocket, StartError> {
     let fail = |error: std::io::Error| StartError::Bind { addr: addr.to_owned(), error };
-    let resolved = tokio::net::lookup_host(addr)
-        .await
-        .map_err(fail)?
-        .next()
-        .ok_or_else(|| fail(std::io::Error::other("the name resolves to no address")))?;
+    let resolved = resolve(addr).await?;
     let socket = if resolved.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
         .map_err(fail)?;
     // as TcpListener::bind does: a restarted node takes its port back at once

@@ -444,11 +444,7 @@ struct BoundWebTransport {
 
 async fn bind_webtransport(config: &GatewayConfig, listen: &str) -> Result<BoundWebTransport, StartError> {
     let bind_err = |error: std::io::Error| StartError::Bind { addr: listen.to_owned(), error };
-    let addr = tokio::net::lookup_host(listen)
-        .await
-        .map_err(bind_err)?
-        .next()
-        .ok_or_else(|| bind_err(std::io::Error::other("the name resolves to no address")))?;
+    let addr = nodenet::node::resolve(listen).await?;
     // the certificate names the published host, so it is known before binding
     let configured = config.wt_url.as_deref().map(parse_https_url).transpose().map_err(StartError::Config)?;
     let host = configured.as_ref().map_or_else(|| addr.ip().to_string(), |(h, _)| h.clone());
