@@ -189,7 +189,7 @@ impl Client {
             Some(id) => id.secrets(),
             None => ClientIdentity::generate(&mut rng).secrets(),
         };
-        let mut client = CoreClient::new(
+        let client = CoreClient::new(
             config.messenger.clone(),
             config.loopix.clone(),
             signing,
@@ -199,18 +199,16 @@ impl Client {
             nodenet::os_rng(),
             nodenet::os_rng(),
         );
-        let exits = topology.exits().map(|(_, r)| r).collect();
-        client.set_routes(Routes::new(topology)?);
         let address = client.self_address();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-        let driver = Driver {
+        let mut driver = Driver {
             config,
             dir,
             freshness,
             rng,
             client,
-            exits,
+            exits: Vec::new(),
             streams: Streams::default(),
             stream_tx: HashMap::new(),
             gates: Gates::default(),
@@ -220,6 +218,7 @@ impl Client {
             cmd_loopback: cmd_tx.clone(),
             drain_waiters: Vec::new(),
         };
+        driver.set_topology(topology)?;
         let task = tokio::spawn(driver.run(cmd_rx));
         // wait for the first authentication
         let mut early = Vec::new();
@@ -544,12 +543,13 @@ impl Driver {
         nodenet::core_now(self.start)
     }
 
-    fn set_topology(&mut self, topology: Topology) {
+    /// Routes from `topology`, and its exits; an unusable one is refused and the
+    /// last good one kept.
+    fn set_topology(&mut self, topology: Topology) -> Result<(), TopologyError> {
         let exits = topology.exits().map(|(_, r)| r).collect();
-        if let Ok(r) = Routes::new(topology) {
-            self.client.set_routes(r);
-            self.exits = exits;
-        }
+        self.client.set_routes(Routes::new(topology)?);
+        self.exits = exits;
+        Ok(())
     }
 
     fn deadline(&self) -> Option<tokio::time::Instant> {
@@ -600,7 +600,8 @@ impl Driver {
                 }
             };
             self.client.set_gateway_key(key);
-            self.set_topology(topology);
+            // a refused topology keeps the routes in force
+            let _ = self.set_topology(topology);
             let result = match Conn::open(&target).await {
                 Ok(conn) => self.session(conn, &mut cmds).await,
                 Err(e) => Err(e),
@@ -649,7 +650,7 @@ impl Driver {
                 },
                 _ = refresh.tick() => {
                     if let Ok(t) = fetch_topology(&self.dir, &mut self.freshness).await {
-                        self.set_topology(t);
+                        let _ = self.set_topology(t);
                     }
                 }
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
@@ -702,6 +703,8 @@ impl Driver {
                     if let Some(tx) = self.stream_tx.remove(&id) {
                         let _ = tx.send(StreamItem::End(Some(e.to_string())));
                     }
+                    // the stream may outlive a refused write (the messenger's refusal):
+                    // its writer is done all the same
                     if let Some((gate, _)) = self.gates.0.remove(&id) {
                         gate.close();
                     }
@@ -711,10 +714,8 @@ impl Driver {
                 let _ = self.streams.close(self.client.messenger_mut(), now, id);
             }
             Cmd::Reset(id) => {
+                // its gate goes with the stream (settle_gates)
                 self.stream_tx.remove(&id);
-                if let Some((gate, _)) = self.gates.0.remove(&id) {
-                    gate.close();
-                }
                 let _ = self.streams.reset(self.client.messenger_mut(), now, id, "closed by the application");
             }
             Cmd::Stats(reply) => {
@@ -793,9 +794,6 @@ impl Driver {
                 }
                 StreamEvent::OpenFailed(id, reason) => {
                     self.stream_tx.remove(&id);
-                    if let Some((gate, _)) = self.gates.0.remove(&id) {
-                        gate.close();
-                    }
                     if let Some((reply, _)) = self.pending_open.remove(&id) {
                         let _ = reply.send(Err(ClientError::Stream(reason)));
                     }
