@@ -4,6 +4,7 @@
 //! code. Clients connect with the `mixnet-client` crate (or from a browser with the
 //! worker), given [`Localnet::client_config`] or the `localnet.json` it writes.
 
+pub mod wait;
 pub mod web;
 
 use std::path::PathBuf;
@@ -282,21 +283,19 @@ impl Localnet {
             .map(|m| NodeAddress(m.identity.0))
             .chain(topology.gateways.iter().map(|g| NodeAddress(g.identity.0)))
             .collect();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        let addresses = &addresses;
+        wait::until(timeout, || async move {
             let mut links =
                 self.mixes.iter().flatten().map(|m| &m.links).chain(self.gateways.iter().flatten().map(|g| &g.links));
-            if links.all(|l| addresses.iter().all(|a| l.knows(a))) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(StartError::Directory(format!(
-                    "not every node fetched the complete topology within {} s",
-                    timeout.as_secs()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            if links.all(|l| addresses.iter().all(|a| l.knows(a))) { Ok(()) } else { Err(String::new()) }
+        })
+        .await
+        .map_err(|_| {
+            StartError::Directory(format!(
+                "not every node fetched the complete topology within {} s",
+                timeout.as_secs()
+            ))
+        })
     }
 
     fn live_mixes(&self) -> usize {
@@ -310,14 +309,20 @@ impl Localnet {
         timeout: Duration,
     ) -> Result<Topology, String> {
         let client = DirectoryClient::new(&self.directory.url(), self.directory.key);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        let (client, done) = (&client, &done);
+        wait::until(timeout, || async move {
             match client.topology().await {
-                Ok(t) if done(&t) => return Ok(t),
-                Ok(_) | Err(_) if tokio::time::Instant::now() >= deadline => return Err("timed out".into()),
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                Ok(t) if done(&t) => Ok(t),
+                Ok(t) => Err(format!(
+                    "timed out at epoch {} ({} mixes, {} gateways)",
+                    t.epoch,
+                    t.mixes.len(),
+                    t.gateways.len()
+                )),
+                Err(e) => Err(format!("timed out: {e}")),
             }
-        }
+        })
+        .await
     }
 
     fn gateway(&self, i: usize) -> &RunningGateway {

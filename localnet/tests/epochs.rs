@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use localnet::LocalnetConfig;
 use mixnet_core::message::RouteMode;
@@ -15,10 +13,14 @@ async fn messages_cross_epoch_boundaries() {
     let first = net.wait_for_topology(|_| true, WAIT).await.unwrap();
     let mut a = client(&net, 0).await;
     let mut b = client(&net, 1).await;
+    // five messages in each of four epochs: each batch goes out as the epoch turns
     let mut ids = Vec::new();
+    let mut epoch = first.epoch;
     for i in 0..20u8 {
+        if i > 0 && i % 5 == 0 {
+            epoch = net.wait_for_topology(|t| t.epoch > epoch, WAIT).await.expect("the epoch turns").epoch;
+        }
         ids.push(a.send(b.address, payload(i, 1000), 0).await.unwrap());
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     for _ in 0..20 {
         b.recv(WAIT).await.expect("every message arrives across epochs");

@@ -34,9 +34,23 @@ fn allow(key: &SigningKey) -> AllowedNode {
 }
 
 async fn start(allow: Vec<AllowedNode>) -> (RunningDirectory, DirectoryClient) {
-    let dir = directory::start(DirectoryConfig { allow, ..DirectoryConfig::default() }).await.unwrap();
+    start_with(DirectoryConfig { allow, ..DirectoryConfig::default() }).await
+}
+
+async fn start_with(config: DirectoryConfig) -> (RunningDirectory, DirectoryClient) {
+    let dir = directory::start(config).await.unwrap();
     let client = DirectoryClient::new(&dir.url(), dir.key);
     (dir, client)
+}
+
+async fn metric(dir: &RunningDirectory, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", dir.url())).await.unwrap().text().await.unwrap();
+    nodenet::metrics::sample(&text, name).unwrap()
+}
+
+/// Awaits `condition` for 60 s (see `localnet::wait::until`).
+async fn eventually<F: std::future::Future<Output = Result<(), String>>>(what: &str, condition: impl FnMut() -> F) {
+    localnet::wait::until(Duration::from_secs(60), condition).await.unwrap_or_else(|state| panic!("{what}: {state}"))
 }
 
 fn status(r: Result<(), DirectoryError>) -> u16 {
@@ -48,8 +62,7 @@ fn status(r: Result<(), DirectoryError>) -> u16 {
 }
 
 async fn refused(dir: &RunningDirectory, reason: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", dir.url())).await.unwrap().text().await.unwrap();
-    nodenet::metrics::sample(&text, &format!("directory_refused_total{{reason=\"{reason}\"}}")).unwrap()
+    metric(dir, &format!("directory_refused_total{{reason=\"{reason}\"}}")).await
 }
 
 /// On 117647c any ed25519 key could register as a mix, a gateway or an exit.
@@ -78,14 +91,18 @@ async fn an_identity_off_the_allowlist_cannot_register() {
 #[tokio::test]
 async fn a_node_cannot_claim_another_node_s_keys_or_address() {
     let (a, b) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
-    let (dir, client) = start(vec![allow(&a), allow(&b)]).await;
+    // no minimum interval between one identity's registrations: this test is not about rates
+    let config = DirectoryConfig {
+        allow: vec![allow(&a), allow(&b)],
+        min_register_interval_ms: 0,
+        ..DirectoryConfig::default()
+    };
+    let (dir, client) = start_with(config).await;
     let epoch = client.epoch().await.unwrap().epoch;
     assert_eq!(status(client.register(&descriptor(&a, [7; 32], "10.0.0.1:1", epoch)).await), 200);
     // b with a's Noise (and Sphinx) key, then with a's address
     assert_eq!(status(client.register(&descriptor(&b, [7; 32], "10.0.0.2:1", epoch)).await), 409);
-    tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(status(client.register(&descriptor(&b, [8; 32], "10.0.0.1:1", epoch)).await), 409);
-    tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(status(client.register(&descriptor(&b, [8; 32], "10.0.0.2:1", epoch)).await), 200);
     assert_eq!(refused(&dir, "duplicate").await, 2.0);
 }
@@ -113,7 +130,12 @@ async fn a_restarted_directory_does_not_go_back_in_epochs() {
         DirectoryConfig { data_dir: Some(data.path().to_path_buf()), epoch_ms: 300, ..DirectoryConfig::default() };
     let dir = directory::start(config.clone()).await.unwrap();
     let client = DirectoryClient::new(&dir.url(), dir.key);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let client_ref = &client;
+    eventually("four epochs pass", || async move {
+        let epoch = client_ref.topology().await.map_err(|e| e.to_string())?.epoch;
+        if epoch >= 4 { Ok(()) } else { Err(format!("epoch {epoch}")) }
+    })
+    .await;
     let before = client.topology().await.unwrap().epoch;
     assert!(before >= 4, "{before}");
     drop(dir);
@@ -169,7 +191,12 @@ async fn an_unsigned_epoch_cannot_move_a_node() {
     })
     .await
     .expect("the node starts on the signed epoch");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // the node has heartbeated (and so fetched the lying epoch) at least twice since it started
+    eventually("the node heartbeats", || async {
+        let n = metric(&dir, "directory_registrations_total").await;
+        if n >= 3.0 { Ok(()) } else { Err(format!("{n} registrations")) }
+    })
+    .await;
     assert_eq!(node.keys.current_epoch(), real_epoch);
     assert!(data.path().join(format!("sphinx-{real_epoch}.key")).exists(), "its key file is kept");
     let t = client.topology().await.unwrap();

@@ -52,8 +52,13 @@ async fn connections_past_the_limit_are_closed_with_busy() {
     for _ in 0..2 {
         held.push(tokio_tungstenite::connect_async(url.as_str()).await.unwrap().0);
     }
-    // let the actor register both before the third arrives
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // the actor has registered both before the third arrives
+    let gw = net.gateways[0].as_ref().unwrap();
+    eventually("both connections are registered", || async {
+        let open = metric(&gw.metrics_text().await, "gateway_connections");
+        if open == 2.0 { Ok(()) } else { Err(format!("{open} connections")) }
+    })
+    .await;
     let (mut third, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
     match tokio::time::timeout(WAIT, third.next()).await.unwrap() {
         Some(Ok(Message::Close(Some(f)))) => {
@@ -105,17 +110,13 @@ async fn a_client_that_stops_reading_is_closed_and_its_connection_dropped() {
             break;
         }
     }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = net.gateways[0].as_ref().unwrap().metrics_text().await;
+    eventually("the slow client is dropped", || async {
+        let text = gw.metrics_text().await;
         let slow = metric(&text, "gateway_dropped_total{reason=\"slow_client\"}");
         let open = metric(&text, "gateway_connections");
-        if slow >= 1.0 && open == 0.0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "slow {slow}, connections {open}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if slow >= 1.0 && open == 0.0 { Ok(()) } else { Err(format!("slow {slow}, connections {open}")) }
+    })
+    .await;
     // the socket is gone too: reading what was queued ends in a close or an error
     let end = tokio::time::timeout(WAIT, async {
         loop {

@@ -37,17 +37,6 @@ fn packets_via_mix(t: &Topology, mix: NodeAddress, first_delay: Duration, n: usi
         .collect()
 }
 
-async fn eventually(what: &str, mut check: impl FnMut() -> Option<String>) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match check() {
-            None => return,
-            Some(state) if tokio::time::Instant::now() >= deadline => panic!("{what}: {state}"),
-            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
 async fn honest_traffic_flows(net: &localnet::Localnet) {
     let a = client(net, 0).await;
     let mut b = client(net, 1).await;
@@ -66,9 +55,9 @@ async fn a_stranger_cannot_open_a_link_to_a_mix() {
     for p in packets_via_mix(&topology, mix.address, Duration::ZERO, 20) {
         stranger.send(mix.address, p);
     }
-    eventually("the stranger's link is refused", || {
+    eventually("the stranger's link is refused", || async {
         let text = mix.metrics_text();
-        (metric(&text, "mix_link_rejected_peers_total") < 1.0).then_some(text)
+        if metric(&text, "mix_link_rejected_peers_total") < 1.0 { Err(text) } else { Ok(()) }
     })
     .await;
     assert_eq!(metric(&mix.metrics_text(), "mix_packets_in_total"), 0.0, "nothing from the stranger got in");
@@ -88,9 +77,9 @@ async fn packets_asking_for_a_century_of_delay_are_dropped_not_held() {
     for p in packets_via_mix(&topology, mix.address, century, 200) {
         node.send(mix.address, p);
     }
-    eventually("every long-delay packet is dropped", || {
+    eventually("every long-delay packet is dropped", || async {
         let text = mix.metrics_text();
-        (metric(&text, "mix_dropped_total{reason=\"delay_too_long\"}") < 200.0).then_some(text)
+        if metric(&text, "mix_dropped_total{reason=\"delay_too_long\"}") < 200.0 { Err(text) } else { Ok(()) }
     })
     .await;
     assert_eq!(metric(&mix.metrics_text(), "mix_delay_queue_depth"), 0.0);
@@ -116,9 +105,9 @@ async fn a_flood_past_the_delay_queue_bound_is_dropped_and_counted() {
     for p in packets_via_mix(&topology, mix.address, Duration::from_secs(20), flood) {
         node.send(mix.address, p);
     }
-    eventually("the flood is processed", || {
+    eventually("the flood is processed", || async {
         let text = mix.metrics_text();
-        (metric(&text, "mix_processing_microseconds_count") < flood as f64).then_some(text)
+        if metric(&text, "mix_processing_microseconds_count") < flood as f64 { Err(text) } else { Ok(()) }
     })
     .await;
     let text = mix.metrics_text();

@@ -32,3 +32,12 @@ pub fn payload(seed: u8, len: usize) -> Vec<u8> {
 pub fn metric(text: &str, name: &str) -> f64 {
     nodenet::metrics::sample(text, name).unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
 }
+
+/// Awaits `condition` (see [`localnet::wait::until`]) for [`WAIT`]; panics with `what`
+/// and the last state it reported if it never holds.
+pub async fn eventually<T, F>(what: &str, condition: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    localnet::wait::until(WAIT, condition).await.unwrap_or_else(|state| panic!("{what}: {state}"))
+}
