@@ -366,6 +366,14 @@ impl<R: CryptoRng> Exit<R> {
         self.process(now);
     }
 
+    /// A fragment for the exit as if already opened (`--cfg fuzzing` only; see
+    /// [`Messenger::handle_opened_fragment`](crate::message::Messenger::handle_opened_fragment)).
+    #[cfg(fuzzing)]
+    pub fn handle_opened_fragment(&mut self, now: Instant, fragment: &[u8]) {
+        self.messenger.handle_opened_fragment(now, fragment);
+        self.process(now);
+    }
+
     /// How many bytes may be read from the server for `key` now (0: wait for
     /// [`ExitAction::ReadReady`]).
     pub fn read_budget(&mut self, key: &ExitKey) -> usize {
