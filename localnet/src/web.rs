@@ -39,7 +39,7 @@ pub struct WebConfig {
     pub control: bool,
 }
 
-struct Shared {
+struct WebState {
     net: Arc<Mutex<Localnet>>,
     info: Mutex<LocalnetInfo>,
     publish: Option<Arc<PublishService>>,
@@ -65,18 +65,18 @@ impl Drop for RunningWeb {
     }
 }
 
-async fn get_info(State(s): State<Arc<Shared>>) -> Json<LocalnetInfo> {
+async fn get_info(State(s): State<Arc<WebState>>) -> Json<LocalnetInfo> {
     Json(s.info.lock().await.clone())
 }
 
-async fn posts(State(s): State<Arc<Shared>>) -> Response {
+async fn posts(State(s): State<Arc<WebState>>) -> Response {
     match &s.publish {
         Some(p) => Json(p.posts()).into_response(),
         None => (StatusCode::NOT_FOUND, "the publishing service is not running").into_response(),
     }
 }
 
-async fn control_mix(State(s): State<Arc<Shared>>, Path((i, action)): Path<(usize, String)>) -> Response {
+async fn control_mix(State(s): State<Arc<WebState>>, Path((i, action)): Path<(usize, String)>) -> Response {
     let mut net = s.net.lock().await;
     if i >= net.mixes.len() {
         return (StatusCode::NOT_FOUND, format!("no mix {i} (there are {})", net.mixes.len())).into_response();
@@ -90,7 +90,7 @@ async fn control_mix(State(s): State<Arc<Shared>>, Path((i, action)): Path<(usiz
     }
 }
 
-async fn control(State(s): State<Arc<Shared>>, Path((i, action)): Path<(usize, String)>) -> Response {
+async fn control(State(s): State<Arc<WebState>>, Path((i, action)): Path<(usize, String)>) -> Response {
     let mut net = s.net.lock().await;
     if i >= net.gateways.len() {
         return (StatusCode::NOT_FOUND, format!("no gateway {i} (there are {})", net.gateways.len())).into_response();
@@ -142,7 +142,7 @@ pub fn start(
     publish: Option<Arc<PublishService>>,
 ) -> std::io::Result<RunningWeb> {
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared { net, info: Mutex::new(info), publish });
+    let shared = Arc::new(WebState { net, info: Mutex::new(info), publish });
     let mut app = Router::new().route("/localnet.json", get(get_info)).route("/posts", get(posts));
     if config.control {
         app = app

@@ -96,7 +96,7 @@ struct DirState {
     published_topology: Topology,
 }
 
-struct Shared {
+struct DirectoryState {
     config: DirectoryConfig,
     key: SigningKey,
     allowed: Mutex<HashMap<[u8; 32], Role>>,
@@ -144,7 +144,7 @@ pub struct RunningDirectory {
     pub addr: SocketAddr,
     /// Its public key (clients verify the topology against it).
     pub key: VerifyingKey,
-    shared: Arc<Shared>,
+    shared: Arc<DirectoryState>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -171,7 +171,7 @@ impl RunningDirectory {
     pub fn stop(self) {}
 }
 
-impl Shared {
+impl DirectoryState {
     fn epoch_at(&self, now_ms: u64, genesis_ms: u64) -> u64 {
         now_ms.saturating_sub(genesis_ms) / self.config.epoch_ms.max(1) + 1
     }
@@ -339,7 +339,10 @@ fn clash<'a>(d: &NodeDescriptor, others: impl Iterator<Item = &'a NodeDescriptor
     None
 }
 
-async fn post_descriptor(State(s): State<Arc<Shared>>, Json(d): Json<SignedDescriptor>) -> (StatusCode, String) {
+async fn post_descriptor(
+    State(s): State<Arc<DirectoryState>>,
+    Json(d): Json<SignedDescriptor>,
+) -> (StatusCode, String) {
     match s.register(&d) {
         Ok(()) => {
             s.registrations.inc();
@@ -365,16 +368,16 @@ async fn post_descriptor(State(s): State<Arc<Shared>>, Json(d): Json<SignedDescr
 /// clients fetch the topology from their own origin).
 const PUBLIC: [(HeaderName, &str); 1] = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
 
-async fn get_topology(State(s): State<Arc<Shared>>) -> ([(HeaderName, &'static str); 1], Json<SignedTopology>) {
+async fn get_topology(State(s): State<Arc<DirectoryState>>) -> ([(HeaderName, &'static str); 1], Json<SignedTopology>) {
     s.refresh();
     (PUBLIC, Json(s.state.lock().unwrap_or_else(|e| e.into_inner()).published.clone()))
 }
 
-async fn get_epoch(State(s): State<Arc<Shared>>) -> ([(HeaderName, &'static str); 1], Json<EpochInfo>) {
+async fn get_epoch(State(s): State<Arc<DirectoryState>>) -> ([(HeaderName, &'static str); 1], Json<EpochInfo>) {
     (PUBLIC, Json(s.epoch_info()))
 }
 
-async fn get_metrics(State(s): State<Arc<Shared>>) -> String {
+async fn get_metrics(State(s): State<Arc<DirectoryState>>) -> String {
     let (mixes, gateways) = {
         let st = s.state.lock().unwrap_or_else(|e| e.into_inner());
         (st.published_topology.mixes.len(), st.published_topology.gateways.len())
@@ -402,7 +405,7 @@ pub async fn start(config: DirectoryConfig) -> Result<RunningDirectory, StartErr
     let listener = nodenet::node::bind(&config.listen).await?;
     let addr = listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen.clone(), error })?;
     let empty = Topology { epoch: 1, valid_until_ms: 0, mixes: vec![], gateways: vec![] };
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(DirectoryState {
         state: Mutex::new(DirState {
             genesis_ms,
             nodes: HashMap::new(),

@@ -110,7 +110,7 @@ pub enum ClientError {
     Stopped,
 }
 
-enum Cmd {
+enum Request {
     Send(Recipient, Vec<u8>, u16, oneshot::Sender<Result<MessageId, ClientError>>),
     Reply(SenderTag, Vec<u8>, oneshot::Sender<Result<MessageId, ClientError>>),
     Open(Recipient, String, u16, oneshot::Sender<Result<MixStream, ClientError>>),
@@ -202,7 +202,7 @@ impl Client {
         let address = client.self_address();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-        let mut driver = Driver {
+        let mut driver = ClientTask {
             config,
             dir,
             freshness,
@@ -296,7 +296,7 @@ impl Client {
     /// gone to the gateway and the acknowledgements we owe for replies received have
     /// left, so no replier is left retransmitting to a client that is gone.
     pub async fn close(self, timeout: Duration) -> Result<(), ClientError> {
-        match tokio::time::timeout(timeout, self.handle.ask(Cmd::Drain)).await {
+        match tokio::time::timeout(timeout, self.handle.ask(Request::Drain)).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Undrained(timeout)),
         }
@@ -354,11 +354,11 @@ impl Client {
 /// any task (events and received messages stay with the `Client`).
 #[derive(Clone)]
 pub struct ClientHandle {
-    cmd: mpsc::UnboundedSender<Cmd>,
+    cmd: mpsc::UnboundedSender<Request>,
 }
 
 impl ClientHandle {
-    async fn ask<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, ClientError> {
+    async fn ask<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.cmd.send(f(tx)).map_err(|_| ClientError::Stopped)?;
         rx.await.map_err(|_| ClientError::Stopped)
@@ -366,27 +366,27 @@ impl ClientHandle {
 
     /// Sends `data` to `to`, attaching `reply_surbs` SURBs for an anonymous answer.
     pub async fn send(&self, to: Recipient, data: Vec<u8>, reply_surbs: u16) -> Result<MessageId, ClientError> {
-        self.ask(|tx| Cmd::Send(to, data, reply_surbs, tx)).await?
+        self.ask(|tx| Request::Send(to, data, reply_surbs, tx)).await?
     }
 
     /// Answers an anonymous sender through its SURBs.
     pub async fn reply(&self, tag: SenderTag, data: Vec<u8>) -> Result<MessageId, ClientError> {
-        self.ask(|tx| Cmd::Reply(tag, data, tx)).await?
+        self.ask(|tx| Request::Reply(tag, data, tx)).await?
     }
 
     /// Opens a TCP stream to `host:port` through `exit`.
     pub async fn open_stream(&self, exit: Recipient, host: &str, port: u16) -> Result<MixStream, ClientError> {
-        self.ask(|tx| Cmd::Open(exit, host.to_owned(), port, tx)).await?
+        self.ask(|tx| Request::Open(exit, host.to_owned(), port, tx)).await?
     }
 
     /// The exits the topology in force offers (addresses of their services).
     pub async fn exits(&self) -> Result<Vec<Recipient>, ClientError> {
-        self.ask(Cmd::Exits).await
+        self.ask(Request::Exits).await
     }
 
     /// The messenger's counters.
     pub async fn stats(&self) -> Result<MessengerStats, ClientError> {
-        self.ask(Cmd::Stats).await
+        self.ask(Request::Stats).await
     }
 }
 
@@ -436,7 +436,7 @@ enum StreamItem {
 /// A TCP stream through an exit: `AsyncRead + AsyncWrite`.
 pub struct MixStream {
     id: StreamId,
-    cmd: mpsc::UnboundedSender<Cmd>,
+    cmd: mpsc::UnboundedSender<Request>,
     rx: mpsc::UnboundedReceiver<StreamItem>,
     buf: Vec<u8>,
     pos: usize,
@@ -449,7 +449,7 @@ pub struct MixStream {
 impl Drop for MixStream {
     fn drop(&mut self) {
         if !(self.done && self.shut) {
-            let _ = self.cmd.send(Cmd::Reset(self.id));
+            let _ = self.cmd.send(Request::Reset(self.id));
         }
     }
 }
@@ -499,7 +499,7 @@ impl AsyncWrite for MixStream {
         }
         let n = data.len().min(MAX_WRITE);
         gate.outstanding.fetch_add(n, Ordering::AcqRel);
-        match self.cmd.send(Cmd::Write(self.id, data[..n].to_vec())) {
+        match self.cmd.send(Request::Write(self.id, data[..n].to_vec())) {
             Ok(()) => Poll::Ready(Ok(n)),
             Err(_) => Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client stopped"))),
         }
@@ -512,13 +512,13 @@ impl AsyncWrite for MixStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         if !self.shut {
             self.shut = true;
-            let _ = self.cmd.send(Cmd::Close(self.id));
+            let _ = self.cmd.send(Request::Close(self.id));
         }
         Poll::Ready(Ok(()))
     }
 }
 
-struct Driver {
+struct ClientTask {
     config: ClientConfig,
     dir: DirectoryClient,
     freshness: Freshness,
@@ -533,12 +533,12 @@ struct Driver {
     events: mpsc::UnboundedSender<ClientEvent>,
     start: tokio::time::Instant,
     /// Given to streams so their writes reach this driver.
-    cmd_loopback: mpsc::UnboundedSender<Cmd>,
+    cmd_loopback: mpsc::UnboundedSender<Request>,
     /// `Client::close` calls waiting for everything to leave.
     drain_waiters: Vec<oneshot::Sender<()>>,
 }
 
-impl Driver {
+impl ClientTask {
     fn now(&self) -> mixnet_core::time::Instant {
         nodenet::core_now(self.start)
     }
@@ -558,7 +558,7 @@ impl Driver {
 
     /// Waits (handling commands and timers) until the core wants a connection; `false`
     /// when the application went away.
-    async fn wait_for_connect(&mut self, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> bool {
+    async fn wait_for_connect(&mut self, cmds: &mut mpsc::UnboundedReceiver<Request>) -> bool {
         loop {
             let now = self.now();
             if self.client.wants_connection(now) {
@@ -579,7 +579,7 @@ impl Driver {
         }
     }
 
-    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Request>) {
         loop {
             if !self.wait_for_connect(&mut cmds).await {
                 return;
@@ -618,7 +618,7 @@ impl Driver {
     }
 
     /// Runs one gateway connection; `Ok` when the application went away.
-    async fn session(&mut self, mut conn: Conn, cmds: &mut mpsc::UnboundedReceiver<Cmd>) -> Result<(), String> {
+    async fn session(&mut self, mut conn: Conn, cmds: &mut mpsc::UnboundedReceiver<Request>) -> Result<(), String> {
         let now = self.now();
         self.client.handle_connected(now);
         let mut refresh = tokio::time::interval(self.config.topology_refresh);
@@ -661,16 +661,16 @@ impl Driver {
         }
     }
 
-    fn handle_cmd(&mut self, c: Cmd) {
+    fn handle_cmd(&mut self, c: Request) {
         let now = self.now();
         match c {
-            Cmd::Send(to, data, surbs, reply) => {
+            Request::Send(to, data, surbs, reply) => {
                 let _ = reply.send(self.client.send(now, to, &data, surbs).map_err(ClientError::from));
             }
-            Cmd::Reply(tag, data, reply) => {
+            Request::Reply(tag, data, reply) => {
                 let _ = reply.send(self.client.reply(now, tag, &data).map_err(ClientError::from));
             }
-            Cmd::Open(exit, host, port, reply) => {
+            Request::Open(exit, host, port, reply) => {
                 let id = self.rng.next_u64();
                 match self.streams.open(self.client.messenger_mut(), now, exit, &host, port, id) {
                     Ok(_) => {
@@ -695,7 +695,7 @@ impl Driver {
                     }
                 }
             }
-            Cmd::Write(id, data) => {
+            Request::Write(id, data) => {
                 if let Some((_, held)) = self.gates.0.get_mut(&id) {
                     *held += data.len();
                 }
@@ -710,21 +710,21 @@ impl Driver {
                     }
                 }
             }
-            Cmd::Close(id) => {
+            Request::Close(id) => {
                 let _ = self.streams.close(self.client.messenger_mut(), now, id);
             }
-            Cmd::Reset(id) => {
+            Request::Reset(id) => {
                 // its gate goes with the stream (settle_gates)
                 self.stream_tx.remove(&id);
                 let _ = self.streams.reset(self.client.messenger_mut(), now, id, "closed by the application");
             }
-            Cmd::Stats(reply) => {
+            Request::Stats(reply) => {
                 let _ = reply.send(self.client.stats().messenger);
             }
-            Cmd::Exits(reply) => {
+            Request::Exits(reply) => {
                 let _ = reply.send(self.exits.clone());
             }
-            Cmd::Drain(reply) => self.drain_waiters.push(reply),
+            Request::Drain(reply) => self.drain_waiters.push(reply),
         }
         self.client.flush(now);
         self.settle_gates();

@@ -76,7 +76,7 @@ struct Admitted {
     previous: HashSet<[u8; 32]>,
 }
 
-struct Inner {
+struct LinkTable {
     secret: Zeroizing<[u8; 32]>,
     peers: RwLock<HashMap<NodeAddress, Peer>>,
     /// Noise keys admitted on incoming links.
@@ -91,14 +91,14 @@ struct Inner {
 /// Outgoing links to other nodes.
 #[derive(Clone)]
 pub struct Links {
-    inner: Arc<Inner>,
+    inner: Arc<LinkTable>,
 }
 
 impl Links {
     /// Links using our Noise key, with `queue_len` packets of buffer per peer.
     pub fn new(noise: &NodeSecret, queue_len: usize, stats: Arc<LinkStats>) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(LinkTable {
                 secret: Zeroizing::new(noise.to_bytes()),
                 peers: RwLock::new(HashMap::new()),
                 admitted: RwLock::new(Admitted::default()),
@@ -217,7 +217,7 @@ fn noise_err(e: snow::Error) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }
 
-async fn connect(inner: &Inner, peer: &Peer) -> std::io::Result<(TcpStream, snow::TransportState)> {
+async fn connect(inner: &LinkTable, peer: &Peer) -> std::io::Result<(TcpStream, snow::TransportState)> {
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&peer.addr))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
@@ -259,7 +259,7 @@ async fn connect(inner: &Inner, peer: &Peer) -> std::io::Result<(TcpStream, snow
     Ok((stream, transport))
 }
 
-async fn peer_task(inner: Arc<Inner>, node: NodeAddress, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn peer_task(inner: Arc<LinkTable>, node: NodeAddress, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut backoff = Duration::from_millis(50);
     let mut pending: Option<Vec<u8>> = None;
     loop {

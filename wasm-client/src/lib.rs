@@ -105,7 +105,7 @@ fn pick_gateway(t: &Topology, wanted: Option<&str>) -> Result<GatewayEntry, Stri
     Ok((g.identity.0, g.noise_key.0, g.client_ws.clone(), g.client_wt.clone()))
 }
 
-struct Inner {
+struct ClientState {
     client: Client<ChaCha20Rng>,
     /// The topology in force (for labelling route hops by layer).
     topology: Topology,
@@ -158,16 +158,16 @@ pub trait Layer {
     fn poll_timeout(&self) -> Option<Instant>;
 }
 
-type Shared = Rc<RefCell<Inner>>;
+type StateCell = Rc<RefCell<ClientState>>;
 
-impl Inner {
+impl ClientState {
     fn now(&self) -> Instant {
         Instant::from_micros(((performance_now() - self.started).max(0.0) * 1000.0) as u64)
     }
 }
 
 /// Feeds one input to the core, then runs [`step`]; counts the time it took.
-fn drive<T>(shared: &Shared, input: impl FnOnce(&mut Inner, Instant) -> T) -> T {
+fn drive<T>(shared: &StateCell, input: impl FnOnce(&mut ClientState, Instant) -> T) -> T {
     let started = performance_now();
     let out = {
         let mut inner = shared.borrow_mut();
@@ -183,7 +183,7 @@ fn drive<T>(shared: &Shared, input: impl FnOnce(&mut Inner, Instant) -> T) -> T 
 
 /// Runs after every input: opens a connection when wanted, sends what is queued,
 /// re-arms the timer, then (with no borrow held) emits events to JavaScript.
-fn step(shared: &Shared) {
+fn step(shared: &StateCell) {
     let (events, on_event) = {
         let mut guard = shared.borrow_mut();
         let inner = &mut *guard;
@@ -261,55 +261,57 @@ fn step(shared: &Shared) {
     }
 }
 
-/// A connection opened (the WebSocket is open, or the WebTransport stream is).
-pub(crate) fn on_open(shared: &Shared, kind: Kind) {
-    drive(shared, |inner, now| {
-        inner.last_transport = Some(kind);
-        let o = Object::new();
-        set(&o, "type", "transport");
-        set(&o, "transport", kind.name());
-        set(&o, "fallbackReason", inner.wt_failure.clone().map_or(JsValue::NULL, JsValue::from));
-        inner.driver_events.push(o.into());
-        inner.client.handle_connected(now);
-    });
-}
+impl transport::Listener for RefCell<ClientState> {
+    /// A connection opened (the WebSocket is open, or the WebTransport stream is).
+    fn on_open(shared: &StateCell, kind: Kind) {
+        drive(shared, |inner, now| {
+            inner.last_transport = Some(kind);
+            let o = Object::new();
+            set(&o, "type", "transport");
+            set(&o, "transport", kind.name());
+            set(&o, "fallbackReason", inner.wt_failure.clone().map_or(JsValue::NULL, JsValue::from));
+            inner.driver_events.push(o.into());
+            inner.client.handle_connected(now);
+        });
+    }
 
-/// A message from the gateway.
-pub(crate) fn on_message(shared: &Shared, bytes: &[u8]) {
-    drive(shared, |inner, now| inner.client.handle_message(now, bytes));
-}
+    /// A message from the gateway.
+    fn on_message(shared: &StateCell, bytes: &[u8]) {
+        drive(shared, |inner, now| inner.client.handle_message(now, bytes));
+    }
 
-/// The connection ended, or could not be opened (a WebSocket refused): the core backs
-/// off before the next attempt. A WebSocket that could not open either means the
-/// gateway itself is unreachable (down, restarting), not that UDP is blocked, so the
-/// next attempt tries WebTransport again.
-pub(crate) fn on_closed(shared: &Shared, reason: &str) {
-    drive(shared, |inner, now| {
-        if inner.conn.take().is_some_and(|c| c.opening()) {
-            inner.wt_failure = None;
-            inner.driver_events.push(progress("transport-failed", Some(Kind::WebSocket), Some(reason)));
-        }
-        inner.client.handle_disconnected(now, reason);
-    });
-}
-
-/// A WebTransport connection failed before its stream opened. With `transport: auto`
-/// the client switches to WebSocket at once, and stays on it while WebSocket works;
-/// forced, it backs off and tries again.
-pub(crate) fn on_open_failed(shared: &Shared, kind: Kind, reason: &str) {
-    drive(shared, |inner, now| {
-        inner.conn = None;
-        inner.driver_events.push(progress("transport-failed", Some(kind), Some(reason)));
-        if kind == Kind::WebTransport && inner.transport == TransportChoice::Auto && inner.gateway_ws.is_some() {
-            inner.wt_failure = Some(reason.to_owned());
-        } else {
+    /// The connection ended, or could not be opened (a WebSocket refused): the core backs
+    /// off before the next attempt. A WebSocket that could not open either means the
+    /// gateway itself is unreachable (down, restarting), not that UDP is blocked, so the
+    /// next attempt tries WebTransport again.
+    fn on_closed(shared: &StateCell, reason: &str) {
+        drive(shared, |inner, now| {
+            if inner.conn.take().is_some_and(|c| c.opening()) {
+                inner.wt_failure = None;
+                inner.driver_events.push(progress("transport-failed", Some(Kind::WebSocket), Some(reason)));
+            }
             inner.client.handle_disconnected(now, reason);
-        }
-    });
+        });
+    }
+
+    /// A WebTransport connection failed before its stream opened. With `transport: auto`
+    /// the client switches to WebSocket at once, and stays on it while WebSocket works;
+    /// forced, it backs off and tries again.
+    fn on_open_failed(shared: &StateCell, kind: Kind, reason: &str) {
+        drive(shared, |inner, now| {
+            inner.conn = None;
+            inner.driver_events.push(progress("transport-failed", Some(kind), Some(reason)));
+            if kind == Kind::WebTransport && inner.transport == TransportChoice::Auto && inner.gateway_ws.is_some() {
+                inner.wt_failure = Some(reason.to_owned());
+            } else {
+                inner.client.handle_disconnected(now, reason);
+            }
+        });
+    }
 }
 
 /// Which transport the next connection uses (`PROTOCOL.md`, section 6).
-fn choose_transport(inner: &Inner) -> Result<Target, String> {
+fn choose_transport(inner: &ClientState) -> Result<Target, String> {
     let ws = inner.gateway_ws.clone().map(Target::Ws);
     let wt = || {
         if !transport::webtransport_supported() {
@@ -415,7 +417,7 @@ fn install_panic_hook(on_event: &Function) {
 #[wasm_bindgen]
 #[derive(Clone)]
 pub struct MixnetClient {
-    shared: Shared,
+    shared: StateCell,
     address: Recipient,
 }
 
@@ -542,7 +544,7 @@ impl MixnetClient {
             Client::new(o.messenger(), o.loopix(), signing, encryption, gateway, gateway_key, rng, seeded_rng());
         client.set_routes(Routes::new(topology.clone()).map_err(directory_error)?);
         let address = client.self_address();
-        let shared = Rc::new(RefCell::new(Inner {
+        let shared = Rc::new(RefCell::new(ClientState {
             client,
             topology,
             mode: match o.mode {
@@ -589,7 +591,7 @@ impl MixnetClient {
     }
 }
 
-fn start_refresh(shared: &Shared, every_ms: f64) {
+fn start_refresh(shared: &StateCell, every_ms: f64) {
     if every_ms <= 0.0 {
         return;
     }

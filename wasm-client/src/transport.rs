@@ -1,9 +1,10 @@
 //! The two ways to the gateway: a WebSocket (one protocol message per WebSocket
 //! message), and WebTransport (one bidirectional stream of length-prefixed records,
 //! `mixnet_core::framing`, with the certificate pinned by the hash the topology
-//! publishes). Both report to the driver through the same four calls in `lib.rs`:
-//! `on_open`, `on_message`, `on_closed`, `on_open_failed`. Which one to open, and the
-//! fallback from WebTransport to WebSocket, is decided there (`choose_transport`).
+//! publishes). Both report to their owner through the same four calls of
+//! [`Listener`], which the client's state implements in `lib.rs`; this module knows
+//! nothing else of it. Which one to open, and the fallback from WebTransport to
+//! WebSocket, is decided there (`choose_transport`).
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -20,7 +21,18 @@ use web_sys::{
     WebTransport, WebTransportBidirectionalStream, WebTransportHash, WebTransportOptions, WritableStreamDefaultWriter,
 };
 
-use crate::{Inner, on_closed, on_message, on_open, on_open_failed};
+/// What a connection reports, to the owner it holds weakly (a report after the owner
+/// is gone is dropped).
+pub(crate) trait Listener: 'static {
+    /// The connection is open.
+    fn on_open(this: &Rc<Self>, kind: Kind);
+    /// A protocol message arrived.
+    fn on_message(this: &Rc<Self>, bytes: &[u8]);
+    /// An open connection ended.
+    fn on_closed(this: &Rc<Self>, reason: &str);
+    /// The connection never opened.
+    fn on_open_failed(this: &Rc<Self>, kind: Kind, reason: &str);
+}
 
 /// Which transport a connection uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +68,7 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
-    pub(crate) fn open(shared: &Rc<RefCell<Inner>>, target: &Target, wt_timeout_ms: u32) -> Result<Self, String> {
+    pub(crate) fn open<L: Listener>(shared: &Rc<L>, target: &Target, wt_timeout_ms: u32) -> Result<Self, String> {
         match target {
             Target::Ws(url) => open_socket(shared, url).map(Self::Ws),
             Target::Wt(endpoint) => open_wt(shared, endpoint, wt_timeout_ms).map(Self::Wt),
@@ -113,7 +125,7 @@ impl Drop for Socket {
     }
 }
 
-fn open_socket(shared: &Rc<RefCell<Inner>>, url: &str) -> Result<Socket, String> {
+fn open_socket<L: Listener>(shared: &Rc<L>, url: &str) -> Result<Socket, String> {
     let ws = WebSocket::new(url).map_err(|e| format!("cannot open {url}: {e:?}"))?;
     ws.set_binary_type(BinaryType::Arraybuffer);
     let weak = Rc::downgrade(shared);
@@ -122,13 +134,13 @@ fn open_socket(shared: &Rc<RefCell<Inner>>, url: &str) -> Result<Socket, String>
     let on_open_cb = Closure::<dyn FnMut(JsValue)>::new(move |_| {
         flag.set(true);
         if let Some(s) = weak.upgrade() {
-            on_open(&s, Kind::WebSocket);
+            L::on_open(&s, Kind::WebSocket);
         }
     });
     let weak = Rc::downgrade(shared);
     let on_message_cb = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
         if let Some(s) = weak.upgrade() {
-            on_message(&s, &Uint8Array::new(&e.data()).to_vec());
+            L::on_message(&s, &Uint8Array::new(&e.data()).to_vec());
         }
     });
     let weak = Rc::downgrade(shared);
@@ -142,7 +154,7 @@ fn open_socket(shared: &Rc<RefCell<Inner>>, url: &str) -> Result<Socket, String>
                 (true, true) => format!("connection closed ({})", e.code()),
                 (true, false) => format!("connection closed ({}): {}", e.code(), e.reason()),
             };
-            on_closed(&s, &reason);
+            L::on_closed(&s, &reason);
         }
     });
     ws.set_onopen(Some(on_open_cb.as_ref().unchecked_ref()));
@@ -186,7 +198,7 @@ fn describe(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message()))
 }
 
-fn open_wt(shared: &Rc<RefCell<Inner>>, endpoint: &WebTransportEndpoint, timeout_ms: u32) -> Result<WtConn, String> {
+fn open_wt<L: Listener>(shared: &Rc<L>, endpoint: &WebTransportEndpoint, timeout_ms: u32) -> Result<WtConn, String> {
     let options = WebTransportOptions::new();
     if let Some(pinned) = endpoint.cert_hash().map_err(|e| e.to_string())? {
         let hash = WebTransportHash::new();
@@ -213,7 +225,7 @@ fn open_wt(shared: &Rc<RefCell<Inner>>, endpoint: &WebTransportEndpoint, timeout
 }
 
 /// Opens the stream, then reads records until the session ends.
-async fn run(shared: Weak<RefCell<Inner>>, wt: WebTransport, state: Rc<WtState>, url: String, timeout_ms: u32) {
+async fn run<L: Listener>(shared: Weak<L>, wt: WebTransport, state: Rc<WtState>, url: String, timeout_ms: u32) {
     let opened = async {
         JsFuture::from(wt.ready()).await?;
         let bidi: WebTransportBidirectionalStream =
@@ -228,13 +240,13 @@ async fn run(shared: Weak<RefCell<Inner>>, wt: WebTransport, state: Rc<WtState>,
         Ok((writer, reader)) => {
             let Some(s) = live(&state) else { return };
             *state.writer.borrow_mut() = Some(writer);
-            on_open(&s, Kind::WebTransport);
+            L::on_open(&s, Kind::WebTransport);
             reader
         }
         Err(e) => {
             let Some(s) = live(&state) else { return };
             let why = if state.timed_out.get() { format!("no answer within {timeout_ms} ms") } else { describe(&e) };
-            on_open_failed(&s, Kind::WebTransport, &format!("WebTransport to {url} failed: {why}"));
+            L::on_open_failed(&s, Kind::WebTransport, &format!("WebTransport to {url} failed: {why}"));
             return;
         }
     };
@@ -251,12 +263,12 @@ async fn run(shared: Weak<RefCell<Inner>>, wt: WebTransport, state: Rc<WtState>,
         while let Some(record) = decoder.next_record() {
             let Some(s) = live(&state) else { return };
             match record {
-                Record::Message(m) => on_message(&s, &m),
+                Record::Message(m) => L::on_message(&s, &m),
                 Record::Close { code, reason } => break 'read format!("connection closed ({code}): {reason}"),
             }
         }
     };
     if let Some(s) = live(&state) {
-        on_closed(&s, &reason);
+        L::on_closed(&s, &reason);
     }
 }

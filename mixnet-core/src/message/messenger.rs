@@ -300,9 +300,11 @@ impl SurbBank {
     }
 }
 
+/// A fragment waiting in a sending queue.
 #[derive(Clone, Copy)]
-enum Job {
-    Fragment { message: MessageId, index: u32 },
+struct QueuedFragment {
+    message: MessageId,
+    index: u32,
 }
 
 /// Where a message's packets go in the sending queue.
@@ -337,10 +339,10 @@ pub struct Messenger<R> {
     recipient_keys: HashMap<[u8; 32], NodeKey>,
     next_id: MessageId,
     outbound: HashMap<MessageId, Outbound>,
-    queue: VecDeque<Job>,
+    queue: VecDeque<QueuedFragment>,
     /// SURB top-ups we send on our own as replies arrive: they go when nothing else
     /// waits, so a new message never queues behind a download's refills.
-    background: VecDeque<Job>,
+    background: VecDeque<QueuedFragment>,
     raw: VecDeque<Transmit>,
     acks: HashMap<SurbId, AckWait>,
     deadlines: BTreeSet<(Instant, SurbId)>,
@@ -349,7 +351,7 @@ pub struct Messenger<R> {
     tags: HashMap<Recipient, SenderTag>,
     tag_recipients: HashMap<SenderTag, Recipient>,
     banks: HashMap<SenderTag, SurbBank>,
-    blocked: HashMap<SenderTag, VecDeque<Job>>,
+    blocked: HashMap<SenderTag, VecDeque<QueuedFragment>>,
     cover_acks: HashMap<SurbId, SurbRecovery>,
     cover_ack_order: VecDeque<SurbId>,
     reply_arrivals: HashMap<SenderTag, u16>,
@@ -551,7 +553,7 @@ impl<R: CryptoRng> Messenger<R> {
         let id = self.next_id;
         self.next_id += 1;
         let count = fragments.len();
-        let jobs = (0..count as u32).map(|index| Job::Fragment { message: id, index });
+        let jobs = (0..count as u32).map(|index| QueuedFragment { message: id, index });
         match priority {
             Priority::Urgent => {
                 for job in jobs.rev() {
@@ -627,7 +629,7 @@ impl<R: CryptoRng> Messenger<R> {
         }
         self.routes.as_ref()?;
         while let Some(job) = self.queue.pop_front().or_else(|| self.background.pop_front()) {
-            let Job::Fragment { message, index } = job;
+            let QueuedFragment { message, index } = job;
             match self.build_fragment(now, message, index) {
                 Ok(Some(t)) => return Some(t),
                 Ok(None) => {}
@@ -674,7 +676,7 @@ impl<R: CryptoRng> Messenger<R> {
                     return Err(SendFailure::NoSurbs);
                 }
                 let Some(surb) = self.take_surb(now, tag, is_request) else {
-                    self.blocked.entry(tag).or_default().push_back(Job::Fragment { message, index });
+                    self.blocked.entry(tag).or_default().push_back(QueuedFragment { message, index });
                     return Ok(None);
                 };
                 let at = super::ACK_SURB_LEN + FRAGMENT_LEN;
@@ -807,7 +809,7 @@ impl<R: CryptoRng> Messenger<R> {
                 let attempts = f.attempts;
                 self.fail(message, SendFailure::NoAck { attempts });
             } else {
-                self.queue.push_front(Job::Fragment { message, index });
+                self.queue.push_front(QueuedFragment { message, index });
             }
         }
         let due: Vec<Recipient> = self
@@ -1095,7 +1097,7 @@ impl<R: CryptoRng> Messenger<R> {
         if let Some(b) = self.banks.remove(&victim) {
             self.stats.surbs_dropped += b.surbs.len() as u64;
         }
-        for Job::Fragment { message, .. } in self.blocked.remove(&victim).unwrap_or_default() {
+        for QueuedFragment { message, .. } in self.blocked.remove(&victim).unwrap_or_default() {
             self.fail(message, SendFailure::NoSurbs);
         }
         true

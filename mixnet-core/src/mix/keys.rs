@@ -37,7 +37,7 @@ struct KeySet {
 /// A replay tag accepted under the key of `epoch`.
 pub type JournalEntry = (u64, [u8; REPLAY_TAG_SIZE]);
 
-struct Shared {
+struct KeyStore {
     set: RwLock<KeySet>,
     replay: ReplayConfig,
     journal: Mutex<Option<Vec<JournalEntry>>>,
@@ -47,7 +47,7 @@ struct Shared {
 /// A node's Sphinx keys with their replay filters; clones share them.
 #[derive(Clone)]
 pub struct NodeKeys {
-    shared: Arc<Shared>,
+    shared: Arc<KeyStore>,
 }
 
 impl NodeKeys {
@@ -56,7 +56,7 @@ impl NodeKeys {
     pub fn new(epoch: u64, secret: NodeSecret, replay: ReplayConfig) -> Self {
         let key = EpochKey { epoch, secret, replay: Arc::new(ReplayFilter::new(&replay)), refused: false };
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(KeyStore {
                 set: RwLock::new(KeySet { keys: vec![key], current: epoch }),
                 replay,
                 journal: Mutex::new(None),
