@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mixnet_core::gateway::{Gateway, GatewayConfig, Output};
+use mixnet_core::gateway::{Gateway, GatewayAction, GatewayConfig};
 use mixnet_core::mix::{NodeKeys, ReplayConfig};
 use mixnet_core::session::{ClientFrame, ClientSession, ServerFrame};
 use mixnet_core::sphinx::{NodeAddress, NodeSecret};
@@ -28,12 +28,12 @@ fuzz_target!(|data: &[u8]| {
         while let Some(m) = client.poll_send() {
             gw.handle_message(Instant::ZERO, 1, &m);
         }
-        while let Some(o) = gw.poll_output() {
+        while let Some(o) = gw.poll_action() {
             match o {
-                Output::ToClient { message, .. } => {
+                GatewayAction::ToClient { message, .. } => {
                     let _ = client.handle_message(&message);
                 }
-                Output::LoadInbox { conn, .. } => gw.handle_inbox(conn, vec![]),
+                GatewayAction::LoadInbox { conn, .. } => gw.handle_inbox(conn, vec![]),
                 _ => {}
             }
         }
@@ -62,11 +62,12 @@ fuzz_target!(|data: &[u8]| {
                 gw.handle_message(t, 1, &m);
             }
         }
-        while let Some(o) = gw.poll_output() {
-            if let Output::Store { token, .. } = o {
+        while let Some(o) = gw.poll_action() {
+            if let GatewayAction::Store { token, .. } = o {
                 gw.handle_stored(token, Ok(now));
             }
         }
+        while gw.poll_transmit().is_some() {}
         assert!(gw.connections() <= 4);
     }
 });

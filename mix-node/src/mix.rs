@@ -322,9 +322,9 @@ async fn scheduler(mut mix: Mix, mut rx: mpsc::Receiver<ProcessResult>, links: L
             _ = async { tokio::time::sleep_until(next.unwrap_or_else(Instant::now)).await }, if next.is_some() => {}
         }
         let now = nodenet::core_now(start);
-        while let Some((next_hop, packet)) = mix.poll_transmit(now) {
+        while let Some(t) = mix.poll_transmit(now) {
             metrics.packets_out.inc();
-            links.send(next_hop, packet);
+            links.send(t.first_hop, t.packet);
         }
         if publish {
             *metrics.core.lock().unwrap_or_else(|e| e.into_inner()) =

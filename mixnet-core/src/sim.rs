@@ -319,7 +319,7 @@ pub mod mixnet {
 
     use crate::address::Recipient;
     use crate::exit::{ConnectError, Exit, ExitAction, ExitConfig, ExitKey, ResolveError};
-    use crate::gateway::{ConnId, Gateway, GatewayConfig, Output};
+    use crate::gateway::{ConnId, Gateway, GatewayAction, GatewayConfig};
     use crate::message::{Delivery, Messenger, MessengerConfig, ReceivedMessage};
     use crate::mix::{Mix, MixConfig, NodeKeys, ReplayConfig};
     use crate::sphinx::{NodeAddress, NodeSecret};
@@ -499,25 +499,30 @@ pub mod mixnet {
         }
 
         fn run_outputs(&mut self, now: Instant) {
-            while let Some(o) = self.gateway.poll_output() {
+            // carrying out an action can give packets to send (a SURB-ack once stored):
+            // every packet goes out before the next action, none is left behind
+            loop {
+                while let Some(t) = self.gateway.poll_transmit() {
+                    self.out.push_back((t.first_hop, t.packet));
+                }
+                let Some(o) = self.gateway.poll_action() else { break };
                 match o {
-                    Output::ToClient { conn, message } => {
+                    GatewayAction::ToClient { conn, message } => {
                         if let Some(a) = self.addrs.get(&conn) {
                             self.out.push_back((*a, message));
                         }
                     }
-                    Output::Close { conn, .. } => {
+                    GatewayAction::Close { conn, .. } => {
                         if let Some(a) = self.addrs.remove(&conn) {
                             self.conns.remove(&a);
                         }
                     }
-                    Output::ToNode { next_hop, packet } => self.out.push_back((next_hop, packet)),
-                    Output::Store { token, client, delivery } => {
+                    GatewayAction::Store { token, client, delivery } => {
                         self.next_seq += 1;
                         self.inbox.entry(client).or_default().insert(self.next_seq, delivery);
                         self.gateway.handle_stored(token, Ok(self.next_seq));
                     }
-                    Output::LoadInbox { conn, client, after, limit } => {
+                    GatewayAction::LoadInbox { conn, client, after, limit } => {
                         self.pages = (self.pages.0 + 1, self.pages.1.max(limit));
                         let entries = self
                             .inbox
@@ -525,17 +530,17 @@ pub mod mixnet {
                             .map(|m| m.range(after + 1..).take(limit).map(|(s, d)| (*s, d.clone())).collect());
                         self.gateway.handle_inbox(conn, entries.unwrap_or_default());
                     }
-                    Output::DeleteInbox { client, up_to } => {
+                    GatewayAction::DeleteInbox { client, up_to } => {
                         let m = self.inbox.entry(client).or_default();
                         let gone: Vec<u64> = m.range(..=up_to).map(|(s, _)| *s).collect();
                         let bytes: usize = gone.iter().filter_map(|s| m.remove(s)).map(|d| d.payload.len()).sum();
                         self.gateway.handle_deleted(client, up_to, gone.len() as u64, bytes as u64);
                     }
-                    Output::RememberClient { .. } => {}
-                    Output::ForgetClient { client } => {
+                    GatewayAction::RememberClient { .. } => {}
+                    GatewayAction::ForgetClient { client } => {
                         self.inbox.remove(&client);
                     }
-                    Output::LocalDeliver { delivery, .. } => {
+                    GatewayAction::LocalDeliver { delivery, .. } => {
                         if let Some(x) = self.exit.as_mut() {
                             x.exit.handle_delivery(now, delivery);
                         }
@@ -655,7 +660,7 @@ pub mod mixnet {
 
         fn poll_transmit(&mut self, now: Instant) -> Option<(NodeAddress, Vec<u8>)> {
             match self {
-                Self::Mix(m) => m.poll_transmit(now),
+                Self::Mix(m) => m.poll_transmit(now).map(|t| (t.first_hop, t.packet)),
                 Self::Gateway(g) => g.out.pop_front(),
                 Self::Client(c) => {
                     let m = c.client.poll_transmit()?;

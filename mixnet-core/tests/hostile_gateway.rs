@@ -13,7 +13,7 @@ use common::gateway::{connect, connect_with, outputs, setup};
 use common::*;
 use mixnet_core::address::Recipient;
 use mixnet_core::client::ClientEvent;
-use mixnet_core::gateway::{GatewayConfig, Output};
+use mixnet_core::gateway::{GatewayAction, GatewayConfig};
 use mixnet_core::message::RouteMode;
 use mixnet_core::session::{SessionEvent, code};
 use mixnet_core::sim::mixnet::SimMixnet;
@@ -134,7 +134,7 @@ fn every_frame_kind_is_rate_limited() {
     let pongs = outs
         .iter()
         .filter_map(|o| match o {
-            Output::ToClient { message, .. } => Some(client.handle_message(message).unwrap()),
+            GatewayAction::ToClient { message, .. } => Some(client.handle_message(message).unwrap()),
             _ => None,
         })
         .filter(|e| matches!(e, SessionEvent::Pong(_)))
@@ -153,7 +153,7 @@ fn connections_past_the_limit_are_closed_with_a_reason() {
     let busy: Vec<u64> = outs
         .iter()
         .filter_map(|o| match o {
-            Output::Close { conn, code: c, .. } if *c == code::BUSY => Some(*conn),
+            GatewayAction::Close { conn, code: c, .. } if *c == code::BUSY => Some(*conn),
             _ => None,
         })
         .collect();
@@ -178,7 +178,7 @@ fn the_identity_registry_forgets_the_least_recently_seen_offline_client() {
         let (_, _, others) = connect_with(&mut s, i as u64 + 1, k, vec![]);
         s.gw.handle_disconnect(i as u64 + 1);
         forgotten.extend(others.into_iter().filter_map(|o| match o {
-            Output::ForgetClient { client } => Some(client),
+            GatewayAction::ForgetClient { client } => Some(client),
             _ => None,
         }));
     }
@@ -213,16 +213,16 @@ fn a_page_that_comes_back_after_every_ack_still_leads_to_the_next() {
     }
     let tokens: Vec<u64> = outputs(&mut s.gw)
         .into_iter()
-        .filter_map(|o| if let Output::Store { token, .. } = o { Some(token) } else { None })
+        .filter_map(|o| if let GatewayAction::Store { token, .. } = o { Some(token) } else { None })
         .collect();
     assert_eq!(tokens.len(), 10);
     for (seq, token) in tokens.iter().enumerate() {
         s.gw.handle_stored(*token, Ok(seq as u64 + 1));
     }
-    let pushed = |outs: &[Output], client: &mut mixnet_core::session::ClientSession| -> Vec<u64> {
+    let pushed = |outs: &[GatewayAction], client: &mut mixnet_core::session::ClientSession| -> Vec<u64> {
         outs.iter()
             .filter_map(|o| match o {
-                Output::ToClient { message, .. } => match client.handle_message(message).unwrap() {
+                GatewayAction::ToClient { message, .. } => match client.handle_message(message).unwrap() {
                     SessionEvent::Deliver { seq, .. } => Some(seq),
                     _ => None,
                 },
@@ -240,19 +240,19 @@ fn a_page_that_comes_back_after_every_ack_still_leads_to_the_next() {
     };
     let outs = ack(&mut s, &mut client, 2);
     let load = outs.iter().find_map(|o| match o {
-        Output::LoadInbox { after, limit, .. } => Some((*after, *limit)),
+        GatewayAction::LoadInbox { after, limit, .. } => Some((*after, *limit)),
         _ => None,
     });
     assert_eq!(load, Some((4, 2)));
     // everything pushed is acknowledged before the page comes back
     let outs = ack(&mut s, &mut client, 4);
-    assert!(!outs.iter().any(|o| matches!(o, Output::LoadInbox { .. })), "one page at a time");
+    assert!(!outs.iter().any(|o| matches!(o, GatewayAction::LoadInbox { .. })), "one page at a time");
     let d = |i: u64| mixnet_core::message::Delivery { identifier: [1; 16], payload: vec![i as u8; 8] };
     s.gw.handle_inbox(1, vec![(5, d(5)), (6, d(6))]);
     let outs = outputs(&mut s.gw);
     assert_eq!(pushed(&outs, &mut client), vec![5, 6]);
     let next = outs.iter().find_map(|o| match o {
-        Output::LoadInbox { after, .. } => Some(*after),
+        GatewayAction::LoadInbox { after, .. } => Some(*after),
         _ => None,
     });
     assert_eq!(next, Some(6), "the next page is asked for at once");

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mixnet_core::gateway::{ConnId, Gateway, GatewayConfig as CoreConfig, GatewayStats, Output};
+use mixnet_core::gateway::{ConnId, Gateway, GatewayAction, GatewayConfig as CoreConfig, GatewayStats};
 use mixnet_core::mix::NodeKeys;
 use mixnet_core::sphinx::{NodeAddress, NodeSecret};
 use mixnet_core::topology::Topology;
@@ -254,7 +254,11 @@ impl Actor {
     fn drain(&mut self) {
         loop {
             let mut progressed = false;
-            while let Some(o) = self.gateway.poll_output() {
+            while let Some(t) = self.gateway.poll_transmit() {
+                progressed = true;
+                self.links.send(t.first_hop, t.packet);
+            }
+            while let Some(o) = self.gateway.poll_action() {
                 progressed = true;
                 self.carry_out(o);
             }
@@ -271,9 +275,9 @@ impl Actor {
         }
     }
 
-    fn carry_out(&mut self, o: Output) {
+    fn carry_out(&mut self, o: GatewayAction) {
         match o {
-            Output::ToClient { conn, message } => {
+            GatewayAction::ToClient { conn, message } => {
                 if let Some(tx) = self.conns.get(&conn)
                     && tx.queue.try_send(WsOut::Binary(message)).is_err()
                 {
@@ -281,7 +285,7 @@ impl Actor {
                     self.gateway.handle_slow(conn);
                 }
             }
-            Output::Close { conn, code, reason } => {
+            GatewayAction::Close { conn, code, reason } => {
                 if let Some(tx) = self.conns.remove(&conn)
                     && let Err(mpsc::error::TrySendError::Full(WsOut::Close(code, reason))) =
                         tx.queue.try_send(WsOut::Close(code, reason))
@@ -289,23 +293,22 @@ impl Actor {
                     tx.kill.kill(code, reason);
                 }
             }
-            Output::ToNode { next_hop, packet } => self.links.send(next_hop, packet),
-            Output::Store { token, client, delivery } => {
+            GatewayAction::Store { token, client, delivery } => {
                 let _ = self.inbox.send(InboxCommand::Store { token, client, delivery });
             }
-            Output::LoadInbox { conn, client, after, limit } => {
+            GatewayAction::LoadInbox { conn, client, after, limit } => {
                 let _ = self.inbox.send(InboxCommand::Load { conn, client, after, limit });
             }
-            Output::RememberClient { client, seen } => {
+            GatewayAction::RememberClient { client, seen } => {
                 let _ = self.inbox.send(InboxCommand::Remember { client, seen });
             }
-            Output::ForgetClient { client } => {
+            GatewayAction::ForgetClient { client } => {
                 let _ = self.inbox.send(InboxCommand::Forget { client });
             }
-            Output::DeleteInbox { client, up_to } => {
+            GatewayAction::DeleteInbox { client, up_to } => {
                 let _ = self.inbox.send(InboxCommand::Delete { client, up_to });
             }
-            Output::LocalDeliver { client, delivery } => {
+            GatewayAction::LocalDeliver { client, delivery } => {
                 let now = self.now();
                 if Some(client) == self.exit_identity
                     && let Some(x) = self.exit.as_mut()

@@ -1,9 +1,12 @@
 //! The gateway: entry for its clients (sessions, forwarding their packets into the
 //! mixnet) and final hop for packets addressed to them (inbox, SURB-acks).
 //!
-//! Sans-IO: the driver feeds client transport messages, node packets, storage
-//! results and time, and carries out [`Output`]s: send to a client or a node, close a
-//! connection, store / load / delete inbox entries. Every delivery goes through the
+//! Sans-IO, with the contract of every state machine here: the driver feeds inputs
+//! (`handle_*`: client transport messages, node packets, storage results, time), then
+//! sends what [`Gateway::poll_transmit`] gives to other nodes and carries out what
+//! [`Gateway::poll_action`] gives ([`GatewayAction`]: send to a client, close a
+//! connection, store / load / delete inbox entries), and calls `handle_timeout` at
+//! [`Gateway::poll_timeout`]. Every delivery goes through the
 //! durable inbox first; its SURB-ack is sent once the store succeeded, and the entry
 //! is deleted only after the client acknowledged it.
 //!
@@ -110,9 +113,9 @@ impl Default for GatewayConfig {
     }
 }
 
-/// What the driver must do.
+/// What the driver must do (beside sending packets: [`Gateway::poll_transmit`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
+pub enum GatewayAction {
     /// Send a transport message to a client connection.
     ToClient {
         /// The client connection, numbered by the driver.
@@ -128,13 +131,6 @@ pub enum Output {
         code: u16,
         /// Human-readable reason.
         reason: String,
-    },
-    /// Send a packet to another node.
-    ToNode {
-        /// Its address (identity key).
-        next_hop: NodeAddress,
-        /// The packet.
-        packet: Vec<u8>,
     },
     /// Durably store a delivery, then call [`Gateway::handle_stored`] with `token`.
     Store {
@@ -286,7 +282,8 @@ pub struct Gateway<R> {
     registry: registry::Registry,
     pending: HashMap<u64, PendingStore>,
     next_token: u64,
-    out: VecDeque<Output>,
+    actions: VecDeque<GatewayAction>,
+    transmits: VecDeque<Transmit>,
     stats: GatewayStats,
 }
 
@@ -305,7 +302,8 @@ impl<R: CryptoRng> Gateway<R> {
             registry: registry::Registry::default(),
             pending: HashMap::new(),
             next_token: 1,
-            out: VecDeque::new(),
+            actions: VecDeque::new(),
+            transmits: VecDeque::new(),
             stats: GatewayStats::default(),
         }
     }
@@ -351,10 +349,16 @@ impl<R: CryptoRng> Gateway<R> {
         self.clients.contains_key(client) || self.local.contains(client)
     }
 
+    /// The next packet to send to another node.
+    #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
     /// The next thing for the driver to do.
     #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
-    pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+    pub fn poll_action(&mut self) -> Option<GatewayAction> {
+        self.actions.pop_front()
     }
 
     /// When [`Self::handle_timeout`] should run next (authentication deadlines).
@@ -382,7 +386,7 @@ impl<R: CryptoRng> Gateway<R> {
     }
 
     /// An in-process client (the exit service): deliveries for it become
-    /// [`Output::LocalDeliver`] and are acknowledged at once.
+    /// [`GatewayAction::LocalDeliver`] and are acknowledged at once.
     pub fn attach_local(&mut self, client: [u8; 32]) {
         self.local.insert(client);
     }
@@ -397,7 +401,7 @@ impl<R: CryptoRng> Gateway<R> {
         if self.conns.len() >= self.config.max_connections {
             self.stats.refused_connections += 1;
             let reason = format!("the gateway is at its limit of {} connections", self.config.max_connections);
-            self.out.push_back(Output::Close { conn, code: code::BUSY, reason });
+            self.actions.push_back(GatewayAction::Close { conn, code: code::BUSY, reason });
             return;
         }
         self.conns.insert(conn, Conn { state: ConnState::AwaitHello, opened: now });
@@ -425,20 +429,20 @@ impl<R: CryptoRng> Gateway<R> {
         if let Some(Conn { state: ConnState::Open(mut s), .. }) = self.conns.remove(&conn) {
             let frame = ServerFrame::Error { code, message: reason.clone() };
             if let Ok(m) = s.transport.send.encrypt(&frame.encode()) {
-                self.out.push_back(Output::ToClient { conn, message: m });
+                self.actions.push_back(GatewayAction::ToClient { conn, message: m });
             }
             if self.clients.get(&s.client) == Some(&conn) {
                 self.clients.remove(&s.client);
             }
         }
         self.conns.remove(&conn);
-        self.out.push_back(Output::Close { conn, code, reason });
+        self.actions.push_back(GatewayAction::Close { conn, code, reason });
     }
 
     fn send(&mut self, conn: ConnId, frame: &ServerFrame) {
         let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
         match s.transport.send.encrypt(&frame.encode()) {
-            Ok(message) => self.out.push_back(Output::ToClient { conn, message }),
+            Ok(message) => self.actions.push_back(GatewayAction::ToClient { conn, message }),
             Err(e) => self.close(conn, code::PROTOCOL, e.to_string()),
         }
     }
@@ -467,7 +471,7 @@ impl<R: CryptoRng> Gateway<R> {
                 let (transport, reply) =
                     session::accept(&mut self.rng, &self.noise, message).map_err(|e| (code::AUTH_FAILED, e))?;
                 c.state = ConnState::AwaitAuth(Box::new(transport));
-                self.out.push_back(Output::ToClient { conn, message: reply });
+                self.actions.push_back(GatewayAction::ToClient { conn, message: reply });
                 Ok(())
             }
             ConnState::AwaitAuth(t) => {
@@ -549,9 +553,9 @@ impl<R: CryptoRng> Gateway<R> {
         let (seen, forgotten) = self.registry.seen(client, self.config.max_clients, |c| clients.contains_key(c));
         for victim in forgotten {
             self.stats.clients_evicted += 1;
-            self.out.push_back(Output::ForgetClient { client: victim });
+            self.actions.push_back(GatewayAction::ForgetClient { client: victim });
         }
-        self.out.push_back(Output::RememberClient { client, seen });
+        self.actions.push_back(GatewayAction::RememberClient { client, seen });
     }
 
     fn inbox_ack(&mut self, conn: ConnId, seq: u64) {
@@ -567,7 +571,7 @@ impl<R: CryptoRng> Gateway<R> {
         s.acked = s.acked.max(seq.min(s.last_pushed));
         if !s.deleting {
             s.deleting = true;
-            self.out.push_back(Output::DeleteInbox { client: s.client, up_to: s.acked });
+            self.actions.push_back(GatewayAction::DeleteInbox { client: s.client, up_to: s.acked });
         }
         let window = self.config.inbox_page;
         if s.behind && s.loading.is_none() && s.unacked.len() <= window / 2 {
@@ -581,7 +585,7 @@ impl<R: CryptoRng> Gateway<R> {
         let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
         let limit = window - s.unacked.len().min(window - 1);
         s.loading = Some(limit);
-        self.out.push_back(Output::LoadInbox { conn, client: s.client, after: s.last_pushed, limit });
+        self.actions.push_back(GatewayAction::LoadInbox { conn, client: s.client, after: s.last_pushed, limit });
     }
 
     fn route_client_packet(&mut self, now: Instant, t: Transmit) {
@@ -590,7 +594,7 @@ impl<R: CryptoRng> Gateway<R> {
             // fast mode to one of our own clients: we are the first and final hop
             self.handle_node_packet(now, t.packet);
         } else {
-            self.out.push_back(Output::ToNode { next_hop: t.first_hop, packet: t.packet });
+            self.transmits.push_back(t);
         }
     }
 
@@ -621,7 +625,7 @@ impl<R: CryptoRng> Gateway<R> {
         self.stats.final_hop_packets += 1;
         let client = hop.client.0;
         if self.local.contains(&client) {
-            self.out.push_back(Output::LocalDeliver { client, delivery: hop.delivery });
+            self.actions.push_back(GatewayAction::LocalDeliver { client, delivery: hop.delivery });
             self.send_ack(hop.ack);
             return;
         }
@@ -653,18 +657,18 @@ impl<R: CryptoRng> Gateway<R> {
         }
         let token = self.next_token;
         self.next_token += 1;
-        self.out.push_back(Output::Store { token, client, delivery: hop.delivery.clone() });
+        self.actions.push_back(GatewayAction::Store { token, client, delivery: hop.delivery.clone() });
         self.pending.insert(token, PendingStore { client, delivery: hop.delivery, ack: hop.ack });
     }
 
     fn send_ack(&mut self, ack: Option<Transmit>) {
         if let Some(ack) = ack {
             self.stats.acks_sent += 1;
-            self.out.push_back(Output::ToNode { next_hop: ack.first_hop, packet: ack.packet });
+            self.transmits.push_back(ack);
         }
     }
 
-    /// The result of an [`Output::Store`]: the delivery's inbox sequence number, or why it failed.
+    /// The result of an [`GatewayAction::Store`]: the delivery's inbox sequence number, or why it failed.
     pub fn handle_stored(&mut self, token: u64, result: Result<u64, String>) {
         let Some(p) = self.pending.remove(&token) else { return };
         let seq = match result {
@@ -695,7 +699,7 @@ impl<R: CryptoRng> Gateway<R> {
         self.send(conn, &ServerFrame::Deliver { seq, delivery: p.delivery });
     }
 
-    /// A page of the client's stored deliveries, ascending, after [`Output::LoadInbox`].
+    /// A page of the client's stored deliveries, ascending, after [`GatewayAction::LoadInbox`].
     pub fn handle_inbox(&mut self, conn: ConnId, entries: Vec<(u64, Delivery)>) {
         let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
         let Some(limit) = s.loading.take() else { return };
@@ -727,7 +731,7 @@ impl<R: CryptoRng> Gateway<R> {
         }
     }
 
-    /// The inbox carried out [`Output::DeleteInbox`] up to `up_to`, deleting `entries`
+    /// The inbox carried out [`GatewayAction::DeleteInbox`] up to `up_to`, deleting `entries`
     /// deliveries of `client` holding `bytes` payload bytes.
     pub fn handle_deleted(&mut self, client: [u8; 32], up_to: u64, entries: u64, bytes: u64) {
         self.registry.release(&client, entries, bytes);
@@ -736,7 +740,7 @@ impl<R: CryptoRng> Gateway<R> {
         s.deleting = false;
         if s.acked > up_to {
             s.deleting = true;
-            self.out.push_back(Output::DeleteInbox { client, up_to: s.acked });
+            self.actions.push_back(GatewayAction::DeleteInbox { client, up_to: s.acked });
         }
     }
 

@@ -125,10 +125,12 @@ pub struct ClientKeys {
     pub encryption: NodeSecret,
 }
 
-/// A packet to hand to the entry gateway, which forwards it to `first_hop`.
+/// A Sphinx packet and the node it goes to next: what every state machine's
+/// `poll_transmit` gives (a client's goes to its entry gateway, which forwards it to
+/// `first_hop`; a mix's and a gateway's go to `first_hop` directly).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
-    /// First Sphinx hop.
+    /// The first Sphinx hop of the packet's route from here.
     pub first_hop: NodeAddress,
     /// The packet.
     pub packet: Vec<u8>,

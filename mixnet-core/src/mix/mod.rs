@@ -23,6 +23,7 @@ use std::time::Duration;
 pub use keys::{JournalEntry, NodeKeys};
 pub use replay::{ReplayConfig, ReplayFilter, RestoreError};
 
+use crate::message::Transmit;
 use crate::sphinx::{NodeAddress, Processed, SphinxError};
 use crate::time::Instant;
 
@@ -215,13 +216,13 @@ impl Mix {
 
     /// The next packet whose delay has passed.
     #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<(NodeAddress, Vec<u8>)> {
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if self.queue.peek()?.0.at > now {
             return None;
         }
         let Reverse(s) = self.queue.pop()?;
         self.queued_bytes -= s.packet.len() + QUEUE_ENTRY_OVERHEAD;
-        Some((s.next_hop, s.packet))
+        Some(Transmit { first_hop: s.next_hop, packet: s.packet })
     }
 
     /// When the next packet is due.

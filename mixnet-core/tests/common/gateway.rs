@@ -2,8 +2,8 @@
 //! protocol to it (no network).
 #![allow(dead_code, unreachable_pub)]
 
-use mixnet_core::gateway::{Gateway, GatewayConfig, Output};
-use mixnet_core::message::Delivery;
+use mixnet_core::gateway::{Gateway, GatewayAction, GatewayConfig};
+use mixnet_core::message::{Delivery, Transmit};
 use mixnet_core::mix::NodeKeys;
 use mixnet_core::session::{ClientSession, SessionEvent};
 use mixnet_core::sphinx::{NodeAddress, NodeSecret};
@@ -30,8 +30,12 @@ pub fn setup(config: GatewayConfig) -> Setup {
     Setup { gw, noise_public, rng: ChaCha20Rng::seed_from_u64(2) }
 }
 
-pub fn outputs(gw: &mut Gateway<ChaCha20Rng>) -> Vec<Output> {
-    std::iter::from_fn(|| gw.poll_output()).collect()
+pub fn outputs(gw: &mut Gateway<ChaCha20Rng>) -> Vec<GatewayAction> {
+    std::iter::from_fn(|| gw.poll_action()).collect()
+}
+
+pub fn transmits(gw: &mut Gateway<ChaCha20Rng>) -> Vec<Transmit> {
+    std::iter::from_fn(|| gw.poll_transmit()).collect()
 }
 
 /// Runs the handshake for a client on `conn`; answers LoadInbox with `inbox`.
@@ -52,7 +56,7 @@ pub fn connect_with(
     conn: u64,
     key: &NodeSecret,
     inbox: Vec<(u64, Delivery)>,
-) -> (ClientSession, Vec<SessionEvent>, Vec<Output>) {
+) -> (ClientSession, Vec<SessionEvent>, Vec<GatewayAction>) {
     let mut others = Vec::new();
     let mut client = ClientSession::start(&mut s.rng, &s.noise_public, key.clone());
     s.gw.handle_connect(Instant::ZERO, conn);
@@ -65,9 +69,9 @@ pub fn connect_with(
         for o in outputs(&mut s.gw) {
             progressed = true;
             match o {
-                Output::ToClient { message, .. } => events.push(client.handle_message(&message).unwrap()),
-                Output::LoadInbox { conn: c, .. } => s.gw.handle_inbox(c, inbox.take().unwrap_or_default()),
-                Output::RememberClient { .. } => {}
+                GatewayAction::ToClient { message, .. } => events.push(client.handle_message(&message).unwrap()),
+                GatewayAction::LoadInbox { conn: c, .. } => s.gw.handle_inbox(c, inbox.take().unwrap_or_default()),
+                GatewayAction::RememberClient { .. } => {}
                 other => others.push(other),
             }
         }
