@@ -24,6 +24,28 @@ const BETA: core::ops::Range<usize> = 32 + HEADER_MAC_SIZE..HEADER_SIZE;
 /// Bytes of the final hop's routing data before its random padding.
 const FINAL_META_SIZE: usize = 1 + VERSION_LENGTH + 32 + IDENTIFIER_LENGTH;
 
+/// The fields of one hop's decrypted routing information, by name (as smoltcp names a
+/// header's): a forward hop's is exactly [`HOP_INFO_SIZE`] bytes; a final hop's is
+/// `FLAG`, `VERSION`, `ADDRESS`, `IDENTIFIER`, then random padding.
+mod field {
+    use core::ops::Range;
+
+    use super::{DELAY_LENGTH, FINAL_META_SIZE, HEADER_MAC_SIZE, NODE_ADDRESS_LENGTH, VERSION_LENGTH};
+
+    /// [`super::FORWARD_HOP`] or [`super::FINAL_HOP`].
+    pub(super) const FLAG: usize = 0;
+    pub(super) const VERSION: Range<usize> = 1..1 + VERSION_LENGTH;
+    /// The next hop's address, or (final hop) the destination's.
+    pub(super) const ADDRESS: Range<usize> = VERSION.end..VERSION.end + NODE_ADDRESS_LENGTH;
+    /// Forward hop: how long the next node holds the packet.
+    pub(super) const DELAY: Range<usize> = ADDRESS.end..ADDRESS.end + DELAY_LENGTH;
+    /// Forward hop: the next node's header MAC (its gamma).
+    pub(super) const MAC: Range<usize> = DELAY.end..DELAY.end + HEADER_MAC_SIZE;
+    /// Final hop: the SURB or message identifier.
+    pub(super) const IDENTIFIER: Range<usize> = ADDRESS.end..FINAL_META_SIZE;
+}
+const _: () = assert!(field::MAC.end == HOP_INFO_SIZE && field::IDENTIFIER.end <= HOP_INFO_SIZE);
+
 /// AES-128-CTR (64-bit big-endian counter, zero IV) keystream for one hop.
 struct Keystream([u8; KEYSTREAM_LENGTH]);
 
@@ -99,10 +121,10 @@ pub fn build_header<R: CryptoRng + ?Sized>(
     // the final hop: flag, version, destination, identifier, random padding, then the filler
     let mut beta = [0u8; ROUTING_INFO_SIZE];
     let final_len = ROUTING_INFO_SIZE - filler.len();
-    beta[0] = FINAL_HOP;
-    beta[1..4].copy_from_slice(&version.to_bytes());
-    beta[4..36].copy_from_slice(&destination.address.0);
-    beta[36..FINAL_META_SIZE].copy_from_slice(&destination.identifier);
+    beta[field::FLAG] = FINAL_HOP;
+    beta[field::VERSION].copy_from_slice(&version.to_bytes());
+    beta[field::ADDRESS].copy_from_slice(&destination.address.0);
+    beta[field::IDENTIFIER].copy_from_slice(&destination.identifier);
     rng.fill_bytes(&mut beta[FINAL_META_SIZE..final_len]);
     xor_into(&mut beta[..final_len], &streams[n - 1].0[..final_len]);
     beta[final_len..].copy_from_slice(&filler);
@@ -111,11 +133,11 @@ pub fn build_header<R: CryptoRng + ?Sized>(
     // forward hops, from the inside out
     for i in (0..n - 1).rev() {
         let mut next = [0u8; ROUTING_INFO_SIZE];
-        next[0] = FORWARD_HOP;
-        next[1..4].copy_from_slice(&version.to_bytes());
-        next[4..36].copy_from_slice(&route[i + 1].address.0);
-        next[36..44].copy_from_slice(&delays[i].0.to_be_bytes());
-        next[44..60].copy_from_slice(&gamma);
+        next[field::FLAG] = FORWARD_HOP;
+        next[field::VERSION].copy_from_slice(&version.to_bytes());
+        next[field::ADDRESS].copy_from_slice(&route[i + 1].address.0);
+        next[field::DELAY].copy_from_slice(&delays[i].0.to_be_bytes());
+        next[field::MAC].copy_from_slice(&gamma);
         next[HOP_INFO_SIZE..].copy_from_slice(&beta[..ROUTING_INFO_SIZE - HOP_INFO_SIZE]);
         xor_into(&mut next, &streams[i].0[..ROUTING_INFO_SIZE]);
         beta = next;
@@ -281,18 +303,18 @@ fn process_with(expanded: &ExpandedSecret, alpha: &Alpha, mut packet: Vec<u8>) -
     let mut routing = [0u8; KEYSTREAM_LENGTH];
     routing[..ROUTING_INFO_SIZE].copy_from_slice(&packet[BETA]);
     xor_into(&mut routing, &stream.0);
-    let version = Version::from_bytes(&routing[1..4]);
+    let version = Version::from_bytes(&routing[field::VERSION]);
     let payload_key = expanded.payload_key(version);
 
-    let result = match routing[0] {
+    let result = match routing[field::FLAG] {
         FORWARD_HOP => {
             let mut next_hop = [0u8; NODE_ADDRESS_LENGTH];
-            next_hop.copy_from_slice(&routing[4..36]);
+            next_hop.copy_from_slice(&routing[field::ADDRESS]);
             let mut delay = [0u8; DELAY_LENGTH];
-            delay.copy_from_slice(&routing[36..44]);
+            delay.copy_from_slice(&routing[field::DELAY]);
             let blinded = alpha.mul_clamped(expanded.blinding_bytes());
             packet[ALPHA].copy_from_slice(&blinded);
-            packet[GAMMA].copy_from_slice(&routing[44..60]);
+            packet[GAMMA].copy_from_slice(&routing[field::MAC]);
             packet[BETA].copy_from_slice(&routing[HOP_INFO_SIZE..]);
             decrypt_layer(&mut packet[HEADER_SIZE..], &payload_key);
             Processed::Forward(ForwardHop {
@@ -303,9 +325,9 @@ fn process_with(expanded: &ExpandedSecret, alpha: &Alpha, mut packet: Vec<u8>) -
         }
         FINAL_HOP => {
             let mut destination = [0u8; 32];
-            destination.copy_from_slice(&routing[4..36]);
+            destination.copy_from_slice(&routing[field::ADDRESS]);
             let mut identifier = [0u8; IDENTIFIER_LENGTH];
-            identifier.copy_from_slice(&routing[36..FINAL_META_SIZE]);
+            identifier.copy_from_slice(&routing[field::IDENTIFIER]);
             packet.drain(..HEADER_SIZE);
             decrypt_layer(&mut packet, &payload_key);
             Processed::Final(ProcessedFinal {
