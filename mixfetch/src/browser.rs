@@ -16,6 +16,8 @@ use mixnet_core::time::Instant;
 use rustls::pki_types::UnixTime;
 use rustls::time_provider::TimeProvider;
 use serde::Deserialize;
+
+use crate::options::FetchOptions;
 use wasm_bindgen::prelude::*;
 use wasm_client::js::{error, set};
 use wasm_client::{CoreClient, Layer, MixnetClient};
@@ -31,24 +33,6 @@ impl TimeProvider for JsClock {
     fn current_time(&self) -> Option<UnixTime> {
         Some(UnixTime::since_unix_epoch(Duration::from_millis(js_sys::Date::now() as u64)))
     }
-}
-
-/// MixFetch's own options (JSON), beside the client's.
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct FetchOptions {
-    /// The exit's address; the topology's first exit if unset.
-    exit: Option<String>,
-    /// Extra trusted roots, PEM.
-    #[serde(default)]
-    extra_roots: String,
-    /// Default request timeout, ms.
-    timeout_ms: Option<f64>,
-    /// Requests in flight at once.
-    max_concurrency: Option<usize>,
-    /// Follow `https:` → `http:` redirects (refused by default).
-    #[serde(default)]
-    allow_insecure_redirects: bool,
 }
 
 /// A time limit in milliseconds, as given by the application.

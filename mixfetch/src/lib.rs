@@ -17,6 +17,7 @@ pub mod browser;
 pub mod carry;
 pub mod fetch;
 pub mod http;
+pub mod options;
 pub mod tls;
 pub mod url;
 

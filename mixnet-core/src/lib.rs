@@ -21,3 +21,5 @@ pub mod sphinx;
 pub mod stream;
 pub mod time;
 pub mod topology;
+#[cfg(feature = "ts")]
+pub mod typescript;

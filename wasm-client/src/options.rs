@@ -7,7 +7,11 @@ use mixnet_core::message::{MessengerConfig, RouteMode};
 use serde::Deserialize;
 
 /// Client options; every field but the directory has a default.
+///
+/// Its TypeScript type (`ClientConfig` in `worker-shim/src/generated/`) is generated
+/// from this struct by the tests (`ts-rs`), and checked against the committed file.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "ClientConfig"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientOptions {
     /// Directory URL, e.g. `http://127.0.0.1:8000`.
@@ -17,44 +21,59 @@ pub struct ClientOptions {
     /// Gateway identity (base58); the first gateway offering WebSocket or
     /// WebTransport if unset.
     #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
     pub gateway: Option<String>,
-    /// `auto` (default: WebTransport when offered and supported, else or on failure
-    /// WebSocket), `websocket` or `webtransport`.
+    /// How to reach the gateway. `auto` (default): WebTransport when the gateway
+    /// offers it and the browser supports it; WebSocket otherwise, and after a
+    /// WebTransport failure for as long as WebSocket works (nothing queued is lost).
+    /// `websocket` / `webtransport` force one.
     #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<TransportChoice>", optional))]
     pub transport: TransportChoice,
     /// How long a WebTransport connection may take to open before `auto` falls back
     /// to WebSocket, ms (3000).
     #[serde(default = "d3000")]
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub web_transport_timeout_ms: f64,
     /// `mixnet` (default) or `fast`.
     #[serde(default = "mixnet")]
+    #[cfg_attr(test, ts(as = "Option<RouteMode>", optional))]
     pub mode: RouteMode,
     /// Mean delay of the real-traffic Poisson stream, ms (20).
     #[serde(default = "d20")]
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub send_delay_ms: f64,
     /// Mean delay of the loop-cover stream, ms (200); 0 disables loop cover.
     #[serde(default = "d200")]
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub loop_cover_ms: f64,
     /// Mean per-hop delay of our packets, ms (15).
     #[serde(default = "d15")]
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub hop_delay_ms: f64,
     /// Mean per-hop delay of our SURB-acks, ms (15).
     #[serde(default = "d15")]
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub ack_delay_ms: f64,
-    /// `false` sends packets as soon as they are built and no cover (less private).
+    /// `false`: packets leave as soon as built and no cover is sent (less private).
+    /// Default true.
     #[serde(default = "yes")]
+    #[cfg_attr(test, ts(as = "Option<bool>", optional))]
     pub cover_traffic: bool,
     /// How often the topology is re-fetched, ms (30 000).
     #[serde(default = "d30000")]
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub topology_refresh_ms: f64,
-    /// 64 bytes, base58: ed25519 seed then X25519 secret. Keep it to keep the address
-    /// (and the gateway inbox); random if unset.
+    /// 64 random bytes, base58 (see `generateIdentity`): ed25519 seed then X25519
+    /// secret. Keeps the address and the gateway inbox across sessions; random if unset.
     #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
     pub identity: Option<String>,
 }
 
 /// Which transport to the gateway (`PROTOCOL.md`, section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum TransportChoice {
     /// WebTransport when offered and supported; WebSocket otherwise, or once
@@ -186,5 +205,29 @@ mod tests {
         assert!(ClientOptions::parse(r#"{"directory":"http://d","directoryKey":"k","hopDelayMs":86400000}"#).is_ok());
         assert_eq!(duration_ms(f64::NAN), None);
         assert_eq!(duration_ms(1500.0), Some(Duration::from_millis(1500)));
+    }
+}
+
+#[cfg(test)]
+mod generated {
+    use ts_rs::{Config, TS};
+
+    use super::{ClientOptions, TransportChoice};
+
+    /// `worker-shim/src/generated/client-options.ts` is what these types generate.
+    #[test]
+    fn the_typescript_options_are_generated_from_these_types() {
+        let cfg = Config::default();
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../worker-shim/src/generated/client-options.ts");
+        mixnet_core::typescript::check_file(
+            &path,
+            "cargo test -p wasm-client generated",
+            &[
+                <mixnet_core::message::RouteMode as TS>::decl(&cfg),
+                TransportChoice::decl(&cfg),
+                ClientOptions::decl(&cfg),
+            ],
+        );
     }
 }

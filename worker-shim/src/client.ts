@@ -137,7 +137,7 @@ function abortError(signal: AbortSignal): MixnetError {
 }
 
 const decoder = new TextDecoder();
-const CONFIG_KEYS: readonly (keyof ClientConfig)[] = [
+const CONFIG_KEYS = [
   'directory',
   'directoryKey',
   'gateway',
@@ -151,7 +151,12 @@ const CONFIG_KEYS: readonly (keyof ClientConfig)[] = [
   'coverTraffic',
   'topologyRefreshMs',
   'identity',
-];
+] as const satisfies readonly (keyof ClientConfig)[];
+// every option the wasm takes (generated/client-options.ts, from the Rust type) is
+// passed on: tsc fails here when one is missing from the list above
+type Unlisted = Exclude<keyof ClientConfig, (typeof CONFIG_KEYS)[number]>;
+const everyOptionListed: [Unlisted] extends [never] ? true : Unlisted = true;
+void everyOptionListed;
 
 /**
  * The page's live clients, for test tools (@mixnet/playwright waits on them and reads

@@ -5,47 +5,13 @@
 /** Bumped on any incompatible change; both ends check it. */
 export const PROTOCOL_VERSION = 1;
 
-/** Route mode: through three mix layers with delays and cover, or straight to the egress gateway. */
-export type Mode = 'mixnet' | 'fast';
-
-/** What the worker passes to the wasm client (JSON; unknown fields are refused there). */
-export interface ClientConfig {
-  /** Directory URL, e.g. `http://127.0.0.1:8000`. */
-  directory: string;
-  /** The directory's base58 ed25519 key; the topology must be signed by it. */
-  directoryKey: string;
-  /** Gateway identity (base58); the first gateway offering WebSocket or WebTransport if unset. */
-  gateway?: string;
-  /**
-   * How to reach the gateway. `auto` (default): WebTransport when the gateway offers it and the
-   * browser supports it; WebSocket otherwise, and after a WebTransport failure for as long as
-   * WebSocket works (nothing queued is lost). `websocket` / `webtransport` force one.
-   */
-  transport?: TransportChoice;
-  /** How long a WebTransport connection may take to open before `auto` falls back, ms (default 3000). */
-  webTransportTimeoutMs?: number;
-  /** `mixnet` (default) or `fast`. */
-  mode?: Mode;
-  /** Mean delay of the real-traffic Poisson stream, ms (default 20). */
-  sendDelayMs?: number;
-  /** Mean delay of the loop-cover stream, ms (default 200); 0 disables loop cover. */
-  loopCoverMs?: number;
-  /** Mean per-hop delay of our packets, ms (default 15). */
-  hopDelayMs?: number;
-  /** Mean per-hop delay of our SURB-acks, ms (default 15). */
-  ackDelayMs?: number;
-  /** `false`: packets leave as soon as built and no cover is sent (less private). Default true. */
-  coverTraffic?: boolean;
-  /** How often the topology is re-fetched, ms (default 30 000). */
-  topologyRefreshMs?: number;
-  /** 64 random bytes, base58 (see `generateIdentity`): keeps the address and the gateway inbox across sessions. */
-  identity?: string;
-}
+// The options the wasm accepts are generated from its Rust types (wasm-client's
+// `ClientOptions`, mixfetch's `FetchOptions`): `cargo test` checks these files.
+import type { ClientConfig, Mode, TransportChoice } from './generated/client-options.js';
+import type { FetchConfig } from './generated/fetch-options.js';
+export type { ClientConfig, FetchConfig, Mode, TransportChoice };
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected';
-
-/** What `transport` asks for. */
-export type TransportChoice = 'auto' | 'websocket' | 'webtransport';
 
 /** The transport a connection runs on. */
 export type TransportKind = 'websocket' | 'webtransport';
@@ -90,20 +56,6 @@ export interface Stats {
   inputs: number;
   busyMs: number;
   routes: RouteRecord[];
-}
-
-/** MixFetch's options (beside the client's), for the MixFetch worker. */
-export interface FetchConfig {
-  /** The exit's address; the topology's first exit if unset. */
-  exit?: string;
-  /** Extra trusted root certificates, PEM (e.g. a local CA). */
-  extraRoots?: string;
-  /** Default time limit of a request, ms (60 000). */
-  timeoutMs?: number;
-  /** Requests in flight at once (20); more wait their turn. */
-  maxConcurrency?: number;
-  /** Follow `https:` → `http:` redirects. */
-  allowInsecureRedirects?: boolean;
 }
 
 /** One request as the worker takes it (the body travels beside it). */

@@ -32,6 +32,7 @@ pub type MessageId = u64;
 
 /// How packets are routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "Mode"))]
 #[serde(rename_all = "lowercase")]
 pub enum RouteMode {
     /// Three mix layers with exponential delays.

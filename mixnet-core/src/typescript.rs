@@ -1,0 +1,33 @@
+//! The TypeScript types of what JavaScript hands the wasm (options), generated from the
+//! Rust types by tests with `ts-rs` (feature `ts`, never in a wasm build), so the
+//! worker's `.ts` files cannot drift from what the wasm accepts.
+
+use std::path::Path;
+
+/// Writes `declarations` (ts-rs `decl` strings, each `type Name = …;` after its docs)
+/// as exported types to `path` when `UPDATE_TS` is set; otherwise panics unless the
+/// committed file already says exactly that. `command` is how to regenerate it.
+pub fn check_file(path: &Path, command: &str, declarations: &[String]) {
+    let mut text = format!(
+        "// Generated from the Rust types by `{command}` (ts-rs): do not edit.\n\
+         // After changing them, run it with UPDATE_TS=1 and commit this file.\n"
+    );
+    for d in declarations {
+        let at = d.find("type ").expect("a ts-rs declaration");
+        text.push('\n');
+        text.push_str(&d[..at]);
+        text.push_str("export ");
+        text.push_str(&d[at..]);
+        text.push('\n');
+    }
+    if std::env::var_os("UPDATE_TS").is_some() {
+        std::fs::write(path, &text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        return;
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "{} is not what the Rust types generate: run `UPDATE_TS=1 {command}` and commit it",
+        path.display()
+    );
+}
