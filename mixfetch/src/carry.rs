@@ -47,7 +47,7 @@ pub fn pump<R: CryptoRng>(
             progressed = true;
             match e {
                 StreamEvent::Opened(id) => fetcher.handle_opened(now, id),
-                StreamEvent::OpenFailed(id, reason) => fetcher.handle_open_failed(now, id, &reason),
+                StreamEvent::OpenFailed(id, e) => fetcher.handle_open_failed(now, id, &e.reason),
                 StreamEvent::Data(id, data) => fetcher.handle_data(now, id, &data),
                 StreamEvent::Closed(id, error) => fetcher.handle_closed(now, id, error.as_deref()),
             }

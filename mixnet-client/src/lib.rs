@@ -25,7 +25,7 @@ use mixnet_core::address::{ClientIdentity, Recipient};
 pub use mixnet_core::client::LoopixConfig;
 use mixnet_core::client::{Client as CoreClient, ClientEvent as CoreEvent, ConnectionState};
 use mixnet_core::message::{MessageId, MessengerConfig, MessengerStats, ReceivedMessage, SenderTag};
-use mixnet_core::stream::{StreamError, StreamEvent, StreamId, Streams};
+use mixnet_core::stream::{OpenError, StreamError, StreamEvent, StreamId, Streams};
 use mixnet_core::topology::{Freshness, GatewayChoiceError, Routes, Topology, TopologyError, directory_key};
 use nodenet::directory::{DirectoryClient, DirectoryError};
 use rand_chacha::ChaCha20Rng;
@@ -99,9 +99,9 @@ pub enum ClientError {
     /// messenger refused its first message).
     #[error("stream: {0}")]
     StreamRefused(#[from] StreamError),
-    /// The exit could not open the stream: its reason.
+    /// The exit could not open the stream: why (a code) and its words.
     #[error("stream: {0}")]
-    Stream(String),
+    OpenFailed(OpenError),
     /// Packets were still waiting to be sent when `close`'s time ran out.
     #[error("packets still waiting to be sent after {0:?}")]
     Undrained(Duration),
@@ -795,7 +795,7 @@ impl ClientTask {
                 StreamEvent::OpenFailed(id, reason) => {
                     self.stream_tx.remove(&id);
                     if let Some((reply, _)) = self.pending_open.remove(&id) {
-                        let _ = reply.send(Err(ClientError::Stream(reason)));
+                        let _ = reply.send(Err(ClientError::OpenFailed(reason)));
                     }
                 }
                 StreamEvent::Data(id, data) => {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mixnet_core::address::Recipient;
+use mixnet_core::stream::OpenFailure;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -120,7 +121,7 @@ pub async fn proxy(mut socket: TcpStream, client: &ClientHandle, config: &SocksC
     let mut stream: MixStream = match opened.await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            socket.write_all(&reply(request.version, Reply::GeneralFailure)).await?;
+            socket.write_all(&reply(request.version, open_failure_reply(&e))).await?;
             return Err(SocksError::Open(e));
         }
         Err(_) => {
@@ -133,11 +134,27 @@ pub async fn proxy(mut socket: TcpStream, client: &ClientHandle, config: &SocksC
     Ok(())
 }
 
+/// The SOCKS5 reply code for a stream the exit could not open (RFC 1928 §6), from
+/// its failure code, so `curl` and browsers tell a refused port from a policy.
+fn open_failure_reply(e: &ClientError) -> Reply {
+    let ClientError::OpenFailed(e) = e else { return Reply::GeneralFailure };
+    match e.failure {
+        OpenFailure::Policy => Reply::NotAllowed,
+        OpenFailure::NotFound | OpenFailure::Unreachable => Reply::HostUnreachable,
+        OpenFailure::Refused => Reply::ConnectionRefused,
+        OpenFailure::TimedOut => Reply::TtlExpired,
+        OpenFailure::Busy | OpenFailure::Other => Reply::GeneralFailure,
+    }
+}
+
 /// SOCKS5 reply codes (SOCKS4 has only granted / rejected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reply {
     Succeeded = 0,
     GeneralFailure = 1,
+    NotAllowed = 2,
+    HostUnreachable = 4,
+    ConnectionRefused = 5,
     TtlExpired = 6,
     CommandNotSupported = 7,
     AddressTypeNotSupported = 8,

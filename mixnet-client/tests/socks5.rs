@@ -109,3 +109,40 @@ async fn curl_through_the_socks_proxy_in_fast_mode() {
 async fn curl_through_the_socks_proxy_in_mixnet_mode() {
     curl_through_the_proxy(RouteMode::Mixnet, "mixnet").await;
 }
+
+/// A SOCKS5 CONNECT to `ip:port` through the proxy; the reply code (RFC 1928 §6).
+async fn socks5_connect_reply(proxy: &str, ip: [u8; 4], port: u16) -> u8 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    s.write_all(&[5, 1, 0]).await.unwrap();
+    let mut method = [0u8; 2];
+    s.read_exact(&mut method).await.unwrap();
+    assert_eq!(method, [5, 0], "no authentication");
+    let mut request = vec![5, 1, 0, 1];
+    request.extend_from_slice(&ip);
+    request.extend_from_slice(&port.to_be_bytes());
+    s.write_all(&request).await.unwrap();
+    let mut reply = [0u8; 10];
+    s.read_exact(&mut reply).await.unwrap();
+    reply[1]
+}
+
+/// The exit's failure code reaches the SOCKS client as the matching reply code (a
+/// refused port is not a policy refusal), so curl and browsers say what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks_replies_say_why_the_exit_could_not_connect() {
+    let net =
+        Localnet::start(LocalnetConfig { mode: RouteMode::Fast, ..LocalnetConfig::default() }).await.expect("starts");
+    let p = proxy(&net, "fast").await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    assert_eq!(socks5_connect_reply(&p.addr, [127, 0, 0, 1], closed).await, 5, "connection refused");
+    assert_eq!(socks5_connect_reply(&p.addr, [10, 0, 0, 1], 80).await, 2, "not allowed by the exit's policy");
+    let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = open.local_addr().unwrap().port();
+    assert_eq!(socks5_connect_reply(&p.addr, [127, 0, 0, 1], port).await, 0, "succeeded");
+    drop(p);
+    net.shutdown().await;
+}

@@ -52,6 +52,9 @@ pub enum StreamMessage {
     OpenFailed {
         /// The stream, numbered by the client that opened it.
         id: StreamId,
+        /// Why, as a code an application can act on (on the wire after the reason,
+        /// so a client that predates it reads [`OpenFailure::Other`]).
+        failure: OpenFailure,
         /// The exit's reason (policy, resolution, connection), for the application.
         reason: String,
     },
@@ -133,10 +136,11 @@ impl StreamMessage {
                 out.push(2);
                 out.extend_from_slice(&id.to_be_bytes());
             }
-            Self::OpenFailed { id, reason } => {
+            Self::OpenFailed { id, failure, reason } => {
                 out.push(3);
                 out.extend_from_slice(&id.to_be_bytes());
                 put_str(&mut out, reason);
+                out.push(*failure as u8);
             }
             Self::Data { id, seq, data } => {
                 out.push(4);
@@ -175,7 +179,15 @@ impl StreamMessage {
                 Self::Open { id, host, port: u16::from_be_bytes([rest[0], rest[1]]) }
             }
             2 if rest.is_empty() => Self::Opened { id },
-            3 => Self::OpenFailed { id, reason: get_str(rest)?.0 },
+            3 => {
+                let (reason, rest) = get_str(rest)?;
+                let failure = match rest {
+                    [] => OpenFailure::Other,
+                    [code] => OpenFailure::from_code(*code),
+                    _ => return None,
+                };
+                Self::OpenFailed { id, failure, reason }
+            }
             4 => {
                 let (seq, data) = get_u64(rest)?;
                 if data.len() > MAX_CHUNK {
@@ -289,13 +301,61 @@ pub enum StreamError {
     Send(#[from] SendError),
 }
 
+/// Why the exit could not open a stream, as a code (SOCKS reply codes, fetch errors and
+/// retries are decided on it, never on the reason's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpenFailure {
+    /// Anything else (or an exit that does not say).
+    Other = 0,
+    /// The exit's policy refuses the destination.
+    Policy = 1,
+    /// The name does not resolve (or to no address).
+    NotFound = 2,
+    /// The server refused the connection.
+    Refused = 3,
+    /// No route to the host.
+    Unreachable = 4,
+    /// No answer in time (resolving or connecting).
+    TimedOut = 5,
+    /// The exit is at one of its limits: try again later.
+    Busy = 6,
+}
+
+impl OpenFailure {
+    /// Every failure, indexed by its code.
+    const BY_CODE: [Self; 7] =
+        [Self::Other, Self::Policy, Self::NotFound, Self::Refused, Self::Unreachable, Self::TimedOut, Self::Busy];
+
+    /// The code's meaning; unknown codes (from a newer exit) are [`Self::Other`].
+    pub fn from_code(code: u8) -> Self {
+        Self::BY_CODE.get(usize::from(code)).copied().unwrap_or(Self::Other)
+    }
+}
+
+/// The exit's answer to an `Open` it could not carry out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct OpenError {
+    /// What kind of failure.
+    pub failure: OpenFailure,
+    /// The exit's words, for people.
+    pub reason: String,
+}
+
+impl OpenError {
+    /// A failure and its reason.
+    pub fn new(failure: OpenFailure, reason: impl Into<String>) -> Self {
+        Self { failure, reason: reason.into() }
+    }
+}
+
 /// What happened on a client's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
     /// The exit connected.
     Opened(StreamId),
     /// The exit could not connect.
-    OpenFailed(StreamId, String),
+    OpenFailed(StreamId, OpenError),
     /// Bytes, in order.
     Data(StreamId, Vec<u8>),
     /// The exit's side ended (with an error, if abnormal).
@@ -494,9 +554,9 @@ impl Streams {
         }
         let ordered = match sm {
             StreamMessage::Opened { .. } | StreamMessage::Open { .. } => vec![],
-            StreamMessage::OpenFailed { reason, .. } => {
+            StreamMessage::OpenFailed { failure, reason, .. } => {
                 self.streams.remove(&id);
-                self.events.push_back(StreamEvent::OpenFailed(id, reason));
+                self.events.push_back(StreamEvent::OpenFailed(id, OpenError { failure, reason }));
                 return true;
             }
             StreamMessage::Data { seq, data, .. } => match s.inbound.data(seq, data) {
@@ -545,7 +605,7 @@ mod tests {
         let msgs = [
             StreamMessage::Open { id: 1, host: "example.com".into(), port: 443 },
             StreamMessage::Opened { id: 2 },
-            StreamMessage::OpenFailed { id: 3, reason: "denied".into() },
+            StreamMessage::OpenFailed { id: 3, failure: OpenFailure::Policy, reason: "denied".into() },
             StreamMessage::Data { id: 4, seq: 9, data: vec![1, 2, 3] },
             StreamMessage::Close { id: 5, seq: 10, error: None },
             StreamMessage::Close { id: 6, seq: 11, error: Some("reset".into()) },
@@ -559,12 +619,25 @@ mod tests {
         assert_eq!(StreamMessage::decode(b"MXS1\x01\0\0\0\0\0\0\0\x01\xff\xff"), None);
         // a long string is cut at a character boundary, never inside one
         let long = "é".repeat(MAX_STR);
-        let Some(StreamMessage::OpenFailed { reason, .. }) =
-            StreamMessage::decode(&StreamMessage::OpenFailed { id: 1, reason: long }.encode())
-        else {
+        let Some(StreamMessage::OpenFailed { reason, .. }) = StreamMessage::decode(
+            &StreamMessage::OpenFailed { id: 1, failure: OpenFailure::Other, reason: long }.encode(),
+        ) else {
             panic!("decodes")
         };
         assert_eq!(reason.len(), MAX_STR);
+        // an exit that predates failure codes: the client reads `Other`; a newer code too
+        let mut old = StreamMessage::OpenFailed { id: 9, failure: OpenFailure::Busy, reason: "x".into() }.encode();
+        old.pop();
+        let other = StreamMessage::OpenFailed { id: 9, failure: OpenFailure::Other, reason: "x".into() };
+        assert_eq!(StreamMessage::decode(&old), Some(other.clone()));
+        old.push(200);
+        assert_eq!(StreamMessage::decode(&old), Some(other));
+        old.push(0);
+        assert_eq!(StreamMessage::decode(&old), None, "one code, nothing after it");
+        for (code, f) in OpenFailure::BY_CODE.iter().enumerate() {
+            assert_eq!(*f as usize, code);
+            assert_eq!(OpenFailure::from_code(code as u8), *f);
+        }
     }
 
     fn texts(out: Vec<Ordered>) -> Vec<String> {

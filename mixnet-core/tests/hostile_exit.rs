@@ -16,7 +16,7 @@ use mixnet_core::exit::{ExitConfig, ExitLimits};
 use mixnet_core::message::{MessengerConfig, RouteMode};
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sim::mixnet::{SimExit, SimMixnet, SimServer};
-use mixnet_core::stream::{StreamEvent, StreamMessage, Streams};
+use mixnet_core::stream::{OpenError, OpenFailure, StreamEvent, StreamMessage, Streams};
 
 struct Net {
     net: SimMixnet,
@@ -187,7 +187,10 @@ fn one_sender_cannot_take_every_stream_or_connection_slot() {
     let mut h = Honest::start(&mut n, "echo", 7, b"x");
     assert_eq!(
         h.run_until_closed(&mut n, Duration::from_secs(30)),
-        Some(StreamEvent::OpenFailed(1, "exit busy: too many connections in progress".into()))
+        Some(StreamEvent::OpenFailed(
+            1,
+            OpenError::new(OpenFailure::Busy, "exit busy: too many connections in progress")
+        ))
     );
     assert_eq!(n.exit().exit.stats().refused_connecting, before + 1);
 }
@@ -261,10 +264,13 @@ fn the_policy_refuses_private_targets_without_revealing_what_the_exit_resolved()
     let mut n = Net::new(85, ExitLimits::default(), config(RouteMode::Fast));
     n.exit().servers.insert(([10, 0, 0, 5], 7).into(), SimServer::Echo);
     let mut h = Honest::start(&mut n, "intranet.example", 7, b"x");
-    let Some(StreamEvent::OpenFailed(_, reason)) = h.run_until_closed(&mut n, Duration::from_secs(30)) else {
+    let Some(StreamEvent::OpenFailed(_, OpenError { failure, reason })) =
+        h.run_until_closed(&mut n, Duration::from_secs(30))
+    else {
         panic!("refused: {:?}", h.events)
     };
     assert!(reason.contains("private") && !reason.contains("10.0.0.5"), "{reason}");
+    assert_eq!(failure, OpenFailure::Policy);
     assert_eq!(n.exit().exit.stats().policy_denials, 1);
 }
 

@@ -15,7 +15,7 @@ use mixnet_core::exit::{ExitAction, ExitConfig, ExitLimits};
 use mixnet_core::message::{Messenger, RouteMode};
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sim::mixnet::{SimExit, SimMixnet, SimServer};
-use mixnet_core::stream::{StreamEvent, Streams};
+use mixnet_core::stream::{OpenError, OpenFailure, StreamEvent, Streams};
 use mixnet_core::time::Instant;
 use rand_chacha::ChaCha20Rng;
 
@@ -143,10 +143,11 @@ fn refused_connections_are_reported() {
     let mut h = Harness::new(62, 0.0, RouteMode::Fast);
     h.on_client(|streams, m, now, exit| streams.open(m, now, exit, "nowhere", 1, 7)).unwrap();
     assert!(h.run_until(Duration::from_secs(60), |ev| !ev.is_empty()));
-    assert_eq!(h.events, vec![StreamEvent::OpenFailed(7, "cannot resolve the host: no such host".into())]);
+    let not_found = OpenError::new(OpenFailure::NotFound, "cannot resolve the host: no such host");
+    assert_eq!(h.events, vec![StreamEvent::OpenFailed(7, not_found)]);
     h.on_client(|streams, m, now, exit| streams.open(m, now, exit, "127.0.0.1", 1, 8)).unwrap();
     assert!(h.run_until(Duration::from_secs(60), |ev| ev.len() == 2));
-    assert_eq!(h.events[1], StreamEvent::OpenFailed(8, "connection refused".into()));
+    assert_eq!(h.events[1], StreamEvent::OpenFailed(8, OpenError::new(OpenFailure::Refused, "connection refused")));
 }
 
 #[wasm_bindgen_test(unsupported = test)]

@@ -26,7 +26,7 @@ use rand_core::CryptoRng;
 
 use crate::message::{ClientKeys, Delivery, Event, MessageId, Messenger, MessengerConfig, SenderTag, Transmit};
 use crate::policy::{ExitPolicy, PolicyDenied};
-use crate::stream::{MAX_CHUNK, Ordered, StreamId, StreamMessage};
+use crate::stream::{MAX_CHUNK, OpenFailure, Ordered, StreamId, StreamMessage};
 use crate::time::Instant;
 use crate::topology::Routes;
 use stream::{Phase, Stream};
@@ -424,7 +424,8 @@ impl<R: CryptoRng> Exit<R> {
             Some(Closed::Lost) if matches!(sm, StreamMessage::Open { .. }) => {
                 let reason = "the exit dropped this stream's first messages under load; open it again".into();
                 self.closed.insert(key, Closed::Ended);
-                self.reply_raw(now, key, StreamMessage::OpenFailed { id: key.1, reason });
+                let failure = OpenFailure::Busy;
+                self.reply_raw(now, key, StreamMessage::OpenFailed { id: key.1, failure, reason });
                 return;
             }
             Some(_) => return,
@@ -557,7 +558,8 @@ impl<R: CryptoRng> Exit<R> {
         };
         if let Some(reason) = refusal {
             self.forget(key, Closed::Ended);
-            self.reply_raw(now, key, StreamMessage::OpenFailed { id: key.1, reason: reason.into() });
+            let (failure, reason) = (OpenFailure::Busy, reason.into());
+            self.reply_raw(now, key, StreamMessage::OpenFailed { id: key.1, failure, reason });
             return;
         }
         if exists.is_none() {
@@ -585,7 +587,12 @@ impl<R: CryptoRng> Exit<R> {
             Ok(a) => a,
             Err(e) => {
                 self.stats.resolve_failures += 1;
-                return self.open_failed(now, key, format!("cannot resolve the host: {e}"));
+                let failure = match e {
+                    ResolveError::NotFound => OpenFailure::NotFound,
+                    ResolveError::TimedOut => OpenFailure::TimedOut,
+                    ResolveError::Failed => OpenFailure::Other,
+                };
+                return self.open_failed(now, key, failure, format!("cannot resolve the host: {e}"));
             }
         };
         let mut denied: Option<PolicyDenied> = None;
@@ -601,17 +608,17 @@ impl<R: CryptoRng> Exit<R> {
             .map(|ip| SocketAddr::new(ip, port))
             .collect();
         let Some(first) = allowed.front().copied() else {
-            let reason = match denied {
+            let (failure, reason) = match denied {
                 Some(d) => {
                     self.stats.policy_denials += 1;
-                    d.client_reason()
+                    (OpenFailure::Policy, d.client_reason())
                 }
                 None => {
                     self.stats.resolve_failures += 1;
-                    "cannot resolve the host: no addresses".into()
+                    (OpenFailure::NotFound, "cannot resolve the host: no addresses".into())
                 }
             };
-            return self.open_failed(now, key, reason);
+            return self.open_failed(now, key, failure, reason);
         };
         let s = self.streams.get_mut(&key).expect("checked");
         s.phase = Phase::Connecting { rest: allowed.into_iter().skip(1).collect() };
@@ -645,16 +652,22 @@ impl<R: CryptoRng> Exit<R> {
             return;
         }
         self.stats.connect_failures += 1;
-        self.open_failed(now, key, error.to_string());
+        let failure = match error {
+            ConnectError::Refused => OpenFailure::Refused,
+            ConnectError::TimedOut => OpenFailure::TimedOut,
+            ConnectError::Unreachable => OpenFailure::Unreachable,
+            ConnectError::Failed => OpenFailure::Other,
+        };
+        self.open_failed(now, key, failure, error.to_string());
     }
 
-    fn open_failed(&mut self, now: Instant, key: ExitKey, reason: String) {
+    fn open_failed(&mut self, now: Instant, key: ExitKey, failure: OpenFailure, reason: String) {
         if self.streams.get(&key).is_some_and(|s| s.phase.connecting()) {
             self.connecting -= 1;
         }
         self.forget(key, Closed::Ended);
         self.actions.push_back(ExitAction::Abort { key });
-        self.reply_raw(now, key, StreamMessage::OpenFailed { id: key.1, reason });
+        self.reply_raw(now, key, StreamMessage::OpenFailed { id: key.1, failure, reason });
         self.process(now);
     }
 
