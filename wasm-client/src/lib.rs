@@ -48,8 +48,11 @@ extern "C" {
 
 fn seeded_rng() -> ChaCha20Rng {
     let mut seed = [0u8; 32];
-    // crypto.getRandomValues never fails in browsers and workers
-    getrandom::fill(&mut seed).expect("crypto.getRandomValues is available");
+    // crypto.getRandomValues never fails in browsers and workers. The error is not
+    // formatted: its Debug links std's text for every I/O error kind (~400 B of gzip).
+    if getrandom::fill(&mut seed).is_err() {
+        panic!("crypto.getRandomValues is unavailable");
+    }
     ChaCha20Rng::from_seed(seed)
 }
 
