@@ -4,7 +4,20 @@ use super::ReceiveError;
 
 /// Bytes of an encoded fragment.
 pub const FRAGMENT_LEN: usize = 1604;
-const HEADER_LEN: usize = 1 + 8 + 4 + 4 + 2;
+
+/// The header's fields by name (smoltcp's shape): all big-endian.
+mod field {
+    use core::ops::Range;
+
+    /// [`super::FragmentKind`].
+    pub(super) const KIND: usize = 0;
+    pub(super) const MESSAGE_ID: Range<usize> = 1..9;
+    pub(super) const COUNT: Range<usize> = 9..13;
+    pub(super) const INDEX: Range<usize> = 13..17;
+    /// Bytes of data that follow (the rest is zero padding).
+    pub(super) const LEN: Range<usize> = 17..19;
+}
+const HEADER_LEN: usize = field::LEN.end;
 /// Message bytes one fragment carries.
 pub const FRAGMENT_DATA: usize = FRAGMENT_LEN - HEADER_LEN;
 
@@ -35,11 +48,11 @@ impl Fragment {
     pub fn encode(&self) -> [u8; FRAGMENT_LEN] {
         let mut out = [0u8; FRAGMENT_LEN];
         let len = self.data.len().min(FRAGMENT_DATA);
-        out[0] = FragmentKind::Data as u8;
-        out[1..9].copy_from_slice(&self.message_id.to_be_bytes());
-        out[9..13].copy_from_slice(&self.count.to_be_bytes());
-        out[13..17].copy_from_slice(&self.index.to_be_bytes());
-        out[17..19].copy_from_slice(&(len as u16).to_be_bytes());
+        out[field::KIND] = FragmentKind::Data as u8;
+        out[field::MESSAGE_ID].copy_from_slice(&self.message_id.to_be_bytes());
+        out[field::COUNT].copy_from_slice(&self.count.to_be_bytes());
+        out[field::INDEX].copy_from_slice(&self.index.to_be_bytes());
+        out[field::LEN].copy_from_slice(&(len as u16).to_be_bytes());
         out[HEADER_LEN..HEADER_LEN + len].copy_from_slice(&self.data[..len]);
         out
     }
@@ -51,18 +64,21 @@ impl Fragment {
 
     /// Decodes; `Ok(None)` for cover.
     pub fn decode(bytes: &[u8]) -> Result<Option<Self>, ReceiveError> {
-        if bytes.len() < FRAGMENT_LEN {
-            return Err(ReceiveError::MalformedFragment("short"));
-        }
-        match bytes[0] {
+        // a checked view: every field below is within these FRAGMENT_LEN bytes
+        let bytes: &[u8; FRAGMENT_LEN] = bytes
+            .get(..FRAGMENT_LEN)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(ReceiveError::MalformedFragment("short"))?;
+        match bytes[field::KIND] {
             0 => return Ok(None),
             1 => {}
             _ => return Err(ReceiveError::MalformedFragment("unknown kind")),
         }
-        let message_id = u64::from_be_bytes(bytes[1..9].try_into().expect("8 bytes"));
-        let count = u32::from_be_bytes(bytes[9..13].try_into().expect("4 bytes"));
-        let index = u32::from_be_bytes(bytes[13..17].try_into().expect("4 bytes"));
-        let len = usize::from(u16::from_be_bytes([bytes[17], bytes[18]]));
+        // (the ranges are constants within the array: these conversions cannot fail)
+        let message_id = u64::from_be_bytes(bytes[field::MESSAGE_ID].try_into().unwrap_or_default());
+        let count = u32::from_be_bytes(bytes[field::COUNT].try_into().unwrap_or_default());
+        let index = u32::from_be_bytes(bytes[field::INDEX].try_into().unwrap_or_default());
+        let len = usize::from(u16::from_be_bytes(bytes[field::LEN].try_into().unwrap_or_default()));
         if count == 0 || index >= count {
             return Err(ReceiveError::MalformedFragment("index out of range"));
         }
@@ -115,10 +131,10 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn rejects_inconsistent_headers() {
         let mut f = split_message(1, &[1, 2, 3])[0].encode();
-        f[13..17].copy_from_slice(&5u32.to_be_bytes());
+        f[field::INDEX].copy_from_slice(&5u32.to_be_bytes());
         assert!(Fragment::decode(&f).is_err());
         let mut f = split_message(1, &[1, 2, 3])[0].encode();
-        f[17..19].copy_from_slice(&2000u16.to_be_bytes());
+        f[field::LEN].copy_from_slice(&2000u16.to_be_bytes());
         assert!(Fragment::decode(&f).is_err());
         assert!(Fragment::decode(&[1u8; 10]).is_err());
     }
