@@ -230,14 +230,15 @@ pub struct RunningGateway {
     _replay: Option<ReplayKeeper>,
     wt_task: Option<tokio::task::JoinHandle<()>>,
     wt_endpoint: Option<Arc<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>>>,
-    shutdown: tokio::sync::mpsc::Sender<actor::Event>,
+    /// The actor's input: metrics requests and the shutdown.
+    actor: tokio::sync::mpsc::Sender<actor::Event>,
 }
 
 impl RunningGateway {
     /// The Prometheus exposition (what `GET /metrics` serves).
     pub async fn metrics_text(&self) -> String {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = self.shutdown.send(actor::Event::Metrics(tx)).await;
+        let _ = self.actor.send(actor::Event::Metrics(tx)).await;
         rx.await.unwrap_or_default()
     }
 
@@ -256,7 +257,7 @@ impl RunningGateway {
 
     /// Closes client sessions with a reason, then stops (dropping also stops, abruptly).
     pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(actor::Event::Shutdown).await;
+        let _ = self.actor.send(actor::Event::Shutdown).await;
         // give the close frames a moment, then stop every task and wait until the
         // listeners are closed (so a restart can bind the same ports)
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -430,7 +431,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         wt_task,
         wt_endpoint,
         _replay: replay,
-        shutdown: events,
+        actor: events,
     })
 }
 

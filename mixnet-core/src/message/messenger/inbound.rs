@@ -72,7 +72,7 @@ impl<R: CryptoRng> Messenger<R> {
             }
             _ => {
                 if let Ok((packet, first_hop)) = ack_packet(&ack, self.config.ack_packet_size) {
-                    self.raw.push_back(Transmit { first_hop, packet });
+                    self.ready_acks.push_back(Transmit { first_hop, packet });
                 }
             }
         }

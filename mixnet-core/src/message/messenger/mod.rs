@@ -288,7 +288,8 @@ pub struct Messenger<R> {
     /// SURB top-ups we send on our own as replies arrive: they go when nothing else
     /// waits, so a new message never queues behind a download's refills.
     background: VecDeque<QueuedFragment>,
-    raw: VecDeque<Transmit>,
+    /// Ack packets built already (SURB-acks of replies): sent before anything queued.
+    ready_acks: VecDeque<Transmit>,
     acks: HashMap<SurbId, AckWait>,
     deadlines: BTreeSet<(Instant, SurbId)>,
     reply_keys: HashMap<SurbId, ReplyKey>,
@@ -327,7 +328,7 @@ impl<R: CryptoRng> Messenger<R> {
             outbound: HashMap::new(),
             queue: VecDeque::new(),
             background: VecDeque::new(),
-            raw: VecDeque::new(),
+            ready_acks: VecDeque::new(),
             acks: HashMap::new(),
             deadlines: BTreeSet::new(),
             reply_keys: HashMap::new(),
@@ -363,7 +364,8 @@ impl<R: CryptoRng> Messenger<R> {
 
     /// Whether real packets are waiting for [`Self::poll_transmit`].
     pub fn has_queued(&self) -> bool {
-        !self.raw.is_empty() || ((!self.queue.is_empty() || !self.background.is_empty()) && self.routes.is_some())
+        !self.ready_acks.is_empty()
+            || ((!self.queue.is_empty() || !self.background.is_empty()) && self.routes.is_some())
     }
 
     /// Whether acknowledgements of replies received are waiting for their batch

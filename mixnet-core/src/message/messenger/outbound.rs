@@ -190,7 +190,7 @@ impl<R: CryptoRng> Messenger<R> {
     /// The next real packet, built now (route, SURB-ack, sealing), if any is queued.
     #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        if let Some(t) = self.raw.pop_front() {
+        if let Some(t) = self.ready_acks.pop_front() {
             self.last_route = vec![t.first_hop];
             return Some(t);
         }
