@@ -30,9 +30,46 @@ impl SurbBank {
 /// SURBs kept back so a request for more (and its retransmissions) can be sent.
 pub(super) const SURB_RESERVE: usize = 3;
 
+/// Why a SURB to ourselves could not be made: exactly the two ways, so each caller's
+/// error type takes them without a catch-all.
+pub(super) enum SurbError {
+    Topology(TopologyError),
+    Sphinx(sphinx::SphinxError),
+}
+
+impl From<TopologyError> for SurbError {
+    fn from(e: TopologyError) -> Self {
+        Self::Topology(e)
+    }
+}
+
+impl From<sphinx::SphinxError> for SurbError {
+    fn from(e: sphinx::SphinxError) -> Self {
+        Self::Sphinx(e)
+    }
+}
+
+impl From<SurbError> for SendError {
+    fn from(e: SurbError) -> Self {
+        match e {
+            SurbError::Topology(t) => Self::Topology(t),
+            SurbError::Sphinx(s) => Self::Sphinx(s),
+        }
+    }
+}
+
+impl From<SurbError> for SendFailure {
+    fn from(e: SurbError) -> Self {
+        match e {
+            SurbError::Topology(t) => Self::Topology(t),
+            SurbError::Sphinx(s) => Self::Sphinx(s),
+        }
+    }
+}
+
 impl<R: CryptoRng> Messenger<R> {
     /// A SURB routed back to us. Returns it with its recovery and total route delay.
-    pub(super) fn surb_to_self(&mut self, mean_delay: Duration) -> Result<(Surb, SurbRecovery, Duration), SendFailure> {
+    pub(super) fn surb_to_self(&mut self, mean_delay: Duration) -> Result<(Surb, SurbRecovery, Duration), SurbError> {
         let gateway = self.self_address.gateway;
         let route = self.route_to(&gateway)?;
         let delays = self.delays(route.len(), mean_delay);
@@ -45,11 +82,7 @@ impl<R: CryptoRng> Messenger<R> {
     pub(super) fn reply_surbs(&mut self, now: Instant, tag: SenderTag, n: u16) -> Result<Vec<Surb>, SendError> {
         let mut surbs = Vec::with_capacity(usize::from(n));
         for _ in 0..n {
-            let (surb, recovery, _) = self.surb_to_self(self.config.average_hop_delay).map_err(|e| match e {
-                SendFailure::Topology(t) => SendError::Topology(t),
-                SendFailure::Sphinx(s) => SendError::Sphinx(s),
-                _ => SendError::NoTopology,
-            })?;
+            let (surb, recovery, _) = self.surb_to_self(self.config.average_hop_delay)?;
             let id = *recovery.identifier();
             self.reply_keys.insert(id, ReplyKey { recovery, tag });
             self.reply_key_order.push_back((now, id));
