@@ -20,7 +20,7 @@ use axum::Router;
 use axum::routing::get;
 use mixnet_core::mix::{Mix, MixConfig as CoreMixConfig, MixError, MixStats, NodeKeys, ReplayConfig};
 use mixnet_core::sphinx::{NodeAddress, Processed};
-use mixnet_core::topology::{self, Key32, NodeDescriptor, Role};
+use mixnet_core::topology::{self, NodeDescriptor, Role};
 use nodenet::directory::DirectoryClient;
 use nodenet::keys::NodeIdentity;
 use nodenet::link::{self, LinkStats, Links};
@@ -345,17 +345,8 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
     let dir_key = topology::directory_key(&config.directory_key).map_err(|e| StartError::Config(e.to_string()))?;
     let listener = nodenet::node::bind(&config.listen).await?;
     let mix_addr = listener.local_addr().map_err(|error| StartError::Bind { addr: config.listen.clone(), error })?;
-    let template = NodeDescriptor {
-        identity: Key32(address.0),
-        role: Role::Mix,
-        mix_address: config.announce.clone().unwrap_or_else(|| mix_addr.to_string()),
-        noise_key: Key32(noise.public_key()),
-        sphinx_keys: vec![],
-        client_ws: None,
-        client_wt: None,
-        exit: None,
-        signed_at_ms: 0,
-    };
+    let announce = config.announce.clone().unwrap_or_else(|| mix_addr.to_string());
+    let template = NodeDescriptor::template(address.0, Role::Mix, announce, noise.public_key());
     // registered, and the replay filters on disk read back before the first packet
     let Joined { membership, round: info, keys, replay } = Membership::join_network(
         DirectoryClient::new(&config.directory, dir_key),

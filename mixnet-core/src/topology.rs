@@ -589,6 +589,25 @@ pub struct NodeDescriptor {
     pub signed_at_ms: u64,
 }
 
+impl NodeDescriptor {
+    /// What every node announces: its identity, role, link address and Noise key;
+    /// no Sphinx keys yet (the node adds each epoch's when it registers), no client
+    /// endpoints (a gateway sets its own), unsigned.
+    pub fn template(identity: [u8; 32], role: Role, mix_address: String, noise_key: [u8; 32]) -> Self {
+        Self {
+            identity: Key32(identity),
+            role,
+            mix_address,
+            noise_key: Key32(noise_key),
+            sphinx_keys: vec![],
+            client_ws: None,
+            client_wt: None,
+            exit: None,
+            signed_at_ms: 0,
+        }
+    }
+}
+
 /// A descriptor and its identity's signature over the exact JSON bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedDescriptor {

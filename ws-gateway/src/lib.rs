@@ -30,7 +30,7 @@ use mixnet_core::message::RouteMode;
 use mixnet_core::mix::ReplayConfig;
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sphinx::NodeAddress;
-use mixnet_core::topology::{self, Key32, NodeDescriptor, Role, WebTransportEndpoint};
+use mixnet_core::topology::{self, NodeDescriptor, Role, WebTransportEndpoint};
 use nodenet::directory::DirectoryClient;
 use nodenet::keys::NodeIdentity;
 use nodenet::link::{LinkStats, Links};
@@ -319,16 +319,12 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         gateway: address.0,
     });
 
+    let announce = config.announce.clone().unwrap_or_else(|| mix_addr.to_string());
     let template = NodeDescriptor {
-        identity: Key32(address.0),
-        role: Role::Gateway,
-        mix_address: config.announce.clone().unwrap_or_else(|| mix_addr.to_string()),
-        noise_key: Key32(noise.public_key()),
-        sphinx_keys: vec![],
         client_ws: Some(ws_url.clone()),
         client_wt: wt.as_ref().map(|w| w.published.clone()),
         exit: exit_address,
-        signed_at_ms: 0,
+        ..NodeDescriptor::template(address.0, Role::Gateway, announce, noise.public_key())
     };
     // registered, and the replay filters on disk read back before the first packet
     let Joined { membership, round: info, keys, replay } = Membership::join_network(
