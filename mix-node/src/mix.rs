@@ -16,8 +16,6 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
 use mixnet_core::mix::{Mix, MixConfig as CoreMixConfig, MixError, MixStats, NodeKeys, ReplayConfig};
 use mixnet_core::sphinx::{NodeAddress, Processed};
 use mixnet_core::topology::{self, NodeDescriptor, Role};
@@ -395,9 +393,9 @@ pub async fn start(config: MixConfig) -> Result<RunningMix, StartError> {
         let l = nodenet::node::bind(m).await?;
         metrics_addr = l.local_addr().ok();
         let (metrics, links) = (metrics.clone(), links.clone());
-        let app = Router::new().route("/metrics", get(move || async move { metrics.render(links.queued()) }));
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(l, app).await;
+        tasks.push(nodenet::metrics::serve(l, move || {
+            let text = metrics.render(links.queued());
+            async move { text }
         }));
     }
     tracing::info!(address = %address, %mix_addr, workers, "mix node running");

@@ -396,19 +396,13 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         let l = nodenet::node::bind(m).await?;
         metrics_addr = l.local_addr().ok();
         let ev = events.clone();
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let ev = ev.clone();
-                async move {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    let _ = ev.send(actor::Event::Metrics(tx)).await;
-                    rx.await.unwrap_or_default()
-                }
-            }),
-        );
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(l, app).await;
+        tasks.push(nodenet::metrics::serve(l, move || {
+            let ev = ev.clone();
+            async move {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = ev.send(actor::Event::Metrics(tx)).await;
+                rx.await.unwrap_or_default()
+            }
         }));
     }
     let wt_url = wt_addr.as_ref().map(|(_, p)| p.url.as_str());
