@@ -2,11 +2,13 @@
 //! servers: Sybil registrations, stolen keys and addresses, registration floods, a
 //! restart that would reset the epoch, and an unsigned epoch pushed to a node.
 
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::{get, post};
+use common::eventually;
 use ed25519_dalek::SigningKey;
 use mix_node::directory::{self, AllowedNode, DirectoryConfig, RunningDirectory};
 use mix_node::mix::{self, MixConfig};
@@ -46,11 +48,6 @@ async fn start_with(config: DirectoryConfig) -> (RunningDirectory, DirectoryClie
 async fn metric(dir: &RunningDirectory, name: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", dir.url())).await.unwrap().text().await.unwrap();
     nodenet::metrics::sample(&text, name).unwrap()
-}
-
-/// Awaits `condition` for 60 s (see `localnet::wait::until`).
-async fn eventually<F: std::future::Future<Output = Result<(), String>>>(what: &str, condition: impl FnMut() -> F) {
-    localnet::wait::until(Duration::from_secs(60), condition).await.unwrap_or_else(|state| panic!("{what}: {state}"))
 }
 
 fn status(r: Result<(), DirectoryError>) -> u16 {
