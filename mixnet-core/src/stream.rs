@@ -301,8 +301,8 @@ pub enum StreamError {
     Send(#[from] SendError),
 }
 
-/// Why the exit could not open a stream, as a code (SOCKS reply codes, fetch errors and
-/// retries are decided on it, never on the reason's words).
+/// Why the exit could not open a stream, as a code for programs to act on (the native
+/// SOCKS proxy picks its reply code from it; the reason's words are for people).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpenFailure {
     /// Anything else (or an exit that does not say).

@@ -113,6 +113,16 @@ pub enum ResolveError {
     Failed,
 }
 
+impl From<&ResolveError> for OpenFailure {
+    fn from(e: &ResolveError) -> Self {
+        match e {
+            ResolveError::NotFound => Self::NotFound,
+            ResolveError::TimedOut => Self::TimedOut,
+            ResolveError::Failed => Self::Other,
+        }
+    }
+}
+
 /// Why a connection attempt failed (the driver's report). Messages never carry the
 /// exit's addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -129,6 +139,17 @@ pub enum ConnectError {
     /// Anything else.
     #[error("connection failed")]
     Failed,
+}
+
+impl From<ConnectError> for OpenFailure {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Refused => Self::Refused,
+            ConnectError::TimedOut => Self::TimedOut,
+            ConnectError::Unreachable => Self::Unreachable,
+            ConnectError::Failed => Self::Other,
+        }
+    }
 }
 
 /// What the driver must do.
@@ -587,12 +608,7 @@ impl<R: CryptoRng> Exit<R> {
             Ok(a) => a,
             Err(e) => {
                 self.stats.resolve_failures += 1;
-                let failure = match e {
-                    ResolveError::NotFound => OpenFailure::NotFound,
-                    ResolveError::TimedOut => OpenFailure::TimedOut,
-                    ResolveError::Failed => OpenFailure::Other,
-                };
-                return self.open_failed(now, key, failure, format!("cannot resolve the host: {e}"));
+                return self.open_failed(now, key, (&e).into(), format!("cannot resolve the host: {e}"));
             }
         };
         let mut denied: Option<PolicyDenied> = None;
@@ -652,13 +668,7 @@ impl<R: CryptoRng> Exit<R> {
             return;
         }
         self.stats.connect_failures += 1;
-        let failure = match error {
-            ConnectError::Refused => OpenFailure::Refused,
-            ConnectError::TimedOut => OpenFailure::TimedOut,
-            ConnectError::Unreachable => OpenFailure::Unreachable,
-            ConnectError::Failed => OpenFailure::Other,
-        };
-        self.open_failed(now, key, failure, error.to_string());
+        self.open_failed(now, key, error.into(), error.to_string());
     }
 
     fn open_failed(&mut self, now: Instant, key: ExitKey, failure: OpenFailure, reason: String) {
