@@ -2,11 +2,11 @@
 // from the same test server (Node's http/https). The ratio HTTPS / HTTP is the figure:
 // TLS should cost little next to the mixnet (issue 11, defect 4).
 
-import { test, chromium } from '@playwright/test';
+import { test, chromium, type Browser, type Page } from '@playwright/test';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLocalnet } from '@mixnet/playwright';
+import { startLocalnet, type Localnet } from '@mixnet/playwright';
 import { DEMO_SITE } from '../site';
 import { startNginx } from '../nginx';
 import { startTestServers } from '../servers';
@@ -24,6 +24,20 @@ const SIZE = Number(process.env.TLS_BENCH_BYTES ?? 2_000_000);
 const ROUNDS = Number(process.env.TLS_BENCH_ROUNDS ?? 3);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
+/** A new page of the bench site with MixFetch started on it in mixnet mode. */
+async function mixFetchPage(browser: Browser, net: Localnet, ca: string): Promise<Page> {
+  const page = await browser.newPage();
+  await page.goto(`${net.url}bench.html?client=0`);
+  await page.waitForFunction(() => window.mixnet !== undefined);
+  await page.evaluate(
+    async ({ info, ca }) => {
+      await window.mixnet.createMixFetch({ directory: info.directory, directoryKey: info.directoryKey, gateway: info.entryGateway, mode: 'mixnet', extraRoots: ca });
+    },
+    { info: net.info, ca },
+  );
+  return page;
+}
+
 test('MixFetch HTTPS vs HTTP throughput, mixnet mode', async () => {
   const net = await startLocalnet({ site: DEMO_SITE });
   const servers = await startTestServers();
@@ -31,15 +45,7 @@ test('MixFetch HTTPS vs HTTP throughput, mixnet mode', async () => {
   const nginx = await startNginx(servers.leaf, { 'big.bin': body });
   const browser = await chromium.launch(base.use?.launchOptions ?? {});
   try {
-    const page = await browser.newPage();
-    await page.goto(`${net.url}bench.html?client=0`);
-    await page.waitForFunction(() => window.mixnet !== undefined);
-    await page.evaluate(
-      async ({ info, ca }) => {
-        await window.mixnet.createMixFetch({ directory: info.directory, directoryKey: info.directoryKey, gateway: info.entryGateway, mode: 'mixnet', extraRoots: ca });
-      },
-      { info: net.info, ca: servers.caPem },
-    );
+    const page = await mixFetchPage(browser, net, servers.caPem);
     const urls = {
       'node https': `${servers.https}/bytes/${SIZE}`,
       'node http': `${servers.http}/bytes/${SIZE}`,
@@ -66,6 +72,45 @@ test('MixFetch HTTPS vs HTTP throughput, mixnet mode', async () => {
   } finally {
     await browser.close();
     await nginx.close();
+    await servers.close();
+    await net.stop();
+  }
+});
+
+// The order the issue measured in: a fresh client downloads from one scheme and then
+// from the other. Each pair runs in both orders, each on a new page (a new client), so
+// the first download of a pair follows nothing and the second follows a large one. If
+// the second is slow whatever its scheme, the gap is the order (a download waiting
+// behind the previous one's SURB refills), not TLS.
+test('MixFetch HTTPS and HTTP one after the other, fresh client, mixnet mode', async () => {
+  const net = await startLocalnet({ site: DEMO_SITE });
+  const servers = await startTestServers();
+  const bytes = Number(process.env.TLS_BENCH_BYTES ?? 1 << 20);
+  const browser = await chromium.launch(base.use?.launchOptions ?? {});
+  const rows: string[] = [];
+  try {
+    const orders = [
+      ['http', 'https'],
+      ['https', 'http'],
+    ] as const;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const order of orders) {
+        const page = await mixFetchPage(browser, net, servers.caPem);
+        const cells: string[] = [];
+        for (const scheme of order) {
+          const r = await download(page, `${servers[scheme]}/bytes/${bytes}?r=${round}`);
+          if (r.bytes !== bytes) throw new Error(`${scheme}: ${r.bytes} of ${bytes} bytes`);
+          cells.push(`${scheme.toUpperCase()} ${r.secs.toFixed(1)} s (head ${(r.head / 1e3).toFixed(1)} s)`);
+        }
+        rows.push(`| ${round} | ${cells.join(' | ')} |`);
+        console.log(rows.at(-1));
+        await page.evaluate(() => window.mixnet.disconnectMixFetch());
+        await page.close();
+      }
+    }
+    console.log(`\n| round | first download (fresh client) | second download |\n|---|---|---|\n${rows.join('\n')}\n`);
+  } finally {
+    await browser.close();
     await servers.close();
     await net.stop();
   }

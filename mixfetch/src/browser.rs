@@ -115,14 +115,8 @@ struct FetchLayer {
 impl FetchLayer {
     /// Moves actions to streams, stream events to the fetcher, fetch events out.
     fn pump(&mut self, client: &mut CoreClient, now: Instant, out: &mut Vec<JsValue>) -> bool {
-        let any =
-            crate::carry::pump(&mut self.fetcher, &mut self.streams, client.messenger_mut(), now, self.exit, |e| {
-                out.push(event_to_js(e))
-            });
-        if any {
-            client.flush(now);
-        }
-        any
+        let mut streams = self.streams.with(client, now);
+        crate::carry::pump(&mut self.fetcher, &mut streams, self.exit, |e| out.push(event_to_js(e)))
     }
 }
 
@@ -132,12 +126,7 @@ struct LayerHandle(Rc<RefCell<FetchLayer>>);
 impl Layer for LayerHandle {
     fn handle_event(&mut self, client: &mut CoreClient, now: Instant, event: &ClientEvent) -> bool {
         match event {
-            ClientEvent::Message(m) => {
-                let mine = self.0.borrow_mut().streams.handle_message(client.messenger_mut(), now, m);
-                // credit from the exit may have let held data go
-                client.flush(now);
-                mine
-            }
+            ClientEvent::Message(m) => self.0.borrow_mut().streams.with(client, now).handle_message(m),
             _ => false,
         }
     }

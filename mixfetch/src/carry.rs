@@ -1,26 +1,23 @@
-//! A [`Fetcher`]'s byte streams carried by the core's exit [`Streams`]: the one place
+//! A [`Fetcher`]'s byte streams carried by the core's exit streams: the one place
 //! this glue lives. The browser's layer (`browser.rs`) and the simulator tests
 //! (`tests/sim.rs`) both run [`pump`]; the native client would too.
 
 use mixnet_core::address::Recipient;
-use mixnet_core::message::Messenger;
-use mixnet_core::stream::{StreamEvent, Streams};
-use mixnet_core::time::Instant;
+use mixnet_core::stream::{StreamEvent, StreamsMut};
 use rand_core::CryptoRng;
 
 use crate::fetch::{Action, FetchEvent, Fetcher};
 
 /// Moves the fetcher's actions to `streams` (through `exit`) and the streams' events
 /// to the fetcher until neither has anything left, handing each fetch event to
-/// `out`. Returns whether anything moved; the caller then flushes its client.
+/// `out`. Returns whether anything moved.
 pub fn pump<R: CryptoRng>(
     fetcher: &mut Fetcher,
-    streams: &mut Streams,
-    messenger: &mut Messenger<R>,
-    now: Instant,
+    streams: &mut StreamsMut<'_, R>,
     exit: Recipient,
     mut out: impl FnMut(FetchEvent),
 ) -> bool {
+    let now = streams.now();
     let mut any = false;
     loop {
         let mut progressed = false;
@@ -28,18 +25,18 @@ pub fn pump<R: CryptoRng>(
             progressed = true;
             match a {
                 Action::Open { conn, host, port } => {
-                    if let Err(e) = streams.open(messenger, now, exit, &host, port, conn) {
+                    if let Err(e) = streams.open(exit, &host, port, conn) {
                         fetcher.handle_open_failed(now, conn, &e.to_string());
                     }
                 }
                 Action::Write { conn, data } => {
-                    if let Err(e) = streams.write(messenger, now, conn, &data) {
+                    if let Err(e) = streams.write(conn, &data) {
                         fetcher.handle_closed(now, conn, Some(&e.to_string()));
                     }
                 }
                 // the fetcher is done with it: the exit may drop the connection
                 Action::Close { conn } => {
-                    let _ = streams.reset(messenger, now, conn, "closed by the client");
+                    let _ = streams.reset(conn, "closed by the client");
                 }
             }
         }

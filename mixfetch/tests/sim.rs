@@ -149,14 +149,14 @@ fn fetch_over_the_sim(seed: u64, mode: RouteMode, loss: f64, url: &str) -> Outco
         // the client's messages into its streams
         let events: Vec<ClientEvent> = net.client(&client).events[seen..].to_vec();
         seen += events.len();
-        let c = &mut net.client_mut(&client).client;
+        let mut streams = streams.with(&mut net.client_mut(&client).client, now);
         for e in events {
             if let ClientEvent::Message(m) = e {
-                assert!(streams.handle_message(c.messenger_mut(), now, &m), "a message that is not stream traffic");
+                assert!(streams.handle_message(&m), "a message that is not stream traffic");
             }
         }
         // fetcher <-> streams until nothing moves (the browser's glue, mixfetch::carry)
-        mixfetch::carry::pump(&mut fetcher, &mut streams, c.messenger_mut(), now, exit, |e| match e {
+        mixfetch::carry::pump(&mut fetcher, &mut streams, exit, |e| match e {
             FetchEvent::Response(i, info) if i == id => outcome.status = Some(info.status),
             FetchEvent::Body(i, data) if i == id => outcome.body.extend_from_slice(&data),
             FetchEvent::End(i) if i == id => outcome.done = true,
@@ -166,7 +166,7 @@ fn fetch_over_the_sim(seed: u64, mode: RouteMode, loss: f64, url: &str) -> Outco
             }
             _ => {}
         });
-        c.flush(now);
+        drop(streams);
         if fetcher.poll_timeout().is_some_and(|t| t <= now) {
             fetcher.handle_timeout(now);
         }

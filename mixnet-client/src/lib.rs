@@ -672,7 +672,7 @@ impl ClientTask {
             }
             Request::Open(exit, host, port, reply) => {
                 let id = self.rng.next_u64();
-                match self.streams.open(self.client.messenger_mut(), now, exit, &host, port, id) {
+                match self.streams.with(&mut self.client, now).open(exit, &host, port, id) {
                     Ok(_) => {
                         let (tx, rx) = mpsc::unbounded_channel();
                         self.stream_tx.insert(id, tx);
@@ -699,7 +699,7 @@ impl ClientTask {
                 if let Some((_, held)) = self.gates.0.get_mut(&id) {
                     *held += data.len();
                 }
-                if let Err(e) = self.streams.write(self.client.messenger_mut(), now, id, &data) {
+                if let Err(e) = self.streams.with(&mut self.client, now).write(id, &data) {
                     if let Some(tx) = self.stream_tx.remove(&id) {
                         let _ = tx.send(StreamItem::End(Some(e.to_string())));
                     }
@@ -711,12 +711,12 @@ impl ClientTask {
                 }
             }
             Request::Close(id) => {
-                let _ = self.streams.close(self.client.messenger_mut(), now, id);
+                let _ = self.streams.with(&mut self.client, now).close(id);
             }
             Request::Reset(id) => {
                 // its gate goes with the stream (settle_gates)
                 self.stream_tx.remove(&id);
-                let _ = self.streams.reset(self.client.messenger_mut(), now, id, "closed by the application");
+                let _ = self.streams.with(&mut self.client, now).reset(id, "closed by the application");
             }
             Request::Stats(reply) => {
                 let _ = reply.send(self.client.stats().messenger);
@@ -726,7 +726,6 @@ impl ClientTask {
             }
             Request::Drain(reply) => self.drain_waiters.push(reply),
         }
-        self.client.flush(now);
         self.settle_gates();
     }
 
@@ -760,9 +759,7 @@ impl ClientTask {
             let out = match e {
                 CoreEvent::Message(m) => {
                     let now = self.now();
-                    if self.streams.handle_message(self.client.messenger_mut(), now, &m) {
-                        // credit from the exit may have let held data go
-                        self.client.flush(now);
+                    if self.streams.with(&mut self.client, now).handle_message(&m) {
                         continue;
                     }
                     ClientEvent::Received(m)

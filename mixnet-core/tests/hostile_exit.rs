@@ -75,11 +75,11 @@ impl Honest {
         let mut h = Self { who, streams: Streams::default(), seen: 0, events: vec![] };
         let now = n.net.net.now();
         let exit = n.exit;
-        let c = &mut n.net.client_mut(&who).client;
-        h.streams.open(c.messenger_mut(), now, exit, host, port, 1).unwrap();
-        h.streams.write(c.messenger_mut(), now, 1, data).unwrap();
-        h.streams.close(c.messenger_mut(), now, 1).unwrap();
-        c.flush(now);
+        let mut streams = h.streams.with(&mut n.net.client_mut(&who).client, now);
+        streams.open(exit, host, port, 1).unwrap();
+        streams.write(1, data).unwrap();
+        streams.close(1).unwrap();
+        drop(streams);
         h
     }
 
@@ -87,13 +87,13 @@ impl Honest {
         let now = n.net.net.now();
         let new: Vec<ClientEvent> = n.net.client(&self.who).events[self.seen..].to_vec();
         self.seen += new.len();
-        let c = &mut n.net.client_mut(&self.who).client;
+        let mut streams = self.streams.with(&mut n.net.client_mut(&self.who).client, now);
         for e in new {
             if let ClientEvent::Message(m) = e {
-                self.streams.handle_message(c.messenger_mut(), now, &m);
+                streams.handle_message(&m);
             }
         }
-        c.flush(now);
+        drop(streams);
         while let Some(e) = self.streams.poll_event() {
             self.events.push(e);
         }
@@ -229,9 +229,7 @@ fn idle_streams_are_closed_and_forgotten() {
     let who = n.client();
     let mut h = Honest { who, streams: Streams::default(), seen: 0, events: vec![] };
     let (now, exit) = (n.net.net.now(), n.exit);
-    let c = &mut n.net.client_mut(&who).client;
-    h.streams.open(c.messenger_mut(), now, exit, "127.0.0.1", 9, 3).unwrap();
-    c.flush(now);
+    h.streams.with(&mut n.net.client_mut(&who).client, now).open(exit, "127.0.0.1", 9, 3).unwrap();
     let end = h.run_until_closed(&mut n, Duration::from_secs(30));
     assert_eq!(end, Some(StreamEvent::Closed(3, Some("idle timeout at the exit".into()))));
     assert_eq!(n.exit().exit.stats().idle_closed, 1);
@@ -286,9 +284,7 @@ fn evicting_a_sender_s_surbs_releases_what_its_streams_held() {
     let who = n.client();
     let mut h = Honest { who, streams: Streams::default(), seen: 0, events: vec![] };
     let (now, exit) = (n.net.net.now(), n.exit);
-    let c = &mut n.net.client_mut(&who).client;
-    h.streams.open(c.messenger_mut(), now, exit, "127.0.0.1", 12, 4).unwrap();
-    c.flush(now);
+    h.streams.with(&mut n.net.client_mut(&who).client, now).open(exit, "127.0.0.1", 12, 4).unwrap();
     // the download is under way
     for _ in 0..5 {
         n.run(Duration::from_millis(100));

@@ -33,13 +33,13 @@ impl H {
         let now = self.net.net.now();
         let new: Vec<ClientEvent> = self.net.client(&self.client).events[self.seen..].to_vec();
         self.seen += new.len();
-        let c = &mut self.net.client_mut(&self.client).client;
+        let mut streams = self.streams.with(&mut self.net.client_mut(&self.client).client, now);
         for e in new {
             if let ClientEvent::Message(m) = e {
-                self.streams.handle_message(c.messenger_mut(), now, &m);
+                streams.handle_message(&m);
             }
         }
-        c.flush(now);
+        drop(streams);
         while let Some(e) = self.streams.poll_event() {
             self.events.push((now, e));
         }
@@ -47,9 +47,10 @@ impl H {
 
     fn open(&mut self, port: u16, id: u64) -> Instant {
         let (now, exit) = (self.net.net.now(), self.exit);
-        let c = &mut self.net.client_mut(&self.client).client;
-        self.streams.open(c.messenger_mut(), now, exit, "127.0.0.1", port, id).unwrap();
-        c.flush(now);
+        self.streams
+            .with(&mut self.net.client_mut(&self.client).client, now)
+            .open(exit, "127.0.0.1", port, id)
+            .unwrap();
         now
     }
 

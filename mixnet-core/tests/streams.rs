@@ -12,11 +12,10 @@ use common::*;
 use mixnet_core::address::Recipient;
 use mixnet_core::client::ClientEvent;
 use mixnet_core::exit::{ExitAction, ExitConfig, ExitLimits};
-use mixnet_core::message::{Messenger, RouteMode};
+use mixnet_core::message::RouteMode;
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sim::mixnet::{SimExit, SimMixnet, SimServer};
-use mixnet_core::stream::{OpenError, OpenFailure, StreamEvent, Streams};
-use mixnet_core::time::Instant;
+use mixnet_core::stream::{OpenError, OpenFailure, StreamEvent, Streams, StreamsMut};
 use rand_chacha::ChaCha20Rng;
 
 struct Harness {
@@ -50,17 +49,11 @@ impl Harness {
         self.net.exit_mut(self.exit.gateway)
     }
 
-    /// Runs `f` on the client's streams and messenger at the current simulated time,
-    /// with the exit's address, then flushes what it queued.
-    fn on_client<T>(
-        &mut self,
-        f: impl FnOnce(&mut Streams, &mut Messenger<ChaCha20Rng>, Instant, Recipient) -> T,
-    ) -> T {
+    /// Runs `f` on the client's streams at the current simulated time, with the
+    /// exit's address.
+    fn on_client<T>(&mut self, f: impl FnOnce(&mut StreamsMut<'_, ChaCha20Rng>, Recipient) -> T) -> T {
         let now = self.net.net.now();
-        let c = &mut self.net.client_mut(&self.client).client;
-        let out = f(&mut self.streams, c.messenger_mut(), now, self.exit);
-        c.flush(now);
-        out
+        f(&mut self.streams.with(&mut self.net.client_mut(&self.client).client, now), self.exit)
     }
 
     /// Moves the client's messages into its streams.
@@ -68,13 +61,13 @@ impl Harness {
         let now = self.net.net.now();
         let new: Vec<ClientEvent> = self.net.client(&self.client).events[self.seen..].to_vec();
         self.seen += new.len();
-        let c = &mut self.net.client_mut(&self.client).client;
+        let mut streams = self.streams.with(&mut self.net.client_mut(&self.client).client, now);
         for e in new {
             if let ClientEvent::Message(m) = e {
-                assert!(self.streams.handle_message(c.messenger_mut(), now, &m), "client got a non-stream message");
+                assert!(streams.handle_message(&m), "client got a non-stream message");
             }
         }
-        c.flush(now);
+        drop(streams);
         while let Some(e) = self.streams.poll_event() {
             self.events.push(e);
         }
@@ -112,10 +105,10 @@ fn echo_through_the_exit_in_order_with_loss() {
     for (seed, mode) in [(60, RouteMode::Mixnet), (61, RouteMode::Fast)] {
         let mut h = Harness::new(seed, 0.05, mode);
         let data = payload(3, 200_000);
-        h.on_client(|streams, m, now, exit| {
-            let id = streams.open(m, now, exit, "echo", 7, 42).unwrap();
-            streams.write(m, now, id, &data).unwrap();
-            streams.close(m, now, id).unwrap();
+        h.on_client(|streams, exit| {
+            let id = streams.open(exit, "echo", 7, 42).unwrap();
+            streams.write(id, &data).unwrap();
+            streams.close(id).unwrap();
         });
         let ok = h.run_until(Duration::from_secs(120), |ev| ev.contains(&StreamEvent::Closed(42, None)));
         let (exit_messenger, exit_stats) =
@@ -141,11 +134,11 @@ fn echo_through_the_exit_in_order_with_loss() {
 #[wasm_bindgen_test(unsupported = test)]
 fn refused_connections_are_reported() {
     let mut h = Harness::new(62, 0.0, RouteMode::Fast);
-    h.on_client(|streams, m, now, exit| streams.open(m, now, exit, "nowhere", 1, 7)).unwrap();
+    h.on_client(|streams, exit| streams.open(exit, "nowhere", 1, 7)).unwrap();
     assert!(h.run_until(Duration::from_secs(60), |ev| !ev.is_empty()));
     let not_found = OpenError::new(OpenFailure::NotFound, "cannot resolve the host: no such host");
     assert_eq!(h.events, vec![StreamEvent::OpenFailed(7, not_found)]);
-    h.on_client(|streams, m, now, exit| streams.open(m, now, exit, "127.0.0.1", 1, 8)).unwrap();
+    h.on_client(|streams, exit| streams.open(exit, "127.0.0.1", 1, 8)).unwrap();
     assert!(h.run_until(Duration::from_secs(60), |ev| ev.len() == 2));
     assert_eq!(h.events[1], StreamEvent::OpenFailed(8, OpenError::new(OpenFailure::Refused, "connection refused")));
 }
@@ -153,9 +146,9 @@ fn refused_connections_are_reported() {
 #[wasm_bindgen_test(unsupported = test)]
 fn a_reset_stream_is_aborted_at_the_exit() {
     let mut h = Harness::new(63, 0.0, RouteMode::Fast);
-    h.on_client(|streams, m, now, exit| streams.open(m, now, exit, "echo", 7, 9)).unwrap();
+    h.on_client(|streams, exit| streams.open(exit, "echo", 7, 9)).unwrap();
     assert!(h.run_until(Duration::from_secs(60), |ev| ev.contains(&StreamEvent::Opened(9))));
-    h.on_client(|streams, m, now, _| streams.reset(m, now, 9, "aborted by the application")).unwrap();
+    h.on_client(|streams, _| streams.reset(9, "aborted by the application")).unwrap();
     assert_eq!(h.streams.open_streams(), 0, "forgotten at once");
     let limit = h.net.net.now() + Duration::from_secs(10);
     while h.sim_exit().connections() > 0 && h.net.net.now() < limit && h.net.net.step() {
