@@ -34,14 +34,14 @@ impl<R: CryptoRng> Messenger<R> {
             let fragment = open(&self.keys.encryption, &body[..FRAGMENT_LEN + SEAL_OVERHEAD])?;
             return self.handle_fragment(now, &fragment, None);
         }
-        if let Some(wait) = self.acks.remove(&identifier) {
+        if let Some(wait) = self.out.acks.remove(&identifier) {
             return match wait.recovery.recover_plaintext(payload) {
                 Ok(m) if m == ACK_MARKER => {
                     self.acknowledge(wait.message, wait.index);
                     Ok(())
                 }
                 other => {
-                    self.acks.insert(identifier, wait);
+                    self.out.acks.insert(identifier, wait);
                     Err(other.err().map_or(ReceiveError::MalformedContent("ack marker"), ReceiveError::from))
                 }
             };
@@ -51,28 +51,24 @@ impl<R: CryptoRng> Messenger<R> {
             self.stats.cover_acks_received += 1;
             return Ok(());
         }
-        let Some(key) = self.reply_keys.remove(&identifier) else {
+        let Some(key) = self.surbs.reply_keys.get(&identifier) else {
             return Err(ReceiveError::UnknownSurb);
         };
-        let data = match key.recovery.recover_plaintext(payload) {
-            Ok(d) => d,
-            Err(e) => {
-                self.reply_keys.insert(identifier, key);
-                return Err(e.into());
-            }
-        };
+        // a forgery keeps the key for the real reply
+        let data = key.recovery.recover_plaintext(payload)?;
+        let key = self.surbs.reply_keys.remove(&identifier).expect("got it above");
         let (ack, body) = split_data(&data)?;
         self.replenish(now, key.tag);
         // the reply is sealed to us, so its ack is ours to send: in a batch to the
         // replier when we know it and it told us the ack's identifier, else by SURB-ack
         let ack_id: SurbId = body[FRAGMENT_LEN..FRAGMENT_LEN + 16].try_into().expect("16 bytes");
-        match self.tag_recipients.get(&key.tag).copied() {
+        match self.surbs.tag_recipients.get(&key.tag).copied() {
             Some(replier) if self.config.reply_ack_batch > 0 && ack_id != [0u8; 16] => {
                 self.batch_ack(now, replier, ack_id)
             }
             _ => {
                 if let Ok((packet, first_hop)) = ack_packet(&ack, self.config.ack_packet_size) {
-                    self.ready_acks.push_back(Transmit { first_hop, packet });
+                    self.out.ready_acks.push_back(Transmit { first_hop, packet });
                 }
             }
         }
@@ -119,7 +115,7 @@ impl<R: CryptoRng> Messenger<R> {
         content: Content,
         via_reply: Option<SenderTag>,
     ) -> Result<(), ReceiveError> {
-        let reply_from = via_reply.and_then(|t| self.tag_recipients.get(&t).copied());
+        let reply_from = via_reply.and_then(|t| self.surbs.tag_recipients.get(&t).copied());
         let received = |data, sender_tag, reply_from| Event::Received(ReceivedMessage { data, sender_tag, reply_from });
         match content {
             Content::Data(data) => {
@@ -137,18 +133,18 @@ impl<R: CryptoRng> Messenger<R> {
             }
             Content::SurbTopUp { tag, surbs } => {
                 self.add_surbs(now, tag, surbs);
-                if let Some(bank) = self.banks.get_mut(&tag) {
+                if let Some(bank) = self.surbs.banks.get_mut(&tag) {
                     bank.requested = false;
                 }
-                if let Some(jobs) = self.blocked.remove(&tag) {
+                if let Some(jobs) = self.out.blocked.remove(&tag) {
                     for job in jobs.into_iter().rev() {
-                        self.queue.push_front(job);
+                        self.out.queue.push_front(job);
                     }
                 }
             }
             Content::Acks(ids) => {
                 for id in ids {
-                    if let Some(wait) = self.acks.remove(&id) {
+                    if let Some(wait) = self.out.acks.remove(&id) {
                         self.acknowledge(wait.message, wait.index);
                     }
                 }

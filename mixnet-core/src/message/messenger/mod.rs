@@ -13,17 +13,22 @@
 //! `outbound.rs` (fragments queued by priority, packets built when their turn comes,
 //! ack deadlines, retransmission, failure), `surbs.rs` (our reply keys, the per-sender
 //! SURB banks with their one eviction rule, top-ups), `inbound.rs` (deliveries opened,
-//! reassembled and dispatched, replies' batched acks), `cover.rs` (loop cover). This
-//! file holds the public types, the state, and what coordinates the parts: the
-//! timers ([`Messenger::handle_timeout`], [`Messenger::poll_timeout`]) and events.
+//! reassembled and dispatched, replies' batched acks), `cover.rs` (loop cover),
+//! `fifo.rs` (the one bounded map of our own keys, oldest forgotten first). Each
+//! part's state is its own struct (`Outgoing`, `SurbStores`). This file holds the
+//! public types, the state, and what coordinates the parts: the timers
+//! ([`Messenger::handle_timeout`], [`Messenger::poll_timeout`]) and events.
 
 mod cover;
+mod fifo;
 mod inbound;
 mod outbound;
 mod surbs;
 
-use outbound::{AckWait, MAX_BACKGROUND_JOBS, Outbound, Priority, QueuedFragment, Target};
-use surbs::{ReplyKey, SurbBank};
+use cover::MAX_COVER_ACKS;
+use fifo::FifoMap;
+use outbound::{MAX_BACKGROUND_JOBS, Outgoing, Priority, QueuedFragment, Target};
+use surbs::SurbStores;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -94,7 +99,8 @@ pub struct MessengerConfig {
     /// A sender's SURBs are dropped unused when none arrived for this long (their
     /// keys have rotated by then).
     pub surb_max_age: Duration,
-    /// Most of our reply SURBs outstanding (oldest forgotten first).
+    /// Most of our reply SURBs outstanding (oldest forgotten first; a key also goes
+    /// once twice as many newer SURBs were made).
     pub max_outstanding_reply_surbs: usize,
     /// Our reply SURBs are forgotten after this long (their keys rotate anyway).
     pub reply_surb_lifetime: Duration,
@@ -281,27 +287,15 @@ pub struct Messenger<R> {
     self_key: Option<NodeKey>,
     rng: R,
     routes: Option<Routes>,
+    /// Recipients' keys, prepared for sealing (a cache, emptied when full).
     recipient_keys: HashMap<[u8; 32], NodeKey>,
-    next_id: MessageId,
-    outbound: HashMap<MessageId, Outbound>,
-    queue: VecDeque<QueuedFragment>,
-    /// SURB top-ups we send on our own as replies arrive: they go when nothing else
-    /// waits, so a new message never queues behind a download's refills.
-    background: VecDeque<QueuedFragment>,
-    /// Ack packets built already (SURB-acks of replies): sent before anything queued.
-    ready_acks: VecDeque<Transmit>,
-    acks: HashMap<SurbId, AckWait>,
-    deadlines: BTreeSet<(Instant, SurbId)>,
-    reply_keys: HashMap<SurbId, ReplyKey>,
-    reply_key_order: VecDeque<(Instant, SurbId)>,
-    tags: HashMap<Recipient, SenderTag>,
-    tag_recipients: HashMap<SenderTag, Recipient>,
-    banks: HashMap<SenderTag, SurbBank>,
-    blocked: HashMap<SenderTag, VecDeque<QueuedFragment>>,
-    cover_acks: HashMap<SurbId, SurbRecovery>,
-    cover_ack_order: VecDeque<SurbId>,
-    reply_arrivals: HashMap<SenderTag, u16>,
-    /// Reply acks waiting to go to each replier, and since when.
+    /// Messages on their way: queues, ack deadlines, retransmission (`outbound.rs`).
+    out: Outgoing,
+    /// Our reply keys and the SURBs others gave us (`surbs.rs`).
+    surbs: SurbStores,
+    /// Keys of our cover packets' SURB-acks (`cover.rs`).
+    cover_acks: FifoMap<SurbId, SurbRecovery>,
+    /// Reply acks waiting to go to each replier, and since when (`inbound.rs`).
     pending_acks: HashMap<Recipient, (Instant, Vec<SurbId>)>,
     /// Hops of the packet `poll_transmit` / `cover_packet` returned last.
     last_route: Vec<NodeAddress>,
@@ -317,6 +311,7 @@ impl<R: CryptoRng> Messenger<R> {
         let self_address = Recipient { identity: keys.identity, encryption: encryption_public, gateway };
         Self {
             reassembler: Reassembler::new(config.reassembly.clone()),
+            surbs: SurbStores::new(config.max_outstanding_reply_surbs),
             config,
             keys,
             self_address,
@@ -324,22 +319,8 @@ impl<R: CryptoRng> Messenger<R> {
             rng,
             routes: None,
             recipient_keys: HashMap::new(),
-            next_id: 1,
-            outbound: HashMap::new(),
-            queue: VecDeque::new(),
-            background: VecDeque::new(),
-            ready_acks: VecDeque::new(),
-            acks: HashMap::new(),
-            deadlines: BTreeSet::new(),
-            reply_keys: HashMap::new(),
-            reply_key_order: VecDeque::new(),
-            tags: HashMap::new(),
-            tag_recipients: HashMap::new(),
-            banks: HashMap::new(),
-            blocked: HashMap::new(),
-            cover_acks: HashMap::new(),
-            cover_ack_order: VecDeque::new(),
-            reply_arrivals: HashMap::new(),
+            out: Outgoing::default(),
+            cover_acks: FifoMap::new(MAX_COVER_ACKS),
             pending_acks: HashMap::new(),
             last_route: Vec::new(),
             events: VecDeque::new(),
@@ -364,8 +345,8 @@ impl<R: CryptoRng> Messenger<R> {
 
     /// Whether real packets are waiting for [`Self::poll_transmit`].
     pub fn has_queued(&self) -> bool {
-        !self.ready_acks.is_empty()
-            || ((!self.queue.is_empty() || !self.background.is_empty()) && self.routes.is_some())
+        !self.out.ready_acks.is_empty()
+            || ((!self.out.queue.is_empty() || !self.out.background.is_empty()) && self.routes.is_some())
     }
 
     /// Whether acknowledgements of replies received are waiting for their batch
@@ -377,22 +358,22 @@ impl<R: CryptoRng> Messenger<R> {
 
     /// Messages sent but not yet acknowledged or failed.
     pub fn in_flight(&self) -> usize {
-        self.outbound.len()
+        self.out.outbound.len()
     }
 
     /// Anonymous senders whose SURBs are held.
     pub fn surb_senders(&self) -> usize {
-        self.banks.len()
+        self.surbs.banks.len()
     }
 
     /// SURBs held for replies, in total.
     pub fn surbs_held(&self) -> usize {
-        self.banks.values().map(|b| b.surbs.len()).sum()
+        self.surbs.banks.values().map(|b| b.surbs.len()).sum()
     }
 
     /// SURBs held for replies to `tag`.
     pub fn surbs_for(&self, tag: &SenderTag) -> usize {
-        self.banks.get(tag).map_or(0, |b| b.surbs.len())
+        self.surbs.banks.get(tag).map_or(0, |b| b.surbs.len())
     }
 
     /// The hops of the packet last returned by [`Self::poll_transmit`] or
@@ -408,14 +389,14 @@ impl<R: CryptoRng> Messenger<R> {
 
     /// Handles ack deadlines and housekeeping due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(deadline, id)) = self.deadlines.first() {
+        while let Some(&(deadline, id)) = self.out.deadlines.first() {
             if deadline > now {
                 break;
             }
-            self.deadlines.pop_first();
-            let Some(wait) = self.acks.get(&id) else { continue };
+            self.out.deadlines.pop_first();
+            let Some(wait) = self.out.acks.get(&id) else { continue };
             let (message, index) = (wait.message, wait.index);
-            let Some(Some(f)) = self.outbound.get(&message).and_then(|o| o.fragments.get(index as usize)) else {
+            let Some(Some(f)) = self.out.outbound.get(&message).and_then(|o| o.fragments.get(index as usize)) else {
                 continue;
             };
             if f.ack_ids.last() != Some(&id) {
@@ -425,7 +406,7 @@ impl<R: CryptoRng> Messenger<R> {
                 let attempts = f.attempts;
                 self.fail(message, SendFailure::NoAck { attempts });
             } else {
-                self.queue.push_front(QueuedFragment { message, index });
+                self.out.queue.push_front(QueuedFragment { message, index });
             }
         }
         let due: Vec<Recipient> = self
@@ -440,21 +421,15 @@ impl<R: CryptoRng> Messenger<R> {
         self.reassembler.evict_stale(now);
         self.report_evictions();
         let lifetime = self.config.reply_surb_lifetime;
-        while let Some(&(created, id)) = self.reply_key_order.front() {
-            if now.saturating_duration_since(created) < lifetime {
-                break;
-            }
-            self.reply_key_order.pop_front();
-            self.reply_keys.remove(&id);
-        }
+        self.surbs.reply_keys.expire(now, lifetime);
     }
 
     /// When [`Self::handle_timeout`] should next run.
     #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let ack = self.deadlines.first().map(|(t, _)| *t);
+        let ack = self.out.deadlines.first().map(|(t, _)| *t);
         let stale = self.reassembler.next_expiry();
-        let reply = self.reply_key_order.front().map(|(t, _)| *t + self.config.reply_surb_lifetime);
+        let reply = self.surbs.reply_keys.oldest().map(|t| t + self.config.reply_surb_lifetime);
         let acks = self.pending_acks.values().map(|(since, _)| *since + self.config.reply_ack_delay).min();
         [ack, stale, reply, acks].into_iter().flatten().min()
     }

@@ -10,6 +10,39 @@ pub(super) enum Target {
     Surbs(SenderTag),
 }
 
+/// What the messenger has on its way.
+pub(super) struct Outgoing {
+    pub(super) next_id: MessageId,
+    /// Messages sent and not yet acknowledged or failed.
+    pub(super) outbound: HashMap<MessageId, Outbound>,
+    pub(super) queue: VecDeque<QueuedFragment>,
+    /// SURB top-ups we send on our own as replies arrive: they go when nothing else
+    /// waits, so a new message never queues behind a download's refills.
+    pub(super) background: VecDeque<QueuedFragment>,
+    /// Ack packets built already (SURB-acks of replies): sent before anything queued.
+    pub(super) ready_acks: VecDeque<Transmit>,
+    /// The fragment each SURB-ack we wait for acknowledges.
+    pub(super) acks: HashMap<SurbId, AckWait>,
+    pub(super) deadlines: BTreeSet<(Instant, SurbId)>,
+    /// Replies waiting for SURBs from their recipient.
+    pub(super) blocked: HashMap<SenderTag, VecDeque<QueuedFragment>>,
+}
+
+impl Default for Outgoing {
+    fn default() -> Self {
+        Self {
+            next_id: 1,
+            outbound: HashMap::new(),
+            queue: VecDeque::new(),
+            background: VecDeque::new(),
+            ready_acks: VecDeque::new(),
+            acks: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            blocked: HashMap::new(),
+        }
+    }
+}
+
 pub(super) struct OutFragment {
     pub(super) encoded: Box<[u8; FRAGMENT_LEN]>,
     pub(super) attempts: u32,
@@ -58,13 +91,13 @@ pub(super) const MAX_RECIPIENT_KEYS: usize = 1024;
 impl<R: CryptoRng> Messenger<R> {
     /// The sender tag we use towards `recipient`, created on first use.
     pub(super) fn tag_for(&mut self, recipient: Recipient) -> SenderTag {
-        if let Some(t) = self.tags.get(&recipient) {
+        if let Some(t) = self.surbs.tags.get(&recipient) {
             return *t;
         }
         let mut tag = [0u8; 16];
         self.rng.fill_bytes(&mut tag);
-        self.tags.insert(recipient, tag);
-        self.tag_recipients.insert(tag, recipient);
+        self.surbs.tags.insert(recipient, tag);
+        self.surbs.tag_recipients.insert(tag, recipient);
         tag
     }
 
@@ -141,20 +174,20 @@ impl<R: CryptoRng> Messenger<R> {
             .iter()
             .map(|f| Some(OutFragment { encoded: Box::new(f.encode()), attempts: 0, ack_ids: Vec::new() }))
             .collect();
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.out.next_id;
+        self.out.next_id += 1;
         let count = fragments.len();
         let jobs = (0..count as u32).map(|index| QueuedFragment { message: id, index });
         match priority {
             Priority::Urgent => {
                 for job in jobs.rev() {
-                    self.queue.push_front(job);
+                    self.out.queue.push_front(job);
                 }
             }
-            Priority::Normal => self.queue.extend(jobs),
-            Priority::Background => self.background.extend(jobs),
+            Priority::Normal => self.out.queue.extend(jobs),
+            Priority::Background => self.out.background.extend(jobs),
         }
-        self.outbound.insert(id, Outbound { target, fragments, unacked: count, is_surb_request });
+        self.out.outbound.insert(id, Outbound { target, fragments, unacked: count, is_surb_request });
         Ok(id)
     }
 
@@ -181,7 +214,7 @@ impl<R: CryptoRng> Messenger<R> {
 
     /// Answers the anonymous sender `tag` through its SURBs.
     pub fn reply(&mut self, _now: Instant, tag: SenderTag, data: &[u8]) -> Result<MessageId, SendError> {
-        if !self.banks.contains_key(&tag) {
+        if !self.surbs.banks.contains_key(&tag) {
             return Err(SendError::UnknownSenderTag);
         }
         self.enqueue(Target::Surbs(tag), &Content::Reply(data.to_vec()), false)
@@ -190,12 +223,12 @@ impl<R: CryptoRng> Messenger<R> {
     /// The next real packet, built now (route, SURB-ack, sealing), if any is queued.
     #[must_use = "what a state machine outputs is lost unless the driver acts on it"]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        if let Some(t) = self.ready_acks.pop_front() {
+        if let Some(t) = self.out.ready_acks.pop_front() {
             self.last_route = vec![t.first_hop];
             return Some(t);
         }
         self.routes.as_ref()?;
-        while let Some(job) = self.queue.pop_front().or_else(|| self.background.pop_front()) {
+        while let Some(job) = self.out.queue.pop_front().or_else(|| self.out.background.pop_front()) {
             let QueuedFragment { message, index } = job;
             match self.build_fragment(now, message, index) {
                 Ok(Some(t)) => return Some(t),
@@ -236,14 +269,14 @@ impl<R: CryptoRng> Messenger<R> {
         message: MessageId,
         index: u32,
     ) -> Result<Option<Transmit>, SendFailure> {
-        let Some(out) = self.outbound.get(&message) else { return Ok(None) };
+        let Some(out) = self.out.outbound.get(&message) else { return Ok(None) };
         let Some(Some(fragment)) = out.fragments.get(index as usize) else { return Ok(None) };
         let encoded = fragment.encoded.clone();
         let is_request = out.is_surb_request;
         let (ack_surb, ack_recovery, ack_delay) = self.surb_to_self(self.config.average_ack_delay)?;
         let mut data = [0u8; PacketSize::Regular.data_len()];
         data[..crate::message::ACK_SURB_LEN].copy_from_slice(&ack_surb.to_bytes());
-        let (transmit, forward_delay) = match self.outbound[&message].target {
+        let (transmit, forward_delay) = match self.out.outbound[&message].target {
             Target::Recipient(recipient) => {
                 let key = self.recipient_key(recipient.encryption);
                 let sealed = seal(&mut self.rng, &key, &encoded).ok_or(SendFailure::InvalidRecipient)?;
@@ -252,11 +285,11 @@ impl<R: CryptoRng> Messenger<R> {
                 (transmit, sphinx::total_delay(&delays))
             }
             Target::Surbs(tag) => {
-                if !self.banks.contains_key(&tag) {
+                if !self.surbs.banks.contains_key(&tag) {
                     return Err(SendFailure::NoSurbs);
                 }
                 let Some(surb) = self.take_surb(now, tag, is_request) else {
-                    self.blocked.entry(tag).or_default().push_back(QueuedFragment { message, index });
+                    self.out.blocked.entry(tag).or_default().push_back(QueuedFragment { message, index });
                     return Ok(None);
                 };
                 let at = crate::message::ACK_SURB_LEN + FRAGMENT_LEN;
@@ -275,9 +308,9 @@ impl<R: CryptoRng> Messenger<R> {
         };
         let ack_id = *ack_recovery.identifier();
         let deadline = now + self.ack_timeout(forward_delay + ack_delay);
-        self.acks.insert(ack_id, AckWait { message, index, recovery: ack_recovery });
-        self.deadlines.insert((deadline, ack_id));
-        if let Some(Some(f)) = self.outbound.get_mut(&message).and_then(|o| o.fragments.get_mut(index as usize)) {
+        self.out.acks.insert(ack_id, AckWait { message, index, recovery: ack_recovery });
+        self.out.deadlines.insert((deadline, ack_id));
+        if let Some(Some(f)) = self.out.outbound.get_mut(&message).and_then(|o| o.fragments.get_mut(index as usize)) {
             if f.attempts > 0 {
                 self.stats.retransmissions += 1;
             }
@@ -289,16 +322,16 @@ impl<R: CryptoRng> Messenger<R> {
     }
 
     pub(super) fn fail(&mut self, message: MessageId, reason: SendFailure) {
-        if let Some(out) = self.outbound.remove(&message) {
+        if let Some(out) = self.out.outbound.remove(&message) {
             if let (true, Target::Surbs(tag)) = (out.is_surb_request, &out.target)
-                && let Some(bank) = self.banks.get_mut(tag)
+                && let Some(bank) = self.surbs.banks.get_mut(tag)
             {
                 // let a later shortage ask again
                 bank.requested = false;
             }
             for f in out.fragments.into_iter().flatten() {
                 for id in f.ack_ids {
-                    self.acks.remove(&id);
+                    self.out.acks.remove(&id);
                 }
             }
             self.stats.messages_failed += 1;
@@ -307,16 +340,16 @@ impl<R: CryptoRng> Messenger<R> {
     }
 
     pub(super) fn acknowledge(&mut self, message: MessageId, index: u32) {
-        let Some(out) = self.outbound.get_mut(&message) else { return };
+        let Some(out) = self.out.outbound.get_mut(&message) else { return };
         let Some(slot) = out.fragments.get_mut(index as usize) else { return };
         let Some(f) = slot.take() else { return };
         self.stats.acks_received += 1;
         for id in f.ack_ids {
-            self.acks.remove(&id);
+            self.out.acks.remove(&id);
         }
         out.unacked -= 1;
         if out.unacked == 0 {
-            self.outbound.remove(&message);
+            self.out.outbound.remove(&message);
             self.stats.messages_delivered += 1;
             self.events.push_back(Event::Delivered(message));
         }
@@ -325,10 +358,10 @@ impl<R: CryptoRng> Messenger<R> {
     /// Forgets a message we no longer want sent (no event follows): e.g. replies of a
     /// stream that ended. False if it was not pending.
     pub fn cancel(&mut self, id: MessageId) -> bool {
-        let Some(out) = self.outbound.remove(&id) else { return false };
+        let Some(out) = self.out.outbound.remove(&id) else { return false };
         for f in out.fragments.into_iter().flatten() {
             for ack in f.ack_ids {
-                self.acks.remove(&ack);
+                self.out.acks.remove(&ack);
             }
         }
         true

@@ -6,6 +6,32 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// Our reply keys, and the SURBs others gave us to reply with.
+pub(super) struct SurbStores {
+    /// Keys of the SURBs we handed out, to open the replies that come back.
+    pub(super) reply_keys: FifoMap<SurbId, ReplyKey>,
+    /// The tag we are known by to each recipient we gave SURBs.
+    pub(super) tags: HashMap<Recipient, SenderTag>,
+    /// Whom each of our tags was given to.
+    pub(super) tag_recipients: HashMap<SenderTag, Recipient>,
+    /// SURBs from each anonymous sender.
+    pub(super) banks: HashMap<SenderTag, SurbBank>,
+    /// Replies that arrived through our SURBs, per tag, since the last top-up.
+    pub(super) reply_arrivals: HashMap<SenderTag, u16>,
+}
+
+impl SurbStores {
+    pub(super) fn new(max_reply_keys: usize) -> Self {
+        Self {
+            reply_keys: FifoMap::new(max_reply_keys),
+            tags: HashMap::new(),
+            tag_recipients: HashMap::new(),
+            banks: HashMap::new(),
+            reply_arrivals: HashMap::new(),
+        }
+    }
+}
+
 pub(super) struct ReplyKey {
     pub(super) recovery: SurbRecovery,
     pub(super) tag: SenderTag,
@@ -84,17 +110,9 @@ impl<R: CryptoRng> Messenger<R> {
         for _ in 0..n {
             let (surb, recovery, _) = self.surb_to_self(self.config.average_hop_delay)?;
             let id = *recovery.identifier();
-            self.reply_keys.insert(id, ReplyKey { recovery, tag });
-            self.reply_key_order.push_back((now, id));
+            // past `max_outstanding_reply_surbs` the oldest are forgotten
+            self.surbs.reply_keys.insert(now, id, ReplyKey { recovery, tag });
             surbs.push(surb);
-        }
-        while self.reply_keys.len() > self.config.max_outstanding_reply_surbs {
-            match self.reply_key_order.pop_front() {
-                Some((_, old)) => {
-                    self.reply_keys.remove(&old);
-                }
-                None => break,
-            }
         }
         Ok(surbs)
     }
@@ -103,7 +121,7 @@ impl<R: CryptoRng> Messenger<R> {
     /// asks for more when the supply runs low.
     pub(super) fn take_surb(&mut self, now: Instant, tag: SenderTag, is_request: bool) -> Option<Surb> {
         let max_age = self.config.surb_max_age;
-        let bank = self.banks.get_mut(&tag)?;
+        let bank = self.surbs.banks.get_mut(&tag)?;
         bank.last_active = now;
         if now.saturating_duration_since(bank.refilled) >= max_age {
             // nothing arrived for so long that every SURB held is stale (keys rotated)
@@ -129,7 +147,7 @@ impl<R: CryptoRng> Messenger<R> {
         if batch == 0 {
             return;
         }
-        let count = self.reply_arrivals.entry(tag).or_default();
+        let count = self.surbs.reply_arrivals.entry(tag).or_default();
         *count += 1;
         if *count < batch {
             return;
@@ -137,10 +155,10 @@ impl<R: CryptoRng> Messenger<R> {
         *count = 0;
         // refills already waiting are enough: more would only lengthen the backlog (a
         // replier that runs low asks, and its request is answered at normal priority)
-        if self.background.len() >= MAX_BACKGROUND_JOBS {
+        if self.out.background.len() >= MAX_BACKGROUND_JOBS {
             return;
         }
-        let Some(&recipient) = self.tag_recipients.get(&tag) else { return };
+        let Some(&recipient) = self.surbs.tag_recipients.get(&tag) else { return };
         if let Ok(surbs) = self.reply_surbs(now, tag, batch) {
             let topup = Content::SurbTopUp { tag, surbs };
             let _ = self.enqueue_with(Target::Recipient(recipient), &topup, false, Priority::Background);
@@ -149,12 +167,12 @@ impl<R: CryptoRng> Messenger<R> {
 
     /// Keeps SURBs from `tag` within the per-sender, sender-count and total bounds.
     pub(super) fn add_surbs(&mut self, now: Instant, tag: SenderTag, surbs: Vec<Surb>) {
-        if !self.banks.contains_key(&tag) && self.banks.len() >= self.config.max_surb_senders.max(1) {
+        if !self.surbs.banks.contains_key(&tag) && self.surbs.banks.len() >= self.config.max_surb_senders.max(1) {
             self.drop_least_active_bank(&tag);
         }
         // one sender alone never holds more than the total either
         let cap = self.config.max_surbs_per_sender.min(self.config.max_surbs_total);
-        let bank = self.banks.entry(tag).or_insert_with(|| SurbBank::new(now));
+        let bank = self.surbs.banks.entry(tag).or_insert_with(|| SurbBank::new(now));
         bank.last_active = now;
         bank.refilled = now;
         bank.surbs.extend(surbs);
@@ -164,7 +182,7 @@ impl<R: CryptoRng> Messenger<R> {
             dropped += 1;
         }
         self.stats.surbs_dropped += dropped;
-        while self.banks.values().map(|b| b.surbs.len()).sum::<usize>() > self.config.max_surbs_total
+        while self.surbs.banks.values().map(|b| b.surbs.len()).sum::<usize>() > self.config.max_surbs_total
             && self.drop_least_active_bank(&tag)
         {}
     }
@@ -172,12 +190,13 @@ impl<R: CryptoRng> Messenger<R> {
     /// Forgets the SURBs of the least recently active sender other than `keep`.
     /// The replies waiting for its SURBs fail (their senders learn it at once).
     pub(super) fn drop_least_active_bank(&mut self, keep: &SenderTag) -> bool {
-        let victim = self.banks.iter().filter(|(t, _)| *t != keep).min_by_key(|(_, b)| b.last_active).map(|(t, _)| *t);
+        let victim =
+            self.surbs.banks.iter().filter(|(t, _)| *t != keep).min_by_key(|(_, b)| b.last_active).map(|(t, _)| *t);
         let Some(victim) = victim else { return false };
-        if let Some(b) = self.banks.remove(&victim) {
+        if let Some(b) = self.surbs.banks.remove(&victim) {
             self.stats.surbs_dropped += b.surbs.len() as u64;
         }
-        for QueuedFragment { message, .. } in self.blocked.remove(&victim).unwrap_or_default() {
+        for QueuedFragment { message, .. } in self.out.blocked.remove(&victim).unwrap_or_default() {
             self.fail(message, SendFailure::NoSurbs);
         }
         true
