@@ -80,8 +80,9 @@ test('MixFetch HTTPS vs HTTP throughput, mixnet mode', async () => {
 // The order the issue measured in: a fresh client downloads from one scheme and then
 // from the other. Each pair runs in both orders, each on a new page (a new client), so
 // the first download of a pair follows nothing and the second follows a large one. If
-// the second is slow whatever its scheme, the gap is the order (a download waiting
-// behind the previous one's SURB refills), not TLS.
+// the two positions differ whatever the scheme, a gap between schemes measured in one
+// order is the order's (on 117647c the second waited behind the first's SURB refills,
+// then ran its body on the SURBs they brought), not TLS's.
 test('MixFetch HTTPS and HTTP one after the other, fresh client, mixnet mode', async () => {
   const net = await startLocalnet({ site: DEMO_SITE });
   const servers = await startTestServers();
@@ -100,7 +101,7 @@ test('MixFetch HTTPS and HTTP one after the other, fresh client, mixnet mode', a
         for (const scheme of order) {
           const r = await download(page, `${servers[scheme]}/bytes/${bytes}?r=${round}`);
           if (r.bytes !== bytes) throw new Error(`${scheme}: ${r.bytes} of ${bytes} bytes`);
-          cells.push(`${scheme.toUpperCase()} ${r.secs.toFixed(1)} s (head ${(r.head / 1e3).toFixed(1)} s)`);
+          cells.push(`${scheme.toUpperCase()} ${r.secs.toFixed(1)} s: head ${(r.head / 1e3).toFixed(1)} s, body ${(bytes / (r.secs - r.head / 1e3) / 1e3).toFixed(0)} KB/s`);
         }
         rows.push(`| ${round} | ${cells.join(' | ')} |`);
         console.log(rows.at(-1));
