@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use mixnet_core::wire::Repr;
 use mixnet_core::exit::{ConnectError, Exit, ExitAction, ExitConfig, ExitLimits, ResolveError};
 use mixnet_core::message::{
     ACK_SURB_LEN, ClientKeys, Content, Delivery, MessengerConfig, RouteMode, seal, split_message,
@@ -73,9 +74,9 @@ fuzz_target!(|data: &[u8]| {
                     },
                     _ => StreamMessage::Close { id, seq: (len % 4) as u64, error: (len % 2 == 1).then(|| "x".into()) },
                 };
-                let content = Content::DataWithSurbs { tag, surbs: vec![], body: msg.encode() };
+                let content = Content::DataWithSurbs { tag, surbs: vec![], body: msg.to_bytes() };
                 message_id += 1;
-                for f in split_message(message_id, &content.encode()) {
+                for f in split_message(message_id, &content.to_bytes()) {
                     if sealed {
                         let mut payload = vec![0u8; ACK_SURB_LEN];
                         payload.extend_from_slice(&seal(&mut rng, &exit_key, &f.encode()).unwrap());
@@ -125,5 +126,5 @@ fuzz_target!(|data: &[u8]| {
         assert!(exit.open_streams() <= limits.max_streams + limits.max_unopened, "{} streams", exit.open_streams());
     }
     let _ = keys_seen;
-    let _ = StreamMessage::decode(data);
+    let _ = StreamMessage::parse(data);
 });

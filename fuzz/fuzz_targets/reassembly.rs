@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use mixnet_core::wire::Repr;
 use mixnet_core::message::{
     ClientKeys, Content, Delivery, FRAGMENT_LEN, Fragment, Messenger, MessengerConfig, Reassembler, ReassemblyConfig,
 };
@@ -38,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         now += Duration::from_millis(u64::from(rec[8]));
         if let Ok(Some(f)) = Fragment::decode(&bytes) {
             if let Ok(mixnet_core::message::Insert::Complete(m)) = r.insert(now, f) {
-                let _ = Content::decode(m);
+                let _ = Content::parse(&m);
             }
         }
         r.evict_stale(now);
@@ -46,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(r.incomplete() <= config.max_incomplete);
     }
     let _ = Fragment::decode(data);
-    let _ = Content::decode(data.to_vec());
+    let _ = Content::parse(data);
 
     let keys = ClientKeys { identity: [1; 32], encryption: NodeSecret::from_bytes([2; 32]) };
     let mut m = Messenger::new(MessengerConfig::default(), keys, [3; 32], ChaCha8Rng::seed_from_u64(0));

@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use mixnet_core::wire::Repr;
 use mixnet_core::gateway::{Gateway, GatewayAction, GatewayConfig};
 use mixnet_core::mix::{NodeKeys, ReplayConfig};
 use mixnet_core::session::{ClientFrame, ClientSession, ServerFrame};
@@ -13,8 +14,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = ClientFrame::decode(data);
-    let _ = ServerFrame::decode(data);
+    let _ = ClientFrame::parse(data);
+    let _ = ServerFrame::parse(data);
     let noise = NodeSecret::from_bytes([1; 32]);
     let gateway_key = noise.public_key();
     let keys = NodeKeys::new(1, NodeSecret::from_bytes([2; 32]), ReplayConfig { capacity: 1000, false_positive: 1e-6 });

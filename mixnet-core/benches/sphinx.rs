@@ -4,6 +4,8 @@
 //! `cargo bench -p mixnet-core --bench sphinx`; `scripts/bench-ratios` turns the
 //! results into the table in BENCHMARKS.md.
 
+mod common;
+
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -171,9 +173,7 @@ fn surbs(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(std::time::Duration::from_secs(1))
-        .measurement_time(std::time::Duration::from_secs(3));
+    config = common::config();
     targets = build, process, surbs
 }
 criterion_main!(benches);

@@ -23,3 +23,4 @@ pub mod time;
 pub mod topology;
 #[cfg(feature = "ts")]
 pub mod typescript;
+pub mod wire;

@@ -20,6 +20,7 @@ use zeroize::Zeroize;
 use crate::message::{Delivery, Transmit};
 use crate::noise::{self, Initiator, NoiseError, Transport};
 use crate::sphinx::{NodeAddress, NodeSecret};
+use crate::wire::{Reader, Repr, Writer};
 
 /// Version byte exchanged in the handshake.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -128,65 +129,84 @@ pub enum SessionError {
     Closed,
 }
 
-fn take<const N: usize>(b: &[u8], at: usize) -> Result<[u8; N], SessionError> {
-    b.get(at..at + N).and_then(|s| s.try_into().ok()).ok_or(SessionError::Malformed("truncated"))
+const MALFORMED: SessionError = SessionError::Malformed("wrong length");
+
+impl Repr for ClientFrame {
+    type Error = SessionError;
+
+    /// Reads a plaintext frame.
+    fn parse(b: &[u8]) -> Result<Self, SessionError> {
+        let mut r = Reader::new(b);
+        let frame = match r.u8() {
+            Some(1) => Self::Authenticate { identity: r.array().ok_or(MALFORMED)?, tag: r.array().ok_or(MALFORMED)? },
+            Some(2) if b.len() > 33 => Self::SendPacket(Transmit {
+                first_hop: NodeAddress(r.array().ok_or(MALFORMED)?),
+                packet: r.rest().to_vec(),
+            }),
+            Some(3) => Self::InboxAck(r.u64().ok_or(MALFORMED)?),
+            Some(4) => Self::Ping(r.u64().ok_or(MALFORMED)?),
+            Some(2) => return Err(MALFORMED),
+            _ => return Err(SessionError::Malformed("unknown frame type")),
+        };
+        if r.is_empty() { Ok(frame) } else { Err(MALFORMED) }
+    }
+
+    fn buffer_len(&self) -> usize {
+        1 + match self {
+            Self::Authenticate { .. } => 64,
+            Self::SendPacket(t) => 32 + t.packet.len(),
+            Self::InboxAck(_) | Self::Ping(_) => 8,
+        }
+    }
+
+    fn emit(&self, buf: &mut [u8]) {
+        let mut w = Writer::new(buf);
+        match self {
+            Self::Authenticate { identity, tag } => w.u8(1).put(identity).put(tag),
+            Self::SendPacket(t) => w.u8(2).put(&t.first_hop.0).put(&t.packet),
+            Self::InboxAck(seq) => w.u8(3).u64(*seq),
+            Self::Ping(n) => w.u8(4).u64(*n),
+        };
+    }
 }
 
-impl ClientFrame {
-    /// Encodes the plaintext frame.
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            Self::Authenticate { identity, tag } => [&[1u8][..], identity, tag].concat(),
-            Self::SendPacket(t) => [&[2u8][..], &t.first_hop.0, &t.packet].concat(),
-            Self::InboxAck(seq) => [&[3u8][..], &seq.to_be_bytes()].concat(),
-            Self::Ping(n) => [&[4u8][..], &n.to_be_bytes()].concat(),
-        }
-    }
+impl Repr for ServerFrame {
+    type Error = SessionError;
 
-    /// Decodes a plaintext frame.
-    pub fn decode(b: &[u8]) -> Result<Self, SessionError> {
-        match b.first() {
-            Some(1) if b.len() == 65 => Ok(Self::Authenticate { identity: take(b, 1)?, tag: take(b, 33)? }),
-            Some(2) if b.len() > 33 => {
-                Ok(Self::SendPacket(Transmit { first_hop: NodeAddress(take(b, 1)?), packet: b[33..].to_vec() }))
+    /// Reads a plaintext frame.
+    fn parse(b: &[u8]) -> Result<Self, SessionError> {
+        let mut r = Reader::new(b);
+        let frame = match r.u8() {
+            Some(0x81) => Self::Authenticated { stored: r.u64().ok_or(MALFORMED)? },
+            Some(0x82) => Self::Deliver {
+                seq: r.u64().ok_or(MALFORMED)?,
+                delivery: Delivery { identifier: r.array().ok_or(MALFORMED)?, payload: r.rest().to_vec() },
+            },
+            Some(0x83) => Self::Pong(r.u64().ok_or(MALFORMED)?),
+            Some(0x84) => {
+                Self::Error { code: r.u16().ok_or(MALFORMED)?, message: String::from_utf8_lossy(r.rest()).into_owned() }
             }
-            Some(3) if b.len() == 9 => Ok(Self::InboxAck(u64::from_be_bytes(take(b, 1)?))),
-            Some(4) if b.len() == 9 => Ok(Self::Ping(u64::from_be_bytes(take(b, 1)?))),
-            Some(1..=4) => Err(SessionError::Malformed("wrong length")),
-            _ => Err(SessionError::Malformed("unknown frame type")),
+            _ => return Err(SessionError::Malformed("unknown frame type")),
+        };
+        if r.is_empty() { Ok(frame) } else { Err(MALFORMED) }
+    }
+
+    fn buffer_len(&self) -> usize {
+        1 + match self {
+            Self::Authenticated { .. } | Self::Pong(_) => 8,
+            Self::Deliver { delivery, .. } => 8 + 16 + delivery.payload.len(),
+            Self::Error { message, .. } => 2 + message.len(),
         }
     }
-}
 
-impl ServerFrame {
-    /// Encodes the plaintext frame.
-    pub fn encode(&self) -> Vec<u8> {
+    fn emit(&self, buf: &mut [u8]) {
+        let mut w = Writer::new(buf);
         match self {
-            Self::Authenticated { stored } => [&[0x81u8][..], &stored.to_be_bytes()].concat(),
-            Self::Deliver { seq, delivery } => {
-                [&[0x82u8][..], &seq.to_be_bytes(), &delivery.identifier, &delivery.payload].concat()
-            }
-            Self::Pong(n) => [&[0x83u8][..], &n.to_be_bytes()].concat(),
-            Self::Error { code, message } => [&[0x84u8][..], &code.to_be_bytes(), message.as_bytes()].concat(),
-        }
-    }
-
-    /// Decodes a plaintext frame.
-    pub fn decode(b: &[u8]) -> Result<Self, SessionError> {
-        match b.first() {
-            Some(0x81) if b.len() == 9 => Ok(Self::Authenticated { stored: u64::from_be_bytes(take(b, 1)?) }),
-            Some(0x82) if b.len() >= 25 => Ok(Self::Deliver {
-                seq: u64::from_be_bytes(take(b, 1)?),
-                delivery: Delivery { identifier: take(b, 9)?, payload: b[25..].to_vec() },
-            }),
-            Some(0x83) if b.len() == 9 => Ok(Self::Pong(u64::from_be_bytes(take(b, 1)?))),
-            Some(0x84) if b.len() >= 3 => Ok(Self::Error {
-                code: u16::from_be_bytes(take(b, 1)?),
-                message: String::from_utf8_lossy(&b[3..]).into_owned(),
-            }),
-            Some(0x81..=0x84) => Err(SessionError::Malformed("wrong length")),
-            _ => Err(SessionError::Malformed("unknown frame type")),
-        }
+            Self::Authenticated { stored } => w.u8(0x81).u64(*stored),
+            Self::Deliver { seq, delivery } => w.u8(0x82).u64(*seq).put(&delivery.identifier).put(&delivery.payload),
+            Self::Pong(n) => w.u8(0x83).u64(*n),
+            Self::Error { code, message } => w.u8(0x84).u16(*code).put(message.as_bytes()),
+        };
     }
 }
 
@@ -287,7 +307,7 @@ impl ClientSession {
 
     fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), SessionError> {
         let ClientState::Open(t) = &mut self.state else { return Err(SessionError::Closed) };
-        let bytes = t.send.encrypt(&frame.encode())?;
+        let bytes = t.send.encrypt(&frame.to_bytes())?;
         self.outgoing.push_back(bytes);
         Ok(())
     }
@@ -339,7 +359,7 @@ impl ClientSession {
                 if plain.len() > MAX_FRAME {
                     return Err(SessionError::TooLarge(plain.len()));
                 }
-                match ServerFrame::decode(&plain)? {
+                match ServerFrame::parse(&plain)? {
                     ServerFrame::Authenticated { stored } => {
                         self.authenticated = true;
                         Ok(SessionEvent::Authenticated { stored })

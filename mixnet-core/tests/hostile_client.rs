@@ -13,6 +13,7 @@ use mixnet_core::message::{
 };
 use mixnet_core::sphinx::{NodeKey, NodeSecret, PacketSize};
 use mixnet_core::time::Instant;
+use mixnet_core::wire::Repr;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -75,7 +76,7 @@ fn reassembly_amplification_is_bounded_by_what_arrived() {
 
     // and a real message still gets through afterwards
     let real: Vec<u8> = (0..3 * FRAGMENT_DATA).map(|i| i as u8).collect();
-    let frags = split_message(99_999, &Content::Data(real.clone()).encode());
+    let frags = split_message(99_999, &Content::Data(real.clone()).to_bytes());
     for f in &frags {
         victim.handle_delivery(Instant::from_millis(5000), delivery(&mut rng, &victim_key, f));
     }

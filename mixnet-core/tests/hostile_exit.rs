@@ -17,6 +17,7 @@ use mixnet_core::message::{MessengerConfig, RouteMode};
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sim::mixnet::{SimExit, SimMixnet, SimServer};
 use mixnet_core::stream::{OpenError, OpenFailure, StreamEvent, StreamMessage, Streams};
+use mixnet_core::wire::Repr;
 
 struct Net {
     net: SimMixnet,
@@ -51,7 +52,7 @@ impl Net {
         let exit = self.exit;
         let c = &mut self.net.client_mut(who).client;
         for m in msgs {
-            c.messenger_mut().send(now, exit, &m.encode(), 1).unwrap();
+            c.messenger_mut().send(now, exit, &m.to_bytes(), 1).unwrap();
         }
         c.flush(now);
     }

@@ -29,6 +29,7 @@ use crate::policy::{ExitPolicy, PolicyDenied};
 use crate::stream::{MAX_CHUNK, OpenFailure, Ordered, StreamId, StreamMessage};
 use crate::time::Instant;
 use crate::topology::Routes;
+use crate::wire::Repr;
 use stream::{Phase, Stream};
 
 /// An exit stream: the client's tag and its stream id.
@@ -421,7 +422,7 @@ impl<R: CryptoRng> Exit<R> {
         while let Some(e) = self.messenger.poll_event() {
             match e {
                 Event::Received(m) => {
-                    if let (Some(tag), Some(sm)) = (m.sender_tag, StreamMessage::decode(&m.data)) {
+                    if let (Some(tag), Some(sm)) = (m.sender_tag, StreamMessage::parse(&m.data).ok()) {
                         self.handle_stream_message(now, tag, sm);
                     }
                 }
@@ -847,7 +848,7 @@ impl<R: CryptoRng> Exit<R> {
 
     /// A reply on a live stream, counted against its window.
     fn reply(&mut self, now: Instant, key: ExitKey, msg: StreamMessage) {
-        let encoded = msg.encode();
+        let encoded = msg.to_bytes();
         match self.messenger.reply(now, key.0, &encoded) {
             Ok(id) => {
                 self.replies.insert(id, (key, encoded.len()));
@@ -865,7 +866,7 @@ impl<R: CryptoRng> Exit<R> {
 
     /// A reply for a stream that is not (or no longer) held: best effort.
     fn reply_raw(&mut self, now: Instant, key: ExitKey, msg: StreamMessage) {
-        if self.messenger.reply(now, key.0, &msg.encode()).is_err() {
+        if self.messenger.reply(now, key.0, &msg.to_bytes()).is_err() {
             self.stats.reply_failures += 1;
         }
     }

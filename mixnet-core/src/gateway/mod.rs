@@ -31,6 +31,7 @@ use crate::noise::Transport;
 use crate::session::{self, ClientFrame, MAX_FRAME, ServerFrame, SessionError, code};
 use crate::sphinx::{self, DestinationAddress, NodeAddress, NodeSecret, PacketSize, Processed, ProcessedFinal};
 use crate::time::Instant;
+use crate::wire::Repr;
 
 /// A final-hop packet, ready to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,7 +429,7 @@ impl<R: CryptoRng> Gateway<R> {
     fn close(&mut self, conn: ConnId, code: u16, reason: String) {
         if let Some(Conn { state: ConnState::Open(mut s), .. }) = self.conns.remove(&conn) {
             let frame = ServerFrame::Error { code, message: reason.clone() };
-            if let Ok(m) = s.transport.send.encrypt(&frame.encode()) {
+            if let Ok(m) = s.transport.send.encrypt(&frame.to_bytes()) {
                 self.actions.push_back(GatewayAction::ToClient { conn, message: m });
             }
             if self.clients.get(&s.client) == Some(&conn) {
@@ -441,7 +442,7 @@ impl<R: CryptoRng> Gateway<R> {
 
     fn send(&mut self, conn: ConnId, frame: &ServerFrame) {
         let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
-        match s.transport.send.encrypt(&frame.encode()) {
+        match s.transport.send.encrypt(&frame.to_bytes()) {
             Ok(message) => self.actions.push_back(GatewayAction::ToClient { conn, message }),
             Err(e) => self.close(conn, code::PROTOCOL, e.to_string()),
         }
@@ -477,7 +478,7 @@ impl<R: CryptoRng> Gateway<R> {
             ConnState::AwaitAuth(t) => {
                 let plain = t.recv.decrypt(message).map_err(|e| (code::AUTH_FAILED, e.into()))?;
                 let ClientFrame::Authenticate { identity, tag } =
-                    ClientFrame::decode(&plain).map_err(|e| (code::PROTOCOL, e))?
+                    ClientFrame::parse(&plain).map_err(|e| (code::PROTOCOL, e))?
                 else {
                     return Err((code::PROTOCOL, SessionError::Unexpected("first frame must be Authenticate")));
                 };
@@ -509,7 +510,7 @@ impl<R: CryptoRng> Gateway<R> {
             }
             ConnState::Open(s) => {
                 let plain = s.transport.recv.decrypt(message).map_err(|e| (code::PROTOCOL, e.into()))?;
-                let frame = ClientFrame::decode(&plain).map_err(|e| (code::PROTOCOL, e))?;
+                let frame = ClientFrame::parse(&plain).map_err(|e| (code::PROTOCOL, e))?;
                 if let ClientFrame::Authenticate { .. } = frame {
                     return Err((code::PROTOCOL, SessionError::Unexpected("already authenticated")));
                 }

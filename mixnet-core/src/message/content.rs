@@ -3,6 +3,7 @@
 
 use super::ReceiveError;
 use crate::sphinx::{Surb, SurbId};
+use crate::wire::{Reader, Repr, Writer};
 
 /// Identifies an anonymous sender to a recipient, so replies can use its SURBs.
 /// Random per (sender, recipient); reveals nothing about the sender.
@@ -47,101 +48,103 @@ pub enum Content {
     Acks(Vec<SurbId>),
 }
 
-fn put_surbs(out: &mut Vec<u8>, tag: &SenderTag, surbs: &[Surb]) {
-    out.extend_from_slice(tag);
-    out.extend_from_slice(&u16::try_from(surbs.len()).unwrap_or(u16::MAX).to_be_bytes());
-    for s in surbs.iter().take(usize::from(u16::MAX)) {
-        out.extend_from_slice(&s.to_bytes());
+fn put_surbs(w: &mut Writer<'_>, tag: &SenderTag, surbs: &[Surb]) {
+    let n = surbs.len().min(usize::from(u16::MAX));
+    w.put(tag).u16(n as u16);
+    for s in &surbs[..n] {
+        let len = s.buffer_len();
+        s.emit(&mut w.rest()[..len]);
+        w.skip(len);
     }
 }
 
-fn take_surbs(bytes: &[u8]) -> Result<(SenderTag, Vec<Surb>, &[u8]), ReceiveError> {
-    if bytes.len() < 18 {
-        return Err(ReceiveError::MalformedContent("truncated SURB list"));
-    }
-    let tag: SenderTag = bytes[..16].try_into().expect("16 bytes");
-    let n = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+fn surbs_len(surbs: &[Surb]) -> usize {
+    16 + 2 + surbs.iter().take(usize::from(u16::MAX)).map(Surb::buffer_len).sum::<usize>()
+}
+
+fn take_surbs(r: &mut Reader<'_>) -> Result<(SenderTag, Vec<Surb>), ReceiveError> {
+    const TRUNCATED: ReceiveError = ReceiveError::MalformedContent("truncated SURB list");
+    let tag: SenderTag = r.array().ok_or(TRUNCATED)?;
+    let n = usize::from(r.u16().ok_or(TRUNCATED)?);
     let len = Surb::encoded_len(1);
-    let rest = &bytes[18..];
-    if rest.len() < n * len {
-        return Err(ReceiveError::MalformedContent("truncated SURB list"));
-    }
-    let surbs = rest[..n * len]
+    let surbs = r
+        .take(n * len)
+        .ok_or(TRUNCATED)?
         .chunks_exact(len)
         .map(Surb::from_bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| ReceiveError::MalformedContent("malformed SURB"))?;
-    Ok((tag, surbs, &rest[n * len..]))
+    Ok((tag, surbs))
 }
 
-impl Content {
-    /// Encodes for fragmentation.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        match self {
-            Self::Data(body) => {
-                out.push(DATA);
-                out.extend_from_slice(body);
-            }
-            Self::DataWithSurbs { tag, surbs, body } => {
-                out.push(DATA_WITH_SURBS);
-                put_surbs(&mut out, tag, surbs);
-                out.extend_from_slice(body);
-            }
-            Self::Reply(body) => {
-                out.push(REPLY);
-                out.extend_from_slice(body);
-            }
-            Self::SurbRequest(n) => {
-                out.push(SURB_REQUEST);
-                out.extend_from_slice(&n.to_be_bytes());
-            }
-            Self::SurbTopUp { tag, surbs } => {
-                out.push(SURB_TOP_UP);
-                put_surbs(&mut out, tag, surbs);
-            }
-            Self::Acks(ids) => {
-                out.push(ACKS);
-                for id in ids.iter().take(MAX_ACKS) {
-                    out.extend_from_slice(id);
-                }
-            }
-        }
-        out
-    }
+impl Repr for Content {
+    type Error = ReceiveError;
 
-    /// Decodes a reassembled message.
-    pub fn decode(mut bytes: Vec<u8>) -> Result<Self, ReceiveError> {
-        let Some(&kind) = bytes.first() else {
-            return Err(ReceiveError::MalformedContent("empty"));
-        };
+    /// Reads a reassembled message.
+    fn parse(bytes: &[u8]) -> Result<Self, ReceiveError> {
+        let mut r = Reader::new(bytes);
+        let kind = r.u8().ok_or(ReceiveError::MalformedContent("empty"))?;
         match kind {
-            DATA => {
-                bytes.remove(0);
-                Ok(Self::Data(bytes))
-            }
-            REPLY => {
-                bytes.remove(0);
-                Ok(Self::Reply(bytes))
-            }
+            DATA => Ok(Self::Data(r.rest().to_vec())),
+            REPLY => Ok(Self::Reply(r.rest().to_vec())),
             DATA_WITH_SURBS => {
-                let (tag, surbs, body) = take_surbs(&bytes[1..])?;
-                Ok(Self::DataWithSurbs { tag, surbs, body: body.to_vec() })
+                let (tag, surbs) = take_surbs(&mut r)?;
+                Ok(Self::DataWithSurbs { tag, surbs, body: r.rest().to_vec() })
             }
             SURB_TOP_UP => {
-                let (tag, surbs, rest) = take_surbs(&bytes[1..])?;
-                if !rest.is_empty() {
+                let (tag, surbs) = take_surbs(&mut r)?;
+                if !r.is_empty() {
                     return Err(ReceiveError::MalformedContent("trailing bytes after SURBs"));
                 }
                 Ok(Self::SurbTopUp { tag, surbs })
             }
-            SURB_REQUEST if bytes.len() == 3 => Ok(Self::SurbRequest(u16::from_be_bytes([bytes[1], bytes[2]]))),
+            SURB_REQUEST if bytes.len() == 3 => Ok(Self::SurbRequest(r.u16().expect("two bytes"))),
             SURB_REQUEST => Err(ReceiveError::MalformedContent("SURB request length")),
             ACKS if (bytes.len() - 1).is_multiple_of(16) && bytes.len() - 1 <= MAX_ACKS * 16 => {
-                Ok(Self::Acks(bytes[1..].chunks_exact(16).map(|c| c.try_into().expect("chunks of 16")).collect()))
+                Ok(Self::Acks(r.rest().chunks_exact(16).map(|c| c.try_into().expect("chunks of 16")).collect()))
             }
             ACKS => Err(ReceiveError::MalformedContent("ack list length")),
             _ => Err(ReceiveError::MalformedContent("unknown kind")),
+        }
+    }
+
+    fn buffer_len(&self) -> usize {
+        1 + match self {
+            Self::Data(body) | Self::Reply(body) => body.len(),
+            Self::DataWithSurbs { surbs, body, .. } => surbs_len(surbs) + body.len(),
+            Self::SurbRequest(_) => 2,
+            Self::SurbTopUp { surbs, .. } => surbs_len(surbs),
+            Self::Acks(ids) => 16 * ids.len().min(MAX_ACKS),
+        }
+    }
+
+    fn emit(&self, buf: &mut [u8]) {
+        let mut w = Writer::new(buf);
+        match self {
+            Self::Data(body) => {
+                w.u8(DATA).put(body);
+            }
+            Self::DataWithSurbs { tag, surbs, body } => {
+                w.u8(DATA_WITH_SURBS);
+                put_surbs(&mut w, tag, surbs);
+                w.put(body);
+            }
+            Self::Reply(body) => {
+                w.u8(REPLY).put(body);
+            }
+            Self::SurbRequest(n) => {
+                w.u8(SURB_REQUEST).u16(*n);
+            }
+            Self::SurbTopUp { tag, surbs } => {
+                w.u8(SURB_TOP_UP);
+                put_surbs(&mut w, tag, surbs);
+            }
+            Self::Acks(ids) => {
+                w.u8(ACKS);
+                for id in ids.iter().take(MAX_ACKS) {
+                    w.put(id);
+                }
+            }
         }
     }
 }
@@ -155,9 +158,9 @@ mod tests {
     fn ack_lists_round_trip_and_bad_lengths_are_refused() {
         let ids: Vec<SurbId> = (0..MAX_ACKS as u8).map(|i| [i; 16]).collect();
         let c = Content::Acks(ids);
-        assert_eq!(Content::decode(c.encode()).unwrap(), c);
-        assert_eq!(Content::decode(vec![ACKS]).unwrap(), Content::Acks(vec![]));
-        assert!(Content::decode(vec![ACKS; 18]).is_err());
-        assert!(Content::decode([&[ACKS][..], &[0u8; (MAX_ACKS + 1) * 16]].concat()).is_err());
+        assert_eq!(Content::parse(&c.to_bytes()).unwrap(), c);
+        assert_eq!(Content::parse(&[ACKS]).unwrap(), Content::Acks(vec![]));
+        assert!(Content::parse(&[ACKS; 18]).is_err());
+        assert!(Content::parse(&[&[ACKS][..], &[0u8; (MAX_ACKS + 1) * 16]].concat()).is_err());
     }
 }

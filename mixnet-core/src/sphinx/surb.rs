@@ -5,6 +5,8 @@
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::wire::{Repr, Writer};
+
 use super::header::build_header;
 use super::keys::PayloadKey;
 use super::payload::{decrypt_layer, encapsulate_payload, encrypt_layer, recover_plaintext};
@@ -59,13 +61,7 @@ impl Surb {
 
     /// `header || first hop || seeds`, as the reference encodes it.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(Self::encoded_len(self.seeds.len()));
-        out.extend_from_slice(&self.header);
-        out.extend_from_slice(&self.first_hop.0);
-        for s in &self.seeds {
-            out.extend_from_slice(s);
-        }
-        out
+        Repr::to_bytes(self)
     }
 
     /// Parses the reference's encoding.
@@ -90,6 +86,26 @@ impl Surb {
         packet.extend_from_slice(&self.header);
         packet.extend_from_slice(&payload);
         Ok((packet, self.first_hop))
+    }
+}
+
+impl Repr for Surb {
+    type Error = SphinxError;
+
+    fn parse(bytes: &[u8]) -> Result<Self, SphinxError> {
+        Self::from_bytes(bytes)
+    }
+
+    fn buffer_len(&self) -> usize {
+        Self::encoded_len(self.seeds.len())
+    }
+
+    fn emit(&self, buf: &mut [u8]) {
+        let mut w = Writer::new(buf);
+        w.put(&self.header).put(&self.first_hop.0);
+        for s in &self.seeds {
+            w.put(s);
+        }
     }
 }
 

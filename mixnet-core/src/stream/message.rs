@@ -3,6 +3,7 @@
 //! and UTF-8 bytes of at most [`MAX_STR`]).
 
 use super::{MAX_CHUNK, OpenFailure, StreamId};
+use crate::wire::{Reader, Repr, Writer};
 
 const MAGIC: &[u8; 4] = b"MXS1";
 
@@ -65,24 +66,33 @@ pub enum StreamMessage {
 /// character boundary.
 const MAX_STR: usize = 1024;
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+/// `s` cut to at most [`MAX_STR`] bytes at a character boundary.
+fn cut(s: &str) -> &str {
     let mut end = s.len().min(MAX_STR);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    out.extend_from_slice(&(end as u16).to_be_bytes());
-    out.extend_from_slice(&s.as_bytes()[..end]);
+    &s[..end]
 }
 
-fn get_str(b: &[u8]) -> Option<(String, &[u8])> {
-    let len = usize::from(u16::from_be_bytes(b.get(..2)?.try_into().ok()?));
-    let s = std::str::from_utf8(b.get(2..2 + len)?).ok()?.to_owned();
-    Some((s, &b[2 + len..]))
+fn put_str(w: &mut Writer<'_>, s: &str) {
+    let s = cut(s);
+    w.u16(s.len() as u16).put(s.as_bytes());
 }
 
-fn get_u64(b: &[u8]) -> Option<(u64, &[u8])> {
-    Some((u64::from_be_bytes(b.get(..8)?.try_into().ok()?), &b[8..]))
+fn str_len(s: &str) -> usize {
+    2 + cut(s).len()
 }
+
+fn get_str(r: &mut Reader<'_>) -> Option<String> {
+    let len = usize::from(r.u16()?);
+    Some(std::str::from_utf8(r.take(len)?).ok()?.to_owned())
+}
+
+/// Bytes that are not a (well-formed) stream message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a stream message")]
+pub struct NotStream;
 
 impl StreamMessage {
     /// The stream it is about.
@@ -97,66 +107,82 @@ impl StreamMessage {
         }
     }
 
-    /// Encodes as a message body.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
+    fn kind(&self) -> u8 {
         match self {
-            Self::Open { id, host, port } => {
-                out.push(1);
-                out.extend_from_slice(&id.to_be_bytes());
-                put_str(&mut out, host);
-                out.extend_from_slice(&port.to_be_bytes());
-            }
-            Self::Opened { id } => {
-                out.push(2);
-                out.extend_from_slice(&id.to_be_bytes());
-            }
-            Self::OpenFailed { id, failure, reason } => {
-                out.push(3);
-                out.extend_from_slice(&id.to_be_bytes());
-                put_str(&mut out, reason);
-                out.push(*failure as u8);
-            }
-            Self::Data { id, seq, data } => {
-                out.push(4);
-                out.extend_from_slice(&id.to_be_bytes());
-                out.extend_from_slice(&seq.to_be_bytes());
-                out.extend_from_slice(data);
-            }
-            Self::Close { id, seq, error } => {
-                out.push(5);
-                out.extend_from_slice(&id.to_be_bytes());
-                out.extend_from_slice(&seq.to_be_bytes());
-                if let Some(e) = error {
-                    put_str(&mut out, e);
-                }
-            }
-            Self::Credit { id, written } => {
-                out.push(6);
-                out.extend_from_slice(&id.to_be_bytes());
-                out.extend_from_slice(&written.to_be_bytes());
-            }
+            Self::Open { .. } => 1,
+            Self::Opened { .. } => 2,
+            Self::OpenFailed { .. } => 3,
+            Self::Data { .. } => 4,
+            Self::Close { .. } => 5,
+            Self::Credit { .. } => 6,
         }
-        out
+    }
+}
+
+/// `MXS1`, the kind, the stream id, then the kind's fields.
+const HEAD_LEN: usize = MAGIC.len() + 1 + 8;
+
+impl Repr for StreamMessage {
+    type Error = NotStream;
+
+    fn parse(b: &[u8]) -> Result<Self, NotStream> {
+        Self::read(&mut Reader::new(b)).ok_or(NotStream)
     }
 
-    /// Decodes a message body; `None` if it is not a (well-formed) stream message.
-    pub fn decode(b: &[u8]) -> Option<Self> {
-        let rest = b.strip_prefix(MAGIC)?;
-        let (&kind, rest) = rest.split_first()?;
-        let (id, rest) = get_u64(rest)?;
-        Some(match kind {
-            1 => {
-                let (host, rest) = get_str(rest)?;
-                if rest.len() != 2 {
-                    return None;
-                }
-                Self::Open { id, host, port: u16::from_be_bytes([rest[0], rest[1]]) }
+    fn buffer_len(&self) -> usize {
+        HEAD_LEN
+            + match self {
+                Self::Open { host, .. } => str_len(host) + 2,
+                Self::Opened { .. } => 0,
+                Self::OpenFailed { reason, .. } => str_len(reason) + 1,
+                Self::Data { data, .. } => 8 + data.len(),
+                Self::Close { error, .. } => 8 + error.as_deref().map_or(0, str_len),
+                Self::Credit { .. } => 8,
             }
-            2 if rest.is_empty() => Self::Opened { id },
+    }
+
+    fn emit(&self, buf: &mut [u8]) {
+        let mut w = Writer::new(buf);
+        w.put(MAGIC).u8(self.kind()).u64(self.id());
+        match self {
+            Self::Open { host, port, .. } => {
+                put_str(&mut w, host);
+                w.u16(*port);
+            }
+            Self::Opened { .. } => {}
+            Self::OpenFailed { failure, reason, .. } => {
+                put_str(&mut w, reason);
+                w.u8(*failure as u8);
+            }
+            Self::Data { seq, data, .. } => {
+                w.u64(*seq).put(data);
+            }
+            Self::Close { seq, error, .. } => {
+                w.u64(*seq);
+                if let Some(e) = error {
+                    put_str(&mut w, e);
+                }
+            }
+            Self::Credit { written, .. } => {
+                w.u64(*written);
+            }
+        }
+    }
+}
+
+impl StreamMessage {
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        if r.take(MAGIC.len())? != MAGIC {
+            return None;
+        }
+        let kind = r.u8()?;
+        let id = r.u64()?;
+        let m = match kind {
+            1 => Self::Open { id, host: get_str(r)?, port: r.u16()? },
+            2 => Self::Opened { id },
             3 => {
-                let (reason, rest) = get_str(rest)?;
-                let failure = match rest {
+                let reason = get_str(r)?;
+                let failure = match r.rest() {
                     [] => OpenFailure::Other,
                     [code] => OpenFailure::from_code(*code),
                     _ => return None,
@@ -164,26 +190,23 @@ impl StreamMessage {
                 Self::OpenFailed { id, failure, reason }
             }
             4 => {
-                let (seq, data) = get_u64(rest)?;
+                let seq = r.u64()?;
+                let data = r.rest();
                 if data.len() > MAX_CHUNK {
                     return None;
                 }
                 Self::Data { id, seq, data: data.to_vec() }
             }
             5 => {
-                let (seq, rest) = get_u64(rest)?;
-                let error = if rest.is_empty() { None } else { Some(get_str(rest)?.0) };
+                let seq = r.u64()?;
+                let error = if r.is_empty() { None } else { Some(get_str(r)?) };
                 Self::Close { id, seq, error }
             }
-            6 => {
-                let (written, rest) = get_u64(rest)?;
-                if !rest.is_empty() {
-                    return None;
-                }
-                Self::Credit { id, written }
-            }
+            6 => Self::Credit { id, written: r.u64()? },
             _ => return None,
-        })
+        };
+        // every kind ends exactly at the end of the bytes
+        r.is_empty().then_some(m)
     }
 }
 
@@ -204,28 +227,28 @@ mod tests {
             StreamMessage::Credit { id: 7, written: 1 << 40 },
         ];
         for m in msgs {
-            assert_eq!(StreamMessage::decode(&m.encode()), Some(m));
+            assert_eq!(StreamMessage::parse(&m.to_bytes()).ok(), Some(m));
         }
-        assert_eq!(StreamMessage::decode(b"MXS1"), None);
-        assert_eq!(StreamMessage::decode(b"hello"), None);
-        assert_eq!(StreamMessage::decode(b"MXS1\x01\0\0\0\0\0\0\0\x01\xff\xff"), None);
+        assert_eq!(StreamMessage::parse(b"MXS1").ok(), None);
+        assert_eq!(StreamMessage::parse(b"hello").ok(), None);
+        assert_eq!(StreamMessage::parse(b"MXS1\x01\0\0\0\0\0\0\0\x01\xff\xff").ok(), None);
         // a long string is cut at a character boundary, never inside one
         let long = "é".repeat(MAX_STR);
-        let Some(StreamMessage::OpenFailed { reason, .. }) = StreamMessage::decode(
-            &StreamMessage::OpenFailed { id: 1, failure: OpenFailure::Other, reason: long }.encode(),
+        let Ok(StreamMessage::OpenFailed { reason, .. }) = StreamMessage::parse(
+            &StreamMessage::OpenFailed { id: 1, failure: OpenFailure::Other, reason: long }.to_bytes(),
         ) else {
             panic!("decodes")
         };
         assert_eq!(reason.len(), MAX_STR);
         // an exit that predates failure codes: the client reads `Other`; a newer code too
-        let mut old = StreamMessage::OpenFailed { id: 9, failure: OpenFailure::Busy, reason: "x".into() }.encode();
+        let mut old = StreamMessage::OpenFailed { id: 9, failure: OpenFailure::Busy, reason: "x".into() }.to_bytes();
         old.pop();
         let other = StreamMessage::OpenFailed { id: 9, failure: OpenFailure::Other, reason: "x".into() };
-        assert_eq!(StreamMessage::decode(&old), Some(other.clone()));
+        assert_eq!(StreamMessage::parse(&old).ok(), Some(other.clone()));
         old.push(200);
-        assert_eq!(StreamMessage::decode(&old), Some(other));
+        assert_eq!(StreamMessage::parse(&old).ok(), Some(other));
         old.push(0);
-        assert_eq!(StreamMessage::decode(&old), None, "one code, nothing after it");
+        assert_eq!(StreamMessage::parse(&old).ok(), None, "one code, nothing after it");
         for (code, f) in OpenFailure::BY_CODE.iter().enumerate() {
             assert_eq!(*f as usize, code);
             assert_eq!(OpenFailure::from_code(code as u8), *f);

@@ -22,6 +22,7 @@ use crate::address::Recipient;
 use crate::client::Client;
 use crate::message::{Messenger, ReceivedMessage, SendError};
 use crate::time::Instant;
+use crate::wire::Repr;
 
 mod inbound;
 mod message;
@@ -190,7 +191,7 @@ impl Streams {
         id: StreamId,
     ) -> Result<StreamId, StreamError> {
         let msg = StreamMessage::Open { id, host: host.to_owned(), port };
-        m.send(now, exit, &msg.encode(), self.surbs_with_open)?;
+        m.send(now, exit, &msg.to_bytes(), self.surbs_with_open)?;
         self.streams.insert(
             id,
             ClientStream {
@@ -242,7 +243,7 @@ impl Streams {
                 break;
             }
             let msg = StreamMessage::Data { id, seq: s.sent, data: chunk.clone() };
-            m.send(now, s.exit, &msg.encode(), surbs)?;
+            m.send(now, s.exit, &msg.to_bytes(), surbs)?;
             s.sent += 1;
             s.sent_bytes += chunk.len() as u64;
             s.unsent.pop_front();
@@ -250,7 +251,7 @@ impl Streams {
         if s.write_closed && s.unsent.is_empty() && !s.close_sent {
             s.close_sent = true;
             let msg = StreamMessage::Close { id, seq: s.sent, error: None };
-            m.send(now, s.exit, &msg.encode(), surbs)?;
+            m.send(now, s.exit, &msg.to_bytes(), surbs)?;
         }
         self.finish_if_done(id);
         Ok(())
@@ -279,7 +280,7 @@ impl Streams {
         let s = self.streams.remove(&id).ok_or(StreamError::Unknown(id))?;
         let msg = StreamMessage::Close { id, seq: s.sent, error: Some(reason.to_owned()) };
         // one SURB: the exit knows our streams by the tag that comes with SURBs
-        m.send(now, s.exit, &msg.encode(), 1)?;
+        m.send(now, s.exit, &msg.to_bytes(), 1)?;
         Ok(())
     }
 
@@ -297,7 +298,7 @@ impl Streams {
     /// Offers a received message; returns false if it is not for a stream of ours.
     /// Credit from the exit lets held data go, so this may send.
     fn handle_message<R: CryptoRng>(&mut self, m: &mut Messenger<R>, now: Instant, msg: &ReceivedMessage) -> bool {
-        let Some(sm) = StreamMessage::decode(&msg.data) else { return false };
+        let Ok(sm) = StreamMessage::parse(&msg.data) else { return false };
         let id = sm.id();
         let Some(s) = self.streams.get_mut(&id) else { return true };
         if msg.reply_from != Some(s.exit) {

@@ -105,7 +105,7 @@ impl<R: CryptoRng> Messenger<R> {
                 self.stats.duplicates += 1;
                 Ok(())
             }
-            Insert::Complete(bytes) => self.handle_content(now, Content::decode(bytes)?, via_reply),
+            Insert::Complete(bytes) => self.handle_content(now, Content::parse(&bytes)?, via_reply),
         }
     }
 

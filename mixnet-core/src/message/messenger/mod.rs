@@ -47,6 +47,7 @@ use crate::sphinx::{
 };
 use crate::time::Instant;
 use crate::topology::{Routes, TopologyError};
+use crate::wire::Repr;
 
 /// Local handle of a message we send.
 pub type MessageId = u64;

@@ -164,7 +164,7 @@ impl<R: CryptoRng> Messenger<R> {
         is_surb_request: bool,
         priority: Priority,
     ) -> Result<MessageId, SendError> {
-        let encoded = content.encode();
+        let encoded = content.to_bytes();
         let max = self.config.reassembly.max_message_size;
         if encoded.len() > max {
             return Err(SendError::TooLarge { len: encoded.len(), max });
