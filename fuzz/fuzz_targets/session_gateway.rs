@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mixnet_core::wire::Repr;
-use mixnet_core::gateway::{Gateway, GatewayAction, GatewayConfig};
+use mixnet_core::gateway::{Gateway, GatewayAction, GatewayConfig, Storage};
 use mixnet_core::mix::{NodeKeys, ReplayConfig};
 use mixnet_core::session::{ClientFrame, ClientSession, ServerFrame};
 use mixnet_core::sphinx::{NodeAddress, NodeSecret};
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
                 GatewayAction::ToClient { message, .. } => {
                     let _ = client.handle_message(&message);
                 }
-                GatewayAction::LoadInbox { conn, .. } => gw.handle_inbox(conn, vec![]),
+                GatewayAction::Storage(Storage::LoadInbox { conn, .. }) => gw.handle_inbox(conn, vec![]),
                 _ => {}
             }
         }
@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while let Some(o) = gw.poll_action() {
-            if let GatewayAction::Store { token, .. } = o {
+            if let GatewayAction::Storage(Storage::Store { token, .. }) = o {
                 gw.handle_stored(token, Ok(now));
             }
         }

@@ -319,7 +319,7 @@ pub mod mixnet {
 
     use crate::address::Recipient;
     use crate::exit::{ConnectError, Exit, ExitAction, ExitConfig, ExitKey, ResolveError};
-    use crate::gateway::{ConnId, Gateway, GatewayAction, GatewayConfig};
+    use crate::gateway::{ConnId, Gateway, GatewayAction, GatewayConfig, Storage};
     use crate::message::{Delivery, Messenger, MessengerConfig, ReceivedMessage};
     use crate::mix::{Mix, MixConfig, NodeKeys, ReplayConfig};
     use crate::sphinx::{NodeAddress, NodeSecret};
@@ -517,12 +517,12 @@ pub mod mixnet {
                             self.conns.remove(&a);
                         }
                     }
-                    GatewayAction::Store { token, client, delivery } => {
+                    GatewayAction::Storage(Storage::Store { token, client, delivery }) => {
                         self.next_seq += 1;
                         self.inbox.entry(client).or_default().insert(self.next_seq, delivery);
                         self.gateway.handle_stored(token, Ok(self.next_seq));
                     }
-                    GatewayAction::LoadInbox { conn, client, after, limit } => {
+                    GatewayAction::Storage(Storage::LoadInbox { conn, client, after, limit }) => {
                         self.pages = (self.pages.0 + 1, self.pages.1.max(limit));
                         let entries = self
                             .inbox
@@ -530,14 +530,14 @@ pub mod mixnet {
                             .map(|m| m.range(after + 1..).take(limit).map(|(s, d)| (*s, d.clone())).collect());
                         self.gateway.handle_inbox(conn, entries.unwrap_or_default());
                     }
-                    GatewayAction::DeleteInbox { client, up_to } => {
+                    GatewayAction::Storage(Storage::DeleteInbox { client, up_to }) => {
                         let m = self.inbox.entry(client).or_default();
                         let gone: Vec<u64> = m.range(..=up_to).map(|(s, _)| *s).collect();
                         let bytes: usize = gone.iter().filter_map(|s| m.remove(s)).map(|d| d.payload.len()).sum();
                         self.gateway.handle_deleted(client, up_to, gone.len() as u64, bytes as u64);
                     }
-                    GatewayAction::RememberClient { .. } => {}
-                    GatewayAction::ForgetClient { client } => {
+                    GatewayAction::Storage(Storage::RememberClient { .. }) => {}
+                    GatewayAction::Storage(Storage::ForgetClient { client }) => {
                         self.inbox.remove(&client);
                     }
                     GatewayAction::LocalDeliver { delivery, .. } => {

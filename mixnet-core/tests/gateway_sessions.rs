@@ -7,7 +7,7 @@ use wasm_bindgen_test::wasm_bindgen_test;
 mod common;
 
 use common::gateway::{connect, outputs, setup, transmits};
-use mixnet_core::gateway::{GatewayAction, GatewayConfig};
+use mixnet_core::gateway::{GatewayAction, GatewayConfig, Storage};
 use mixnet_core::message::{Delivery, Transmit};
 use mixnet_core::session::{ClientSession, SessionError, SessionEvent, code};
 use mixnet_core::sphinx::{NodeAddress, NodeSecret, PacketSize};
@@ -30,7 +30,10 @@ fn authenticates_and_replays_the_inbox_in_order() {
     assert!(s.gw.is_connected(&key.public_key()));
     client.ack_inbox(7).unwrap();
     s.gw.handle_message(Instant::ZERO, 1, &client.poll_send().unwrap());
-    assert_eq!(outputs(&mut s.gw), vec![GatewayAction::DeleteInbox { client: key.public_key(), up_to: 7 }]);
+    assert_eq!(
+        outputs(&mut s.gw),
+        vec![GatewayAction::Storage(Storage::DeleteInbox { client: key.public_key(), up_to: 7 })]
+    );
     assert_eq!(transmits(&mut s.gw), vec![]);
     // a packet is forwarded to its first hop
     let packet = vec![0u8; PacketSize::Regular.packet_len()];

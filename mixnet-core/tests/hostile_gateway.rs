@@ -13,7 +13,7 @@ use common::gateway::{connect, connect_with, outputs, setup};
 use common::*;
 use mixnet_core::address::Recipient;
 use mixnet_core::client::ClientEvent;
-use mixnet_core::gateway::{GatewayAction, GatewayConfig};
+use mixnet_core::gateway::{GatewayAction, GatewayConfig, Storage};
 use mixnet_core::message::RouteMode;
 use mixnet_core::session::{SessionEvent, code};
 use mixnet_core::sim::mixnet::SimMixnet;
@@ -178,7 +178,7 @@ fn the_identity_registry_forgets_the_least_recently_seen_offline_client() {
         let (_, _, others) = connect_with(&mut s, i as u64 + 1, k, vec![]);
         s.gw.handle_disconnect(i as u64 + 1);
         forgotten.extend(others.into_iter().filter_map(|o| match o {
-            GatewayAction::ForgetClient { client } => Some(client),
+            GatewayAction::Storage(Storage::ForgetClient { client }) => Some(client),
             _ => None,
         }));
     }
@@ -213,7 +213,7 @@ fn a_page_that_comes_back_after_every_ack_still_leads_to_the_next() {
     }
     let tokens: Vec<u64> = outputs(&mut s.gw)
         .into_iter()
-        .filter_map(|o| if let GatewayAction::Store { token, .. } = o { Some(token) } else { None })
+        .filter_map(|o| if let GatewayAction::Storage(Storage::Store { token, .. }) = o { Some(token) } else { None })
         .collect();
     assert_eq!(tokens.len(), 10);
     for (seq, token) in tokens.iter().enumerate() {
@@ -240,19 +240,19 @@ fn a_page_that_comes_back_after_every_ack_still_leads_to_the_next() {
     };
     let outs = ack(&mut s, &mut client, 2);
     let load = outs.iter().find_map(|o| match o {
-        GatewayAction::LoadInbox { after, limit, .. } => Some((*after, *limit)),
+        GatewayAction::Storage(Storage::LoadInbox { after, limit, .. }) => Some((*after, *limit)),
         _ => None,
     });
     assert_eq!(load, Some((4, 2)));
     // everything pushed is acknowledged before the page comes back
     let outs = ack(&mut s, &mut client, 4);
-    assert!(!outs.iter().any(|o| matches!(o, GatewayAction::LoadInbox { .. })), "one page at a time");
+    assert!(!outs.iter().any(|o| matches!(o, GatewayAction::Storage(Storage::LoadInbox { .. }))), "one page at a time");
     let d = |i: u64| mixnet_core::message::Delivery { identifier: [1; 16], payload: vec![i as u8; 8] };
     s.gw.handle_inbox(1, vec![(5, d(5)), (6, d(6))]);
     let outs = outputs(&mut s.gw);
     assert_eq!(pushed(&outs, &mut client), vec![5, 6]);
     let next = outs.iter().find_map(|o| match o {
-        GatewayAction::LoadInbox { after, .. } => Some(*after),
+        GatewayAction::Storage(Storage::LoadInbox { after, .. }) => Some(*after),
         _ => None,
     });
     assert_eq!(next, Some(6), "the next page is asked for at once");

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mixnet_core::gateway::{ConnId, Gateway, GatewayAction, GatewayConfig as CoreConfig, GatewayStats};
+use mixnet_core::gateway::{ConnId, Gateway, GatewayAction, GatewayConfig as CoreConfig, GatewayStats, Storage};
 use mixnet_core::mix::NodeKeys;
 use mixnet_core::sphinx::{NodeAddress, NodeSecret};
 use mixnet_core::topology::Topology;
@@ -16,7 +16,7 @@ use rand_chacha::ChaCha20Rng;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::exit::{ExitService, TcpEvent};
-use crate::inbox::{self, InboxCommand, InboxLimits, InboxReply};
+use crate::inbox::{self, InboxLimits, InboxReply};
 use crate::{ExitConfig, GatewayConfig};
 use mixnet_core::exit::ExitStats;
 
@@ -84,6 +84,36 @@ impl Kill {
     }
 }
 
+/// A client connection's way out: a WebSocket sink, or a WebTransport stream.
+pub(crate) trait ClientWriter: Send + 'static {
+    /// Writes one session message; `false` if the connection is gone.
+    fn send(&mut self, message: Vec<u8>) -> impl Future<Output = bool> + Send;
+    /// Tells the client why (4000 + `code`, `reason`) and closes.
+    fn close(self, code: u16, reason: String) -> impl Future<Output = ()> + Send;
+}
+
+/// Writes what the actor queues for one connection until it closes, or the kill
+/// closes it: the one writer loop of both transports.
+pub(crate) async fn write_loop(mut writer: impl ClientWriter, closing: Arc<Kill>, mut queue: mpsc::Receiver<WsOut>) {
+    loop {
+        let Some(out) = closing.next(&mut queue).await else { return };
+        match out {
+            WsOut::Binary(b) => {
+                // a client that stops reading blocks this write: the kill ends it
+                let sent = tokio::select! {
+                    biased;
+                    _ = closing.killed() => continue,
+                    sent = writer.send(b) => sent,
+                };
+                if !sent {
+                    return;
+                }
+            }
+            WsOut::Close(code, reason) => return writer.close(code, reason).await,
+        }
+    }
+}
+
 /// The actor's handle on a client connection's writer.
 pub(crate) struct ClientTx {
     queue: mpsc::Sender<WsOut>,
@@ -122,7 +152,7 @@ pub(crate) struct Actor {
     start: tokio::time::Instant,
     conns: HashMap<ConnId, ClientTx>,
     links: Links,
-    inbox: std::sync::mpsc::Sender<InboxCommand>,
+    inbox: std::sync::mpsc::Sender<Storage>,
     metrics: std::sync::Arc<Metrics>,
     exit: Option<ExitService>,
     exit_identity: Option<[u8; 32]>,
@@ -293,20 +323,8 @@ impl Actor {
                     tx.kill.kill(code, reason);
                 }
             }
-            GatewayAction::Store { token, client, delivery } => {
-                let _ = self.inbox.send(InboxCommand::Store { token, client, delivery });
-            }
-            GatewayAction::LoadInbox { conn, client, after, limit } => {
-                let _ = self.inbox.send(InboxCommand::Load { conn, client, after, limit });
-            }
-            GatewayAction::RememberClient { client, seen } => {
-                let _ = self.inbox.send(InboxCommand::Remember { client, seen });
-            }
-            GatewayAction::ForgetClient { client } => {
-                let _ = self.inbox.send(InboxCommand::Forget { client });
-            }
-            GatewayAction::DeleteInbox { client, up_to } => {
-                let _ = self.inbox.send(InboxCommand::Delete { client, up_to });
+            GatewayAction::Storage(request) => {
+                let _ = self.inbox.send(request);
             }
             GatewayAction::LocalDeliver { client, delivery } => {
                 let now = self.now();

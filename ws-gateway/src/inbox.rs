@@ -12,53 +12,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use mixnet_core::gateway::ClientRecord;
+use mixnet_core::gateway::{ClientRecord, Storage};
 use mixnet_core::message::Delivery;
 use nodenet::replay::ReplayStore;
 use rusqlite::{Connection, params};
-
-/// A request to the inbox thread.
-pub enum InboxCommand {
-    /// Store; answer with the sequence number or why not.
-    Store {
-        /// Echoed back.
-        token: u64,
-        /// The client.
-        client: [u8; 32],
-        /// What to store.
-        delivery: Delivery,
-    },
-    /// Load at most `limit` entries after `after`, ascending.
-    Load {
-        /// Echoed back.
-        conn: u64,
-        /// The client.
-        client: [u8; 32],
-        /// Entries with a greater sequence number.
-        after: u64,
-        /// At most this many.
-        limit: usize,
-    },
-    /// Delete up to and including `up_to`; answer with what went.
-    Delete {
-        /// The client.
-        client: [u8; 32],
-        /// Highest acknowledged `seq`.
-        up_to: u64,
-    },
-    /// Keep storage for `client` (it authenticated).
-    Remember {
-        /// The client.
-        client: [u8; 32],
-        /// Ordering value of its last authentication.
-        seen: u64,
-    },
-    /// Delete `client` and its inbox.
-    Forget {
-        /// The client.
-        client: [u8; 32],
-    },
-}
 
 /// An answer from the inbox thread.
 pub enum InboxReply {
@@ -134,10 +91,10 @@ pub fn start(
     limits: InboxLimits,
     replay: Option<Arc<Mutex<ReplayStore>>>,
     reply: impl Fn(InboxReply) + Send + 'static,
-) -> Result<(mpsc::Sender<InboxCommand>, Vec<ClientRecord>), String> {
+) -> Result<(mpsc::Sender<Storage>, Vec<ClientRecord>), String> {
     let mut db = open(path).map_err(|e| format!("opening the inbox database: {e}"))?;
     let known = clients(&db).map_err(|e| format!("reading the inbox database: {e}"))?;
-    let (tx, rx) = mpsc::channel::<InboxCommand>();
+    let (tx, rx) = mpsc::channel::<Storage>();
     std::thread::Builder::new()
         .name("inbox".into())
         .spawn(move || {
@@ -149,13 +106,13 @@ pub fn start(
                 // delivery acknowledged before a crash cannot be replayed after it
                 let mut refused = Vec::new();
                 if let Some(r) = &replay
-                    && batch.iter().any(|c| matches!(c, InboxCommand::Store { .. }))
+                    && batch.iter().any(|c| matches!(c, Storage::Store { .. }))
                     && let Err(e) = r.lock().unwrap_or_else(|e| e.into_inner()).persist()
                 {
                     // not durable: store nothing, so nothing is acknowledged (senders retransmit)
                     tracing::error!(error = %e, "writing replay tags failed: refusing this batch's deliveries");
                     batch.retain(|c| match c {
-                        InboxCommand::Store { token, .. } => {
+                        Storage::Store { token, .. } => {
                             refused.push(InboxReply::Stored(*token, Err(format!("replay tags not durable: {e}"))));
                             false
                         }
@@ -230,13 +187,13 @@ fn delete(tx: &Connection, client: &[u8; 32], up_to: u64) -> rusqlite::Result<(u
     Ok((n, bytes))
 }
 
-fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>) -> Vec<InboxReply> {
+fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<Storage>) -> Vec<InboxReply> {
     let mut replies = Vec::new();
     let tx = match db.transaction() {
         Ok(t) => t,
         Err(e) => {
             for c in batch {
-                if let InboxCommand::Store { token, .. } = c {
+                if let Storage::Store { token, .. } = c {
                     replies.push(InboxReply::Stored(token, Err(e.to_string())));
                 }
             }
@@ -245,7 +202,7 @@ fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>)
     };
     for c in batch {
         match c {
-            InboxCommand::Store { token, client, delivery } => {
+            Storage::Store { token, client, delivery } => {
                 let r = tx
                     .execute(
                         "INSERT INTO inbox (client, identifier, payload, created_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -255,7 +212,7 @@ fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>)
                     .map_err(|e| e.to_string());
                 replies.push(InboxReply::Stored(token, r));
             }
-            InboxCommand::Load { conn, client, after, limit } => {
+            Storage::LoadInbox { conn, client, after, limit } => {
                 // never hand out what has expired, even between periodic sweeps
                 replies.extend(expire(&tx, nodenet::unix_ms(), limits.max_age));
                 let rows = load(&tx, &client, after, limit).unwrap_or_else(|e| {
@@ -264,14 +221,14 @@ fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>)
                 });
                 replies.push(InboxReply::Loaded(conn, rows));
             }
-            InboxCommand::Delete { client, up_to } => {
+            Storage::DeleteInbox { client, up_to } => {
                 let (n, bytes) = delete(&tx, &client, up_to).unwrap_or_else(|e| {
                     tracing::error!(error = %e, "inbox delete failed");
                     (0, 0)
                 });
                 replies.push(InboxReply::Deleted(client, up_to, n, bytes));
             }
-            InboxCommand::Remember { client, seen } => {
+            Storage::RememberClient { client, seen } => {
                 if let Err(e) = tx.execute(
                     "INSERT INTO clients (client, seen) VALUES (?1, ?2) ON CONFLICT (client) DO UPDATE SET seen = ?2",
                     params![&client[..], seen.min(i64::MAX as u64) as i64],
@@ -279,7 +236,7 @@ fn run_batch(db: &mut Connection, limits: InboxLimits, batch: Vec<InboxCommand>)
                     tracing::error!(error = %e, "inbox: remembering a client failed");
                 }
             }
-            InboxCommand::Forget { client } => {
+            Storage::ForgetClient { client } => {
                 let r = tx
                     .execute("DELETE FROM inbox WHERE client = ?1", params![&client[..]])
                     .and_then(|_| tx.execute("DELETE FROM clients WHERE client = ?1", params![&client[..]]));
@@ -315,9 +272,9 @@ mod tests {
         let path = dir.path().join("inbox.sqlite");
         let limits = InboxLimits { max_age: Duration::from_secs(60) };
         let mut db = open(Some(&path)).unwrap();
-        let mut cmds = vec![InboxCommand::Remember { client: [1; 32], seen: 7 }];
-        cmds.extend((1..=4u8).map(|i| InboxCommand::Store { token: u64::from(i), client: [1; 32], delivery: d(i) }));
-        cmds.push(InboxCommand::Store { token: 9, client: [2; 32], delivery: d(9) });
+        let mut cmds = vec![Storage::RememberClient { client: [1; 32], seen: 7 }];
+        cmds.extend((1..=4u8).map(|i| Storage::Store { token: u64::from(i), client: [1; 32], delivery: d(i) }));
+        cmds.push(Storage::Store { token: 9, client: [2; 32], delivery: d(9) });
         let seqs: Vec<u64> = run_batch(&mut db, limits, cmds)
             .into_iter()
             .filter_map(|r| match r {
@@ -343,9 +300,9 @@ mod tests {
             &mut db,
             limits,
             vec![
-                InboxCommand::Delete { client: [1; 32], up_to: seqs[1] },
-                InboxCommand::Load { conn: 5, client: [1; 32], after: 0, limit: 1 },
-                InboxCommand::Load { conn: 6, client: [1; 32], after: seqs[2], limit: 10 },
+                Storage::DeleteInbox { client: [1; 32], up_to: seqs[1] },
+                Storage::LoadInbox { conn: 5, client: [1; 32], after: 0, limit: 1 },
+                Storage::LoadInbox { conn: 6, client: [1; 32], after: seqs[2], limit: 10 },
             ],
         );
         assert!(matches!(replies[0], InboxReply::Deleted(c, up, 2, 10) if c == [1; 32] && up == seqs[1]));
@@ -367,7 +324,7 @@ mod tests {
         gone.sort();
         assert_eq!(gone, vec![(1, 5), (2, 10)]);
         // forgetting a client deletes it and its inbox
-        run_batch(&mut db, limits, vec![InboxCommand::Forget { client: [1; 32] }]);
+        run_batch(&mut db, limits, vec![Storage::ForgetClient { client: [1; 32] }]);
         assert_eq!(clients(&db).unwrap().len(), 1);
     }
 }

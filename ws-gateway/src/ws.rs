@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::actor::{Event, Metrics, WsOut, client_channel};
+use crate::actor::{ClientWriter, Event, Metrics, client_channel, write_loop};
 
 /// Largest WebSocket message accepted (the session protocol's frames are far smaller;
 /// the core closes oversize ones with a reason before this limit is reached).
@@ -49,37 +49,12 @@ pub(crate) async fn serve(
                 }
             };
             metrics.ws_connections.inc();
-            let (mut sink, mut source) = ws.split();
-            let (tx, mut rx, kill) = client_channel(client_queue);
+            let (sink, mut source) = ws.split();
+            let (tx, rx, kill) = client_channel(client_queue);
             if events.send(Event::Connected { conn, tx }).await.is_err() {
                 return;
             }
-            let closing = kill.clone();
-            let writer = tokio::spawn(async move {
-                loop {
-                    let Some(out) = closing.next(&mut rx).await else { return };
-                    match out {
-                        WsOut::Binary(b) => {
-                            // a client that stops reading blocks this send: the kill ends it
-                            let sent = tokio::select! {
-                                biased;
-                                _ = closing.killed() => continue,
-                                r = sink.send(Message::Binary(b.into())) => r,
-                            };
-                            if sent.is_err() {
-                                return;
-                            }
-                        }
-                        WsOut::Close(code, reason) => {
-                            let reason: String = reason.chars().take(120).collect();
-                            let frame = CloseFrame { code: CloseCode::from(4000 + code), reason: reason.into() };
-                            let close = sink.send(Message::Close(Some(frame)));
-                            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
-                            return;
-                        }
-                    }
-                }
-            });
+            let writer = tokio::spawn(write_loop(WsWriter(sink), kill.clone(), rx));
             loop {
                 let msg = tokio::select! {
                     biased;
@@ -116,4 +91,23 @@ pub(crate) async fn serve(
         }
     })
     .await;
+}
+
+/// A WebSocket connection's sink: a session message is one binary message.
+struct WsWriter<S>(S);
+
+impl<S> ClientWriter for WsWriter<S>
+where
+    S: futures_util::Sink<Message> + Unpin + Send + 'static,
+{
+    async fn send(&mut self, message: Vec<u8>) -> bool {
+        self.0.send(Message::Binary(message.into())).await.is_ok()
+    }
+
+    async fn close(mut self, code: u16, reason: String) {
+        let reason: String = reason.chars().take(120).collect();
+        let frame = CloseFrame { code: CloseCode::from(4000 + code), reason: reason.into() };
+        let close = self.0.send(Message::Close(Some(frame)));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
+    }
 }

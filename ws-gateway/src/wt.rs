@@ -19,7 +19,7 @@ use wtransport::endpoint::IncomingSession;
 use wtransport::endpoint::endpoint_side::Server;
 use wtransport::{Endpoint, Identity, ServerConfig, VarInt};
 
-use crate::actor::{Event, Metrics, WsOut, client_channel};
+use crate::actor::{ClientWriter, Event, Metrics, client_channel, write_loop};
 /// How long a client has, after the session is accepted, to open its stream.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Validity of a generated self-signed certificate (browsers accept at most 14 days
@@ -154,48 +154,18 @@ async fn session(
         return Err(format!("no session at {wrong}"));
     }
     let connection = request.accept().await.map_err(|e| format!("accepting: {e}"))?;
-    let (mut send, mut recv) = tokio::time::timeout(STREAM_TIMEOUT, connection.accept_bi())
+    let (send, mut recv) = tokio::time::timeout(STREAM_TIMEOUT, connection.accept_bi())
         .await
         .map_err(|_| "no stream opened within 10 s".to_string())?
         .map_err(|e| format!("waiting for the stream: {e}"))?;
     metrics.wt_connections.inc();
     let conn = next.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx, kill) = client_channel(client_queue);
+    let (tx, rx, kill) = client_channel(client_queue);
     if events.send(Event::Connected { conn, tx }).await.is_err() {
         return Ok(());
     }
     let mut disconnect = Disconnect { events: events.clone(), conn: Some(conn) };
-    let closer = connection.clone();
-    let closing = kill.clone();
-    let writer = tokio::spawn(async move {
-        loop {
-            let Some(out) = closing.next(&mut rx).await else { return };
-            match out {
-                WsOut::Binary(b) => {
-                    let Ok(framed) = framing::encode(&b) else { return };
-                    // a client that stops reading blocks this write: the kill ends it
-                    let written = tokio::select! {
-                        biased;
-                        _ = closing.killed() => continue,
-                        r = send.write_all(&framed) => r,
-                    };
-                    if written.is_err() {
-                        return;
-                    }
-                }
-                WsOut::Close(code, reason) => {
-                    // the close record tells the client why; then give it a moment
-                    // to close the session itself before closing it from here
-                    let record = framing::encode_close(4000 + code, &reason);
-                    let _ = tokio::time::timeout(Duration::from_secs(1), send.write_all(&record)).await;
-                    let _ = tokio::time::timeout(Duration::from_secs(1), send.finish()).await;
-                    let _ = tokio::time::timeout(Duration::from_secs(1), closer.closed()).await;
-                    closer.close(VarInt::from_u32(4000 + u32::from(code)), reason.as_bytes());
-                    return;
-                }
-            }
-        }
-    });
+    let writer = tokio::spawn(write_loop(WtWriter { send, connection: connection.clone() }, kill.clone(), rx));
     let mut decoder = framing::Decoder::new();
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
@@ -257,6 +227,30 @@ impl Drop for Disconnect {
         if let Some(conn) = self.conn.take() {
             let _ = self.events.try_send(Event::Disconnected { conn });
         }
+    }
+}
+
+/// A WebTransport session's stream: session messages framed by length, and a close
+/// record before the QUIC application close.
+struct WtWriter {
+    send: wtransport::SendStream,
+    connection: wtransport::Connection,
+}
+
+impl ClientWriter for WtWriter {
+    async fn send(&mut self, message: Vec<u8>) -> bool {
+        let Ok(framed) = framing::encode(&message) else { return false };
+        self.send.write_all(&framed).await.is_ok()
+    }
+
+    async fn close(mut self, code: u16, reason: String) {
+        // the close record tells the client why; then give it a moment to close the
+        // session itself before closing it from here
+        let record = framing::encode_close(4000 + code, &reason);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.send.write_all(&record)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.send.finish()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.connection.closed()).await;
+        self.connection.close(VarInt::from_u32(4000 + u32::from(code)), reason.as_bytes());
     }
 }
 

@@ -133,6 +133,22 @@ pub enum GatewayAction {
         /// Human-readable reason.
         reason: String,
     },
+    /// Something for the gateway's durable store.
+    Storage(Storage),
+    /// Hand a delivery to an in-process client (the exit service).
+    LocalDeliver {
+        /// The local client.
+        client: [u8; 32],
+        /// The packet.
+        delivery: Delivery,
+    },
+}
+
+/// What the gateway asks of its durable store (an inbox per client, and the clients it
+/// keeps storage for); the driver carries it out and answers through the named
+/// `handle_*` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
     /// Durably store a delivery, then call [`Gateway::handle_stored`] with `token`.
     Store {
         /// Identifies this request.
@@ -162,13 +178,6 @@ pub enum GatewayAction {
         client: [u8; 32],
         /// Highest acknowledged sequence number.
         up_to: u64,
-    },
-    /// Hand a delivery to an in-process client (the exit service).
-    LocalDeliver {
-        /// The local client.
-        client: [u8; 32],
-        /// The packet.
-        delivery: Delivery,
     },
     /// Persist that `client` authenticated here (with ordering value `seen`): the
     /// gateway keeps storage for it, also after a restart ([`Gateway::restore_clients`]).
@@ -554,9 +563,9 @@ impl<R: CryptoRng> Gateway<R> {
         let (seen, forgotten) = self.registry.seen(client, self.config.max_clients, |c| clients.contains_key(c));
         for victim in forgotten {
             self.stats.clients_evicted += 1;
-            self.actions.push_back(GatewayAction::ForgetClient { client: victim });
+            self.actions.push_back(GatewayAction::Storage(Storage::ForgetClient { client: victim }));
         }
-        self.actions.push_back(GatewayAction::RememberClient { client, seen });
+        self.actions.push_back(GatewayAction::Storage(Storage::RememberClient { client, seen }));
     }
 
     fn inbox_ack(&mut self, conn: ConnId, seq: u64) {
@@ -572,7 +581,7 @@ impl<R: CryptoRng> Gateway<R> {
         s.acked = s.acked.max(seq.min(s.last_pushed));
         if !s.deleting {
             s.deleting = true;
-            self.actions.push_back(GatewayAction::DeleteInbox { client: s.client, up_to: s.acked });
+            self.actions.push_back(GatewayAction::Storage(Storage::DeleteInbox { client: s.client, up_to: s.acked }));
         }
         let window = self.config.inbox_page;
         if s.behind && s.loading.is_none() && s.unacked.len() <= window / 2 {
@@ -586,7 +595,12 @@ impl<R: CryptoRng> Gateway<R> {
         let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
         let limit = window - s.unacked.len().min(window - 1);
         s.loading = Some(limit);
-        self.actions.push_back(GatewayAction::LoadInbox { conn, client: s.client, after: s.last_pushed, limit });
+        self.actions.push_back(GatewayAction::Storage(Storage::LoadInbox {
+            conn,
+            client: s.client,
+            after: s.last_pushed,
+            limit,
+        }));
     }
 
     fn route_client_packet(&mut self, now: Instant, t: Transmit) {
@@ -658,7 +672,11 @@ impl<R: CryptoRng> Gateway<R> {
         }
         let token = self.next_token;
         self.next_token += 1;
-        self.actions.push_back(GatewayAction::Store { token, client, delivery: hop.delivery.clone() });
+        self.actions.push_back(GatewayAction::Storage(Storage::Store {
+            token,
+            client,
+            delivery: hop.delivery.clone(),
+        }));
         self.pending.insert(token, PendingStore { client, delivery: hop.delivery, ack: hop.ack });
     }
 
@@ -669,7 +687,7 @@ impl<R: CryptoRng> Gateway<R> {
         }
     }
 
-    /// The result of an [`GatewayAction::Store`]: the delivery's inbox sequence number, or why it failed.
+    /// The result of an [`Storage::Store`]: the delivery's inbox sequence number, or why it failed.
     pub fn handle_stored(&mut self, token: u64, result: Result<u64, String>) {
         let Some(p) = self.pending.remove(&token) else { return };
         let seq = match result {
@@ -700,7 +718,7 @@ impl<R: CryptoRng> Gateway<R> {
         self.send(conn, &ServerFrame::Deliver { seq, delivery: p.delivery });
     }
 
-    /// A page of the client's stored deliveries, ascending, after [`GatewayAction::LoadInbox`].
+    /// A page of the client's stored deliveries, ascending, after [`Storage::LoadInbox`].
     pub fn handle_inbox(&mut self, conn: ConnId, entries: Vec<(u64, Delivery)>) {
         let Some(Conn { state: ConnState::Open(s), .. }) = self.conns.get_mut(&conn) else { return };
         let Some(limit) = s.loading.take() else { return };
@@ -732,7 +750,7 @@ impl<R: CryptoRng> Gateway<R> {
         }
     }
 
-    /// The inbox carried out [`GatewayAction::DeleteInbox`] up to `up_to`, deleting `entries`
+    /// The inbox carried out [`Storage::DeleteInbox`] up to `up_to`, deleting `entries`
     /// deliveries of `client` holding `bytes` payload bytes.
     pub fn handle_deleted(&mut self, client: [u8; 32], up_to: u64, entries: u64, bytes: u64) {
         self.registry.release(&client, entries, bytes);
@@ -741,7 +759,7 @@ impl<R: CryptoRng> Gateway<R> {
         s.deleting = false;
         if s.acked > up_to {
             s.deleting = true;
-            self.actions.push_back(GatewayAction::DeleteInbox { client, up_to: s.acked });
+            self.actions.push_back(GatewayAction::Storage(Storage::DeleteInbox { client, up_to: s.acked }));
         }
     }
 

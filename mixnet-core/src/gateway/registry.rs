@@ -4,7 +4,7 @@
 //! for any other destination is refused, so strangers cannot make the gateway store
 //! for made-up identities. The registry is bounded (the least recently seen
 //! identity that is not connected is forgotten, with its inbox, for a new one) and
-//! persisted by the driver ([`super::GatewayAction::RememberClient`]).
+//! persisted by the driver ([`super::Storage::RememberClient`]).
 //!
 //! Inbox usage is counted per client and in total, in entries and bytes, including
 //! stores not yet confirmed, so every bound holds before anything is written.
@@ -20,7 +20,7 @@ pub struct ClientRecord {
     pub entries: u64,
     /// Their payload bytes.
     pub bytes: u64,
-    /// When it last authenticated, as an ordering value (from [`super::GatewayAction::RememberClient`]).
+    /// When it last authenticated, as an ordering value (from [`super::Storage::RememberClient`]).
     pub seen: u64,
 }
 

@@ -2,7 +2,7 @@
 //! protocol to it (no network).
 #![allow(dead_code, unreachable_pub)]
 
-use mixnet_core::gateway::{Gateway, GatewayAction, GatewayConfig};
+use mixnet_core::gateway::{Gateway, GatewayAction, GatewayConfig, Storage};
 use mixnet_core::message::{Delivery, Transmit};
 use mixnet_core::mix::NodeKeys;
 use mixnet_core::session::{ClientSession, SessionEvent};
@@ -70,8 +70,10 @@ pub fn connect_with(
             progressed = true;
             match o {
                 GatewayAction::ToClient { message, .. } => events.push(client.handle_message(&message).unwrap()),
-                GatewayAction::LoadInbox { conn: c, .. } => s.gw.handle_inbox(c, inbox.take().unwrap_or_default()),
-                GatewayAction::RememberClient { .. } => {}
+                GatewayAction::Storage(Storage::LoadInbox { conn: c, .. }) => {
+                    s.gw.handle_inbox(c, inbox.take().unwrap_or_default())
+                }
+                GatewayAction::Storage(Storage::RememberClient { .. }) => {}
                 other => others.push(other),
             }
         }
