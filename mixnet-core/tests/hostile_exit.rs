@@ -11,12 +11,11 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 use common::*;
 use mixnet_core::address::Recipient;
-use mixnet_core::client::ClientEvent;
 use mixnet_core::exit::{ExitConfig, ExitLimits};
 use mixnet_core::message::{MessengerConfig, RouteMode};
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sim::mixnet::{SimExit, SimMixnet, SimServer};
-use mixnet_core::stream::{OpenError, OpenFailure, StreamEvent, StreamMessage, Streams};
+use mixnet_core::stream::{OpenError, OpenFailure, StreamEvent, StreamMessage};
 use mixnet_core::wire::Repr;
 
 struct Net {
@@ -64,40 +63,26 @@ impl Net {
 
 /// An honest client's stream: open, echo 100 kB, close.
 struct Honest {
-    who: Recipient,
-    streams: Streams,
-    seen: usize,
+    cs: ClientStreams,
     events: Vec<StreamEvent>,
 }
 
 impl Honest {
     fn start(n: &mut Net, host: &str, port: u16, data: &[u8]) -> Self {
         let who = n.client();
-        let mut h = Self { who, streams: Streams::default(), seen: 0, events: vec![] };
-        let now = n.net.net.now();
+        let mut h = Self { cs: ClientStreams::new(who), events: vec![] };
         let exit = n.exit;
-        let mut streams = h.streams.with(&mut n.net.client_mut(&who).client, now);
-        streams.open(exit, host, port, 1).unwrap();
-        streams.write(1, data).unwrap();
-        streams.close(1).unwrap();
-        drop(streams);
+        h.cs.with(&mut n.net, |s| {
+            s.open(exit, host, port, 1).unwrap();
+            s.write(1, data).unwrap();
+            s.close(1).unwrap();
+        });
         h
     }
 
     fn pump(&mut self, n: &mut Net) {
-        let now = n.net.net.now();
-        let new: Vec<ClientEvent> = n.net.client(&self.who).events[self.seen..].to_vec();
-        self.seen += new.len();
-        let mut streams = self.streams.with(&mut n.net.client_mut(&self.who).client, now);
-        for e in new {
-            if let ClientEvent::Message(m) = e {
-                streams.handle_message(&m);
-            }
-        }
-        drop(streams);
-        while let Some(e) = self.streams.poll_event() {
-            self.events.push(e);
-        }
+        let (events, _) = self.cs.pump(&mut n.net);
+        self.events.extend(events);
     }
 
     fn run_until_closed(&mut self, n: &mut Net, limit: Duration) -> Option<StreamEvent> {
@@ -209,7 +194,7 @@ fn a_stalled_server_holds_at_most_the_stream_buffer_and_the_client_waits_for_cre
     }
     let buffered = n.exit().exit.buffered_bytes();
     assert!(buffered <= limits.stream_buffer, "exit holds {buffered} B");
-    assert!(h.streams.unsent_bytes(1) >= data.len() - limits.stream_buffer, "the rest waits at the client");
+    assert!(h.cs.streams.unsent_bytes(1) >= data.len() - limits.stream_buffer, "the rest waits at the client");
     assert_eq!(n.exit().exit.stats().buffer_exceeded, 0, "an honest client stays within its window");
 
     // a client that ignores the window is reset, and the exit lets go of its bytes
@@ -228,9 +213,9 @@ fn idle_streams_are_closed_and_forgotten() {
     let limits = ExitLimits { idle_timeout_ms: 10_000, ..ExitLimits::default() };
     let mut n = Net::new(83, limits, config(RouteMode::Fast));
     let who = n.client();
-    let mut h = Honest { who, streams: Streams::default(), seen: 0, events: vec![] };
-    let (now, exit) = (n.net.net.now(), n.exit);
-    h.streams.with(&mut n.net.client_mut(&who).client, now).open(exit, "127.0.0.1", 9, 3).unwrap();
+    let mut h = Honest { cs: ClientStreams::new(who), events: vec![] };
+    let exit = n.exit;
+    h.cs.with(&mut n.net, |s| s.open(exit, "127.0.0.1", 9, 3)).unwrap();
     let end = h.run_until_closed(&mut n, Duration::from_secs(30));
     assert_eq!(end, Some(StreamEvent::Closed(3, Some("idle timeout at the exit".into()))));
     assert_eq!(n.exit().exit.stats().idle_closed, 1);
@@ -283,9 +268,9 @@ fn evicting_a_sender_s_surbs_releases_what_its_streams_held() {
     let mut n = Net::new(86, ExitLimits::default(), messenger);
     n.exit().servers.insert(([127, 0, 0, 1], 12).into(), SimServer::Source(64 << 20));
     let who = n.client();
-    let mut h = Honest { who, streams: Streams::default(), seen: 0, events: vec![] };
-    let (now, exit) = (n.net.net.now(), n.exit);
-    h.streams.with(&mut n.net.client_mut(&who).client, now).open(exit, "127.0.0.1", 12, 4).unwrap();
+    let mut h = Honest { cs: ClientStreams::new(who), events: vec![] };
+    let exit = n.exit;
+    h.cs.with(&mut n.net, |s| s.open(exit, "127.0.0.1", 12, 4)).unwrap();
     // the download is under way
     for _ in 0..5 {
         n.run(Duration::from_millis(100));

@@ -11,46 +11,31 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 use common::*;
 use mixnet_core::address::Recipient;
-use mixnet_core::client::{ClientEvent, LoopixConfig};
+use mixnet_core::client::LoopixConfig;
 use mixnet_core::exit::{ExitConfig, ExitLimits};
 use mixnet_core::message::RouteMode;
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sim::mixnet::{SimMixnet, SimServer};
-use mixnet_core::stream::{StreamEvent, Streams};
+use mixnet_core::stream::StreamEvent;
 use mixnet_core::time::Instant;
 
 struct H {
     net: SimMixnet,
-    client: Recipient,
     exit: Recipient,
-    streams: Streams,
-    seen: usize,
+    cs: ClientStreams,
     events: Vec<(Instant, StreamEvent)>,
 }
 
 impl H {
     fn pump(&mut self) {
         let now = self.net.net.now();
-        let new: Vec<ClientEvent> = self.net.client(&self.client).events[self.seen..].to_vec();
-        self.seen += new.len();
-        let mut streams = self.streams.with(&mut self.net.client_mut(&self.client).client, now);
-        for e in new {
-            if let ClientEvent::Message(m) = e {
-                streams.handle_message(&m);
-            }
-        }
-        drop(streams);
-        while let Some(e) = self.streams.poll_event() {
-            self.events.push((now, e));
-        }
+        let (events, _) = self.cs.pump(&mut self.net);
+        self.events.extend(events.into_iter().map(|e| (now, e)));
     }
 
     fn open(&mut self, port: u16, id: u64) -> Instant {
         let (now, exit) = (self.net.net.now(), self.exit);
-        self.streams
-            .with(&mut self.net.client_mut(&self.client).client, now)
-            .open(exit, "127.0.0.1", port, id)
-            .unwrap();
+        self.cs.with(&mut self.net, |s| s.open(exit, "127.0.0.1", port, id)).unwrap();
         now
     }
 
@@ -94,7 +79,7 @@ fn the_first_request_after_a_download_does_not_wait_behind_refills() {
     let x = net.exit_mut(exit.gateway);
     x.servers.insert(([127, 0, 0, 1], 7).into(), SimServer::Sink);
     x.servers.insert(([127, 0, 0, 1], 12).into(), SimServer::Source(2 << 20));
-    let mut h = H { net, client, exit, streams: Streams::default(), seen: 0, events: vec![] };
+    let mut h = H { net, exit, cs: ClientStreams::new(client), events: vec![] };
     // a small request on an idle client: the reference
     let asked = h.open(7, 1);
     let idle = h.until(1, opened).saturating_duration_since(asked);

@@ -10,20 +10,18 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 use common::*;
 use mixnet_core::address::Recipient;
-use mixnet_core::client::ClientEvent;
 use mixnet_core::exit::{ExitAction, ExitConfig, ExitLimits};
 use mixnet_core::message::RouteMode;
 use mixnet_core::policy::ExitPolicy;
 use mixnet_core::sim::mixnet::{SimExit, SimMixnet, SimServer};
-use mixnet_core::stream::{OpenError, OpenFailure, StreamEvent, Streams, StreamsMut};
+use mixnet_core::stream::{OpenError, OpenFailure, StreamEvent, StreamsMut};
 use rand_chacha::ChaCha20Rng;
 
 struct Harness {
     net: SimMixnet,
     client: Recipient,
     exit: Recipient,
-    streams: Streams,
-    seen: usize,
+    cs: ClientStreams,
     events: Vec<StreamEvent>,
 }
 
@@ -42,7 +40,7 @@ impl Harness {
         x.servers.insert(([127, 0, 0, 1], 7).into(), SimServer::Echo);
         x.servers.insert(([127, 0, 0, 1], 9).into(), SimServer::Sink);
         x.servers.insert(([127, 0, 0, 1], 10).into(), SimServer::Stalled);
-        Self { net, client, exit, streams: Streams::default(), seen: 0, events: vec![] }
+        Self { net, client, exit, cs: ClientStreams::new(client), events: vec![] }
     }
 
     fn sim_exit(&mut self) -> &mut SimExit {
@@ -52,25 +50,15 @@ impl Harness {
     /// Runs `f` on the client's streams at the current simulated time, with the
     /// exit's address.
     fn on_client<T>(&mut self, f: impl FnOnce(&mut StreamsMut<'_, ChaCha20Rng>, Recipient) -> T) -> T {
-        let now = self.net.net.now();
-        f(&mut self.streams.with(&mut self.net.client_mut(&self.client).client, now), self.exit)
+        let exit = self.exit;
+        self.cs.with(&mut self.net, |s| f(s, exit))
     }
 
     /// Moves the client's messages into its streams.
     fn pump(&mut self) {
-        let now = self.net.net.now();
-        let new: Vec<ClientEvent> = self.net.client(&self.client).events[self.seen..].to_vec();
-        self.seen += new.len();
-        let mut streams = self.streams.with(&mut self.net.client_mut(&self.client).client, now);
-        for e in new {
-            if let ClientEvent::Message(m) = e {
-                assert!(streams.handle_message(&m), "client got a non-stream message");
-            }
-        }
-        drop(streams);
-        while let Some(e) = self.streams.poll_event() {
-            self.events.push(e);
-        }
+        let (events, other) = self.cs.pump(&mut self.net);
+        assert_eq!(other, 0, "client got a non-stream message");
+        self.events.extend(events);
     }
 
     fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&[StreamEvent]) -> bool) -> bool {
@@ -124,7 +112,7 @@ fn echo_through_the_exit_in_order_with_loss() {
         );
         assert_eq!(h.events[0], StreamEvent::Opened(42));
         assert_eq!(echoed(&h.events, 42), data, "{mode:?}: echo differs");
-        assert_eq!(h.streams.open_streams(), 0);
+        assert_eq!(h.cs.streams.open_streams(), 0);
         // the exit answered through SURBs only, topping them up when it ran low
         assert_eq!(h.sim_exit().exit.open_streams(), 0);
         assert_eq!(h.sim_exit().connections(), 0, "the connection was released");
@@ -149,7 +137,7 @@ fn a_reset_stream_is_aborted_at_the_exit() {
     h.on_client(|streams, exit| streams.open(exit, "echo", 7, 9)).unwrap();
     assert!(h.run_until(Duration::from_secs(60), |ev| ev.contains(&StreamEvent::Opened(9))));
     h.on_client(|streams, _| streams.reset(9, "aborted by the application")).unwrap();
-    assert_eq!(h.streams.open_streams(), 0, "forgotten at once");
+    assert_eq!(h.cs.streams.open_streams(), 0, "forgotten at once");
     let limit = h.net.net.now() + Duration::from_secs(10);
     while h.sim_exit().connections() > 0 && h.net.net.now() < limit && h.net.net.step() {
         h.pump();

@@ -10,6 +10,8 @@ use mixnet_core::client::ClientEvent;
 use mixnet_core::message::{MessageId, MessengerConfig, RouteMode};
 use mixnet_core::sim::LinkConfig;
 use mixnet_core::sim::mixnet::SimMixnet;
+use mixnet_core::stream::{StreamEvent, Streams, StreamsMut};
+use rand_chacha::ChaCha20Rng;
 
 pub fn link() -> LinkConfig {
     LinkConfig::ideal(Duration::from_millis(5))
@@ -61,4 +63,42 @@ pub fn run_until_delivered(net: &mut SimMixnet, who: &Recipient, id: MessageId) 
         Some(mixnet_core::sim::mixnet::SimNode::Client(c)) => c.events.contains(&ClientEvent::Delivered(id)),
         _ => false,
     })
+}
+
+/// A simulated client's exit streams, fed with the client's messages.
+pub struct ClientStreams {
+    pub who: Recipient,
+    pub streams: Streams,
+    /// The client's events already offered.
+    seen: usize,
+}
+
+impl ClientStreams {
+    pub fn new(who: Recipient) -> Self {
+        Self { who, streams: Streams::default(), seen: 0 }
+    }
+
+    /// Runs `f` on the streams through the client, at the network's time.
+    pub fn with<T>(&mut self, net: &mut SimMixnet, f: impl FnOnce(&mut StreamsMut<'_, ChaCha20Rng>) -> T) -> T {
+        let now = net.net.now();
+        f(&mut self.streams.with(&mut net.client_mut(&self.who).client, now))
+    }
+
+    /// Offers the client's new messages to its streams: the stream events, and how
+    /// many messages were not stream traffic.
+    pub fn pump(&mut self, net: &mut SimMixnet) -> (Vec<StreamEvent>, usize) {
+        let new: Vec<ClientEvent> = net.client(&self.who).events[self.seen..].to_vec();
+        self.seen += new.len();
+        let mut other = 0;
+        self.with(net, |streams| {
+            for e in new {
+                if let ClientEvent::Message(m) = e
+                    && !streams.handle_message(&m)
+                {
+                    other += 1;
+                }
+            }
+        });
+        (std::iter::from_fn(|| self.streams.poll_event()).collect(), other)
+    }
 }
