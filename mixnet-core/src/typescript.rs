@@ -8,10 +8,20 @@ use std::path::Path;
 /// as exported types to `path` when `UPDATE_TS` is set; otherwise panics unless the
 /// committed file already says exactly that. `command` is how to regenerate it.
 pub fn check_file(path: &Path, command: &str, declarations: &[String]) {
+    check_file_with(path, command, "", declarations);
+}
+
+/// [`check_file`], with `imports` (TypeScript `import type` lines for the types the
+/// declarations name but do not define) after the header.
+pub fn check_file_with(path: &Path, command: &str, imports: &str, declarations: &[String]) {
     let mut text = format!(
         "// Generated from the Rust types by `{command}` (ts-rs): do not edit.\n\
          // After changing them, run it with UPDATE_TS=1 and commit this file.\n"
     );
+    if !imports.is_empty() {
+        text.push('\n');
+        text.push_str(imports);
+    }
     for d in declarations {
         let at = d.find("type ").expect("a ts-rs declaration");
         text.push('\n');

@@ -10,6 +10,7 @@
 
 pub mod js;
 pub mod options;
+pub mod report;
 mod transport;
 
 use std::cell::RefCell;
@@ -29,6 +30,7 @@ use mixnet_core::topology::{Freshness, Routes, SignedTopology, Topology, directo
 use options::TransportChoice;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+use report::{HopLayer, RouteHop, RouteRecord, Stats, ToJs};
 use transport::{Conn, Kind, Target};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -464,54 +466,46 @@ impl MixnetClient {
     pub fn stats(&self) -> JsValue {
         let inner = self.shared.borrow();
         let s = inner.client.stats();
-        let o = Object::new();
-        set(&o, "state", state_name(inner.client.state()));
-        set(&o, "mode", inner.mode);
-        set(&o, "transport", inner.last_transport.map_or(JsValue::NULL, |k| JsValue::from(k.name())));
-        set(&o, "webTransportFailure", inner.wt_failure.clone().map_or(JsValue::NULL, JsValue::from));
+        let m = &s.messenger;
         let loopix = inner.client.loopix();
-        let mean_ms =
-            |d: Option<std::time::Duration>| d.map_or(JsValue::NULL, |d| JsValue::from(d.as_secs_f64() * 1000.0));
-        set(&o, "sendDelayMs", mean_ms(loopix.send_delay_mean));
-        set(&o, "loopCoverMs", mean_ms(loopix.loop_cover_mean));
-        for (k, v) in [
-            ("realSent", s.real_sent),
-            ("coverSent", s.cover_sent),
-            ("deliveries", s.deliveries),
-            ("connections", s.connections),
-            ("retransmissions", s.messenger.retransmissions),
-            ("acksReceived", s.messenger.acks_received),
-            ("coverReceived", s.messenger.cover_received),
-            ("messagesReceived", s.messenger.messages_received),
-            ("messagesDelivered", s.messenger.messages_delivered),
-            ("messagesFailed", s.messenger.messages_failed),
-            ("dropped", s.messenger.dropped),
-        ] {
-            set(&o, k, v as f64);
-        }
-        set(&o, "uptimeMs", performance_now() - inner.started);
-        set(&o, "inputs", inner.inputs as f64);
-        set(&o, "busyMs", inner.busy_ms);
+        let mean_ms = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
         let routes = Array::new();
         for r in inner.client.recent_routes() {
-            let ro = Object::new();
-            set(&ro, "atMs", r.at.as_micros() as f64 / 1000.0);
-            set(&ro, "kind", if r.kind == PacketKind::Real { "real" } else { "cover" });
             let hops = Array::new();
             for h in &r.hops {
-                let hop = Object::new();
-                set(&hop, "id", encode_key(&h.0));
-                match inner.topology.mixes.iter().find(|m| m.identity.0 == h.0) {
-                    Some(m) => set(&hop, "layer", m.layer),
-                    None => set(&hop, "layer", "gateway"),
-                }
-                hops.push(&hop);
+                let layer = match inner.topology.mixes.iter().find(|m| m.identity.0 == h.0) {
+                    Some(m) => HopLayer::Mix(m.layer),
+                    None => HopLayer::Gateway,
+                };
+                hops.push(&RouteHop { id: encode_key(&h.0), layer }.to_js());
             }
-            set(&ro, "hops", hops);
-            routes.push(&ro);
+            let kind = if r.kind == PacketKind::Real { "real" } else { "cover" };
+            routes.push(&RouteRecord { at_ms: r.at.as_micros() as f64 / 1000.0, kind, hops }.to_js());
         }
-        set(&o, "routes", routes);
-        o.into()
+        Stats {
+            state: state_name(inner.client.state()),
+            mode: inner.mode,
+            transport: inner.last_transport.map(Kind::name),
+            web_transport_failure: inner.wt_failure.clone(),
+            send_delay_ms: mean_ms(loopix.send_delay_mean),
+            loop_cover_ms: mean_ms(loopix.loop_cover_mean),
+            real_sent: s.real_sent as f64,
+            cover_sent: s.cover_sent as f64,
+            deliveries: s.deliveries as f64,
+            connections: s.connections as f64,
+            retransmissions: m.retransmissions as f64,
+            acks_received: m.acks_received as f64,
+            cover_received: m.cover_received as f64,
+            messages_received: m.messages_received as f64,
+            messages_delivered: m.messages_delivered as f64,
+            messages_failed: m.messages_failed as f64,
+            dropped: m.dropped as f64,
+            uptime_ms: performance_now() - inner.started,
+            inputs: inner.inputs as f64,
+            busy_ms: inner.busy_ms,
+            routes,
+        }
+        .to_js()
     }
 
     /// Closes the connection and stops all timers.

@@ -9,54 +9,14 @@ export const PROTOCOL_VERSION = 1;
 // `ClientOptions`, mixfetch's `FetchOptions`): `cargo test` checks these files.
 import type { ClientConfig, Mode, TransportChoice } from './generated/client-options.js';
 import type { FetchConfig } from './generated/fetch-options.js';
-export type { ClientConfig, FetchConfig, Mode, TransportChoice };
+// What `stats()` returns is generated too (wasm-client's `report.rs`).
+import type { RouteHop, RouteRecord, Stats } from './generated/stats.js';
+export type { ClientConfig, FetchConfig, Mode, RouteHop, RouteRecord, Stats, TransportChoice };
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected';
 
 /** The transport a connection runs on. */
 export type TransportKind = 'websocket' | 'webtransport';
-
-/** A hop of a recently sent packet: a mix layer (1-3) or the destination gateway. */
-export interface RouteHop {
-  id: string;
-  layer: 1 | 2 | 3 | 'gateway';
-}
-
-export interface RouteRecord {
-  /** Milliseconds since the client started. */
-  atMs: number;
-  kind: 'real' | 'cover';
-  hops: RouteHop[];
-}
-
-export interface Stats {
-  state: ConnectionState;
-  mode: Mode;
-  /** The transport of the current (or last) connection; null before the first one opened. */
-  transport: TransportKind | null;
-  /** Why WebTransport failed, if it did and WebSocket has not failed since (`auto` uses WebSocket meanwhile). */
-  webTransportFailure: string | null;
-  /** Mean of the real-traffic stream in force, ms (null: sends at once, no cover). */
-  sendDelayMs: number | null;
-  /** Mean of the loop-cover stream in force, ms (null: off). */
-  loopCoverMs: number | null;
-  realSent: number;
-  coverSent: number;
-  deliveries: number;
-  connections: number;
-  retransmissions: number;
-  acksReceived: number;
-  coverReceived: number;
-  messagesReceived: number;
-  messagesDelivered: number;
-  messagesFailed: number;
-  dropped: number;
-  uptimeMs: number;
-  /** Inputs the client handled (timers, gateway messages, calls) and the time they took in the worker, ms. */
-  inputs: number;
-  busyMs: number;
-  routes: RouteRecord[];
-}
 
 /** One request as the worker takes it (the body travels beside it). */
 export interface WireRequest {
