@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use js_sys::{Array, Function, Object, Uint8Array};
+use js_sys::{Array, Function, Uint8Array};
 use mixnet_core::address::Recipient;
 use mixnet_core::client::ClientEvent;
 use mixnet_core::stream::Streams;
@@ -17,9 +17,11 @@ use rustls::pki_types::UnixTime;
 use rustls::time_provider::TimeProvider;
 use serde::Deserialize;
 
+use crate::events::{FetchBodyEvent, FetchEndEvent, FetchErrorEvent, FetchResponseEvent};
 use crate::options::FetchOptions;
 use wasm_bindgen::prelude::*;
-use wasm_client::js::{error, set};
+use wasm_client::js::error;
+use wasm_client::report::ToJs;
 use wasm_client::{CoreClient, Layer, MixnetClient};
 
 use crate::fetch::{FetchConfig, FetchError, FetchEvent, FetchRequest, Fetcher, Redirect};
@@ -71,38 +73,22 @@ fn error_code(e: &FetchError) -> &'static str {
 }
 
 fn event_to_js(e: FetchEvent) -> JsValue {
-    let o = Object::new();
     match e {
-        FetchEvent::Response(id, info) => {
-            set(&o, "type", "fetch-response");
-            set(&o, "id", id as f64);
-            set(&o, "status", info.status);
-            set(&o, "statusText", info.status_text);
-            let headers = Array::new();
-            for (k, v) in info.headers {
-                headers.push(&Array::of2(&JsValue::from(k), &JsValue::from(v)));
-            }
-            set(&o, "headers", headers);
-            set(&o, "url", info.url);
-            set(&o, "redirected", info.redirected);
+        FetchEvent::Response(id, info) => FetchResponseEvent {
+            id: id as f64,
+            status: info.status.into(),
+            status_text: info.status_text,
+            headers: info.headers.into_iter().map(|(k, v)| Array::of2(&k.into(), &v.into())).collect(),
+            url: info.url,
+            redirected: info.redirected,
         }
-        FetchEvent::Body(id, data) => {
-            set(&o, "type", "fetch-body");
-            set(&o, "id", id as f64);
-            set(&o, "data", Uint8Array::from(data.as_slice()));
-        }
-        FetchEvent::End(id) => {
-            set(&o, "type", "fetch-end");
-            set(&o, "id", id as f64);
-        }
+        .to_js(),
+        FetchEvent::Body(id, data) => FetchBodyEvent { id: id as f64, data: Uint8Array::from(data.as_slice()) }.to_js(),
+        FetchEvent::End(id) => FetchEndEvent { id: id as f64 }.to_js(),
         FetchEvent::Failed(id, e) => {
-            set(&o, "type", "fetch-error");
-            set(&o, "id", id as f64);
-            set(&o, "code", error_code(&e));
-            set(&o, "message", e.to_string());
+            FetchErrorEvent { id: id as f64, code: error_code(&e), message: e.to_string() }.to_js()
         }
     }
-    o.into()
 }
 
 /// The fetch layer: the fetcher and the exit streams under it.

@@ -15,6 +15,8 @@
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod carry;
+#[cfg(feature = "browser")]
+pub mod events;
 pub mod fetch;
 pub mod http;
 pub mod options;

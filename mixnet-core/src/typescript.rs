@@ -41,3 +41,41 @@ pub fn check_file_with(path: &Path, command: &str, imports: &str, declarations: 
         path.display()
     );
 }
+
+/// The field names of a ts-rs object type's declaration, in order.
+pub fn object_names(decl: &str) -> Vec<String> {
+    let body = &decl[decl.find('{').expect("an object type") + 1..decl.rfind('}').expect("its end")];
+    let mut names = Vec::new();
+    let mut depth = 0;
+    let mut field = String::new();
+    let mut in_comment = false;
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_comment {
+            if c == '*' && chars.peek() == Some(&'/') {
+                chars.next();
+                in_comment = false;
+            }
+            continue;
+        }
+        match c {
+            '/' if chars.peek() == Some(&'*') => in_comment = true,
+            '{' | '(' | '[' => depth += 1,
+            '}' | ')' | ']' => depth -= 1,
+            ':' if depth == 0 && !field.trim().is_empty() => {
+                names.push(field.trim().trim_end_matches('?').to_owned());
+                field.clear();
+            }
+            ',' if depth == 0 => field.clear(),
+            _ if depth == 0 => field.push(c),
+            _ => {}
+        }
+    }
+    names
+}
+
+/// An object type's declaration with a first field `type: "tag"` (a tagged event).
+pub fn with_tag(decl: &str, tag: &str) -> String {
+    let at = decl.find("= {").expect("an object type") + 3;
+    format!("{} type: \"{tag}\",{}", &decl[..at], &decl[at..])
+}

@@ -6,7 +6,13 @@ use wasm_bindgen::JsValue;
 
 /// Sets `o[k] = v` (event and stats objects).
 pub fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
-    let _ = Reflect::set(o, &JsValue::from_str(k), &v.into());
+    set_value(o, k, v.into());
+}
+
+/// [`set`] once for every value type: a call at each field, not a copy.
+#[inline(never)]
+fn set_value(o: &Object, k: &str, v: JsValue) {
+    let _ = Reflect::set(o, &JsValue::from_str(k), &v);
 }
 
 /// A JavaScript `Error` whose `name` is one of the worker protocol's error codes

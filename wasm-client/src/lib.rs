@@ -18,8 +18,8 @@ use std::rc::Rc;
 
 use ed25519_dalek::VerifyingKey;
 use gloo_timers::callback::{Interval, Timeout};
-use js::{error, set};
-use js_sys::{Array, Function, Object, Uint8Array};
+use js::error;
+use js_sys::{Array, Function, Uint8Array};
 use mixnet_core::address::{ClientIdentity, Recipient, encode_key};
 use mixnet_core::client::{Client, ClientEvent, ConnectionState, PacketKind};
 use mixnet_core::message::{RouteMode, SenderTag};
@@ -30,7 +30,10 @@ use mixnet_core::topology::{Freshness, Routes, SignedTopology, Topology, directo
 use options::TransportChoice;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use report::{HopLayer, RouteHop, RouteRecord, Stats, ToJs};
+use report::{
+    DeliveredEvent, DroppedEvent, FailedEvent, FatalEvent, HopLayer, ProgressEvent, ReceivedEvent, RouteHop,
+    RouteRecord, StateEvent, Stats, ThrottledEvent, ToJs, TransportEvent,
+};
 use transport::{Conn, Kind, Target};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -271,11 +274,8 @@ impl transport::Listener for RefCell<ClientState> {
     fn on_open(shared: &StateCell, kind: Kind) {
         drive(shared, |inner, now| {
             inner.last_transport = Some(kind);
-            let o = Object::new();
-            set(&o, "type", "transport");
-            set(&o, "transport", kind.name());
-            set(&o, "fallbackReason", inner.wt_failure.clone().map_or(JsValue::NULL, JsValue::from));
-            inner.driver_events.push(o.into());
+            let e = TransportEvent { transport: kind.name(), fallback_reason: inner.wt_failure.clone() };
+            inner.driver_events.push(e.to_js());
             inner.client.handle_connected(now);
         });
     }
@@ -344,55 +344,25 @@ fn state_name(s: ConnectionState) -> &'static str {
 }
 
 fn event_to_js(e: ClientEvent) -> JsValue {
-    let o = Object::new();
     match e {
-        ClientEvent::Message(m) => {
-            set(&o, "type", "message");
-            set(&o, "data", Uint8Array::from(m.data.as_slice()));
-            set(
-                &o,
-                "senderTag",
-                m.sender_tag.map(|t| bs58::encode(t).into_string()).map_or(JsValue::NULL, JsValue::from),
-            );
-            set(&o, "replyFrom", m.reply_from.map(|r| r.to_string()).map_or(JsValue::NULL, JsValue::from));
+        ClientEvent::Message(m) => ReceivedEvent {
+            data: Uint8Array::from(m.data.as_slice()),
+            sender_tag: m.sender_tag.map(|t| bs58::encode(t).into_string()),
+            reply_from: m.reply_from.map(|r| r.to_string()),
         }
-        ClientEvent::Delivered(id) => {
-            set(&o, "type", "delivered");
-            set(&o, "id", id as f64);
-        }
-        ClientEvent::Failed { id, reason } => {
-            set(&o, "type", "failed");
-            set(&o, "id", id as f64);
-            set(&o, "reason", reason);
-        }
-        ClientEvent::State(state, reason) => {
-            set(&o, "type", "state");
-            set(&o, "state", state_name(state));
-            set(&o, "reason", reason.map_or(JsValue::NULL, JsValue::from));
-        }
-        ClientEvent::Handshake => return progress("handshake", None, None),
-        ClientEvent::Throttled(m) => {
-            set(&o, "type", "throttled");
-            set(&o, "message", m);
-        }
-        ClientEvent::Dropped(r) => {
-            set(&o, "type", "dropped");
-            set(&o, "reason", r);
-        }
+        .to_js(),
+        ClientEvent::Delivered(id) => DeliveredEvent { id: id as f64 }.to_js(),
+        ClientEvent::Failed { id, reason } => FailedEvent { id: id as f64, reason }.to_js(),
+        ClientEvent::State(state, reason) => StateEvent { state: state_name(state), reason }.to_js(),
+        ClientEvent::Handshake => progress("handshake", None, None),
+        ClientEvent::Throttled(message) => ThrottledEvent { message }.to_js(),
+        ClientEvent::Dropped(reason) => DroppedEvent { reason }.to_js(),
     }
-    o.into()
 }
 
-/// A connection-progress event: `stage` `topology` (fetched and verified),
-/// `transport-failed` (with the transport and why), `handshake` (Noise done). The
-/// transport opening is the `transport` event; authenticated is `state: connected`.
-fn progress(stage: &str, transport: Option<Kind>, reason: Option<&str>) -> JsValue {
-    let o = Object::new();
-    set(&o, "type", "progress");
-    set(&o, "stage", stage);
-    set(&o, "transport", transport.map_or(JsValue::NULL, |k| JsValue::from(k.name())));
-    set(&o, "reason", reason.map_or(JsValue::NULL, JsValue::from));
-    o.into()
+/// A connection-progress event (see [`ProgressEvent`]).
+fn progress(stage: &'static str, transport: Option<Kind>, reason: Option<&str>) -> JsValue {
+    ProgressEvent { stage, transport: transport.map(Kind::name), reason: reason.map(str::to_owned) }.to_js()
 }
 
 fn decode_tag(s: &str) -> Result<SenderTag, JsValue> {
@@ -409,10 +379,7 @@ fn install_panic_hook(on_event: &Function) {
     std::panic::set_hook(Box::new(|info| {
         FATAL.with(|f| {
             if let Some(cb) = f.borrow().as_ref() {
-                let o = Object::new();
-                set(&o, "type", "fatal");
-                set(&o, "message", info.to_string());
-                let _ = cb.call1(&JsValue::NULL, &o);
+                let _ = cb.call1(&JsValue::NULL, &FatalEvent { message: info.to_string() }.to_js());
             }
         });
     }));

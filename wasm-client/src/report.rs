@@ -1,14 +1,19 @@
-//! What the worker reports to JavaScript as plain objects (`stats()`), declared once:
+//! What the worker reports to JavaScript as plain objects (`stats()` and its events),
+//! declared once:
 //! [`js_object!`] makes each the Rust struct, the `to_js` that builds the object, and
 //! (under test) the names it sets, which a test holds against the TypeScript type
 //! ts-rs derives from the struct and against the committed
-//! `worker-shim/src/generated/stats.ts`. The object, the type and the struct cannot
-//! drift apart.
+//! `worker-shim/src/generated/stats.ts` and `client-events.ts`. The object, the type
+//! and the struct cannot drift apart.
 
-use js_sys::{Array, Object};
+use js_sys::{Array, Uint8Array};
 use wasm_bindgen::JsValue;
 
-use crate::js::set;
+#[doc(hidden)]
+pub mod __private {
+    pub use js_sys::Object;
+    pub use wasm_bindgen::JsValue;
+}
 
 /// A value JavaScript receives as it is.
 pub trait ToJs {
@@ -25,6 +30,18 @@ impl ToJs for f64 {
 impl ToJs for &'static str {
     fn to_js(&self) -> JsValue {
         JsValue::from_str(self)
+    }
+}
+
+impl ToJs for bool {
+    fn to_js(&self) -> JsValue {
+        JsValue::from_bool(*self)
+    }
+}
+
+impl ToJs for Uint8Array {
+    fn to_js(&self) -> JsValue {
+        self.into()
     }
 }
 
@@ -48,9 +65,24 @@ impl ToJs for Array {
 }
 
 /// Declares a struct JavaScript receives as an object: each field with the name the
-/// object gives it (the camelCase of the field, which the test checks).
+/// object gives it (the camelCase of the field, which the tests check against ts-rs).
+/// `pub struct Name = "tag" { … }` declares an event: the object's `type` is `tag`.
+#[macro_export]
 macro_rules! js_object {
+    // an event: the object also has `type: $tag`
+    ($(#[$m:meta])* pub struct $name:ident = $tag:literal { $($(#[$fm:meta])* $field:ident: $ty:ty => $js:literal,)* }) => {
+        $crate::js_object!(@ $(#[$m])* $name, Some($tag), { $($(#[$fm])* $field: $ty => $js,)* });
+
+        #[cfg(test)]
+        impl $name {
+            /// Its `type`.
+            pub(crate) const TAG: &'static str = $tag;
+        }
+    };
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* $field:ident: $ty:ty => $js:literal,)* }) => {
+        $crate::js_object!(@ $(#[$m])* $name, None, { $($(#[$fm])* $field: $ty => $js,)* });
+    };
+    (@ $(#[$m:meta])* $name:ident, $tag:expr, { $($(#[$fm:meta])* $field:ident: $ty:ty => $js:literal,)* }) => {
         $(#[$m])*
         #[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
         pub struct $name {
@@ -63,10 +95,14 @@ macro_rules! js_object {
             pub(crate) const JS_NAMES: &'static [&'static str] = &[$($js),*];
         }
 
-        impl ToJs for $name {
-            fn to_js(&self) -> JsValue {
-                let o = Object::new();
-                $(set(&o, $js, ToJs::to_js(&self.$field));)*
+        impl $crate::report::ToJs for $name {
+            fn to_js(&self) -> $crate::report::__private::JsValue {
+                let o = $crate::report::__private::Object::new();
+                let tag: Option<&str> = $tag;
+                if let Some(tag) = tag {
+                    $crate::js::set(&o, "type", tag);
+                }
+                $($crate::js::set(&o, $js, $crate::report::ToJs::to_js(&self.$field));)*
                 o.into()
             }
         }
@@ -169,43 +205,105 @@ js_object! {
     }
 }
 
+js_object! {
+    /// The connection's state changed (`reason`: why it is not connected).
+    pub struct StateEvent = "state" {
+        /// The new state.
+        #[cfg_attr(test, ts(type = "ConnectionState"))]
+        state: &'static str => "state",
+        /// Why (when it is not connected).
+        reason: Option<String> => "reason",
+    }
+}
+
+js_object! {
+    /// A transport opened.
+    pub struct TransportEvent = "transport" {
+        /// Which.
+        #[cfg_attr(test, ts(type = "TransportKind"))]
+        transport: &'static str => "transport",
+        /// Why WebTransport was not used, when `auto` fell back to WebSocket.
+        fallback_reason: Option<String> => "fallbackReason",
+    }
+}
+
+js_object! {
+    /// A stage of connecting: `topology` (fetched and verified), `transport-failed`
+    /// (with the transport and why), `handshake` (Noise done). The transport opening
+    /// is the `transport` event; authenticated is `state: connected`.
+    pub struct ProgressEvent = "progress" {
+        /// The stage reached.
+        #[cfg_attr(test, ts(type = "\"topology\" | \"transport-failed\" | \"handshake\""))]
+        stage: &'static str => "stage",
+        /// The transport it concerns, if any.
+        #[cfg_attr(test, ts(type = "TransportKind | null"))]
+        transport: Option<&'static str> => "transport",
+        /// Why, for a failure.
+        reason: Option<String> => "reason",
+    }
+}
+
+js_object! {
+    /// A message arrived.
+    pub struct ReceivedEvent = "message" {
+        /// Its bytes.
+        #[cfg_attr(test, ts(type = "Uint8Array"))]
+        data: Uint8Array => "data",
+        /// Set when the sender attached SURBs: answer with `reply` (base58).
+        sender_tag: Option<String> => "senderTag",
+        /// Set when this is a reply through our SURBs: whom we had sent them to.
+        reply_from: Option<String> => "replyFrom",
+    }
+}
+
+js_object! {
+    /// Every fragment of a message we sent was acknowledged.
+    pub struct DeliveredEvent = "delivered" {
+        /// The id `send` or `reply` returned.
+        id: f64 => "id",
+    }
+}
+
+js_object! {
+    /// A message we sent was given up.
+    pub struct FailedEvent = "failed" {
+        /// The id `send` or `reply` returned.
+        id: f64 => "id",
+        /// Why.
+        reason: String => "reason",
+    }
+}
+
+js_object! {
+    /// The gateway dropped frames over its rate limit (they are retransmitted).
+    pub struct ThrottledEvent = "throttled" {
+        /// The gateway's words.
+        message: String => "message",
+    }
+}
+
+js_object! {
+    /// Inbound data was dropped (malformed, unknown, or over a reassembly bound).
+    pub struct DroppedEvent = "dropped" {
+        /// Why.
+        reason: String => "reason",
+    }
+}
+
+js_object! {
+    /// The worker's wasm panicked: the client is gone.
+    pub struct FatalEvent = "fatal" {
+        /// The panic's message.
+        message: String => "message",
+    }
+}
+
 #[cfg(test)]
 mod generated {
+    use mixnet_core::typescript::{object_names, with_tag};
     use ts_rs::{Config, TS};
 
-    use super::{RouteHop, RouteRecord, Stats};
-
-    /// The field names of a ts-rs object type, in order.
-    fn ts_names(decl: &str) -> Vec<String> {
-        let body = &decl[decl.find('{').expect("an object type") + 1..decl.rfind('}').expect("its end")];
-        let mut names = Vec::new();
-        let mut depth = 0;
-        let mut field = String::new();
-        let mut in_comment = false;
-        let mut chars = body.chars().peekable();
-        while let Some(c) = chars.next() {
-            if in_comment {
-                if c == '*' && chars.peek() == Some(&'/') {
-                    chars.next();
-                    in_comment = false;
-                }
-                continue;
-            }
-            match c {
-                '/' if chars.peek() == Some(&'*') => in_comment = true,
-                '{' | '(' | '[' => depth += 1,
-                '}' | ')' | ']' => depth -= 1,
-                ':' if depth == 0 && !field.trim().is_empty() => {
-                    names.push(field.trim().trim_end_matches('?').to_owned());
-                    field.clear();
-                }
-                ',' if depth == 0 => field.clear(),
-                _ if depth == 0 => field.push(c),
-                _ => {}
-            }
-        }
-        names
-    }
+    use super::*;
 
     /// `worker-shim/src/generated/stats.ts` is what these types generate, and each
     /// object's names are the type's.
@@ -217,7 +315,7 @@ mod generated {
             (RouteRecord::decl(&cfg), RouteRecord::JS_NAMES),
             (Stats::decl(&cfg), Stats::JS_NAMES),
         ] {
-            assert_eq!(ts_names(&decl), names, "{decl}");
+            assert_eq!(object_names(&decl), names, "{decl}");
         }
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../worker-shim/src/generated/stats.ts");
         mixnet_core::typescript::check_file_with(
@@ -226,6 +324,46 @@ mod generated {
             "import type { Mode } from './client-options.js';\n\
              import type { ConnectionState, TransportKind } from '../protocol.js';\n",
             &[RouteHop::decl(&cfg), RouteRecord::decl(&cfg), Stats::decl(&cfg)],
+        );
+    }
+
+    /// An event's declaration: the struct's, with its `type` first.
+    fn event<T: TS>(cfg: &Config, tag: &str, names: &[&str]) -> String {
+        let decl = T::decl(cfg);
+        assert_eq!(object_names(&decl), names, "{decl}");
+        with_tag(&decl, tag)
+    }
+
+    /// `worker-shim/src/generated/client-events.ts` is what these types generate.
+    #[test]
+    fn the_typescript_events_are_generated_from_these_types() {
+        let cfg = Config::default();
+        macro_rules! events {
+            ($($t:ident),*) => {
+                [$(event::<$t>(&cfg, $t::TAG, $t::JS_NAMES)),*, format!(
+                    "/** What the client's worker emits. */\ntype ClientEvent = {};",
+                    [$(stringify!($t)),*].join(" | ")
+                )]
+            };
+        }
+        let decls = events!(
+            StateEvent,
+            TransportEvent,
+            ProgressEvent,
+            ReceivedEvent,
+            DeliveredEvent,
+            FailedEvent,
+            ThrottledEvent,
+            DroppedEvent,
+            FatalEvent
+        );
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../worker-shim/src/generated/client-events.ts");
+        mixnet_core::typescript::check_file_with(
+            &path,
+            "cargo test -p wasm-client generated",
+            "import type { ConnectionState, TransportKind } from '../protocol.js';\n",
+            &decls,
         );
     }
 }

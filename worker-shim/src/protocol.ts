@@ -11,6 +11,8 @@ import type { ClientConfig, Mode, TransportChoice } from './generated/client-opt
 import type { FetchConfig } from './generated/fetch-options.js';
 // What `stats()` returns is generated too (wasm-client's `report.rs`).
 import type { RouteHop, RouteRecord, Stats } from './generated/stats.js';
+import type { ClientEvent } from './generated/client-events.js';
+import type { MixFetchEvent } from './generated/fetch-events.js';
 export type { ClientConfig, FetchConfig, Mode, RouteHop, RouteRecord, Stats, TransportChoice };
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected';
@@ -32,21 +34,9 @@ export interface WireRequest {
 /** Why a fetch failed (`fetch-error`). */
 export type FetchErrorCode = 'invalid-argument' | 'connect' | 'tls' | 'http' | 'timeout' | 'aborted' | 'redirect' | 'decode';
 
-/** Events the worker emits. */
-export type WorkerEvent =
-  | { type: 'state'; state: ConnectionState; reason: string | null }
-  | { type: 'transport'; transport: TransportKind; fallbackReason: string | null }
-  | { type: 'progress'; stage: 'topology' | 'transport-failed' | 'handshake'; transport: TransportKind | null; reason: string | null }
-  | { type: 'message'; data: Uint8Array; senderTag: string | null; replyFrom: string | null }
-  | { type: 'delivered'; id: number }
-  | { type: 'failed'; id: number; reason: string }
-  | { type: 'throttled'; message: string }
-  | { type: 'dropped'; reason: string }
-  | { type: 'fatal'; message: string }
-  | { type: 'fetch-response'; id: number; status: number; statusText: string; headers: [string, string][]; url: string; redirected: boolean }
-  | { type: 'fetch-body'; id: number; data: Uint8Array }
-  | { type: 'fetch-end'; id: number }
-  | { type: 'fetch-error'; id: number; code: FetchErrorCode; message: string };
+/** Events the worker emits: the client's and MixFetch's, generated from wasm-client's
+ * `report.rs` and mixfetch's `events.rs`. */
+export type WorkerEvent = ClientEvent | MixFetchEvent;
 
 /** Requests, main thread → worker. */
 export type Request =
