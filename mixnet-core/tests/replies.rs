@@ -6,7 +6,7 @@ use wasm_bindgen_test::wasm_bindgen_test;
 mod common;
 
 use common::*;
-use mixnet_core::message::RouteMode;
+use mixnet_core::message::{MessengerConfig, RouteMode};
 use mixnet_core::sim::mixnet::SimMixnet;
 use mixnet_core::time::Instant;
 
@@ -77,4 +77,26 @@ fn replies_are_acknowledged_in_batches_not_a_packet_each() {
     // (4 SURBs a packet), instead of 95 SURB-ack packets
     let sent = net.client(&a).client.stats().real_sent - before;
     assert!(sent < 95 / 4 + 10, "a sent {sent} packets for 95 replies");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn our_reply_keys_stay_bounded_and_a_reply_still_arrives() {
+    // a's SURB keys are bounded at 10: asking twice with 8 SURBs forgets 6 of the first
+    let small = MessengerConfig { max_outstanding_reply_surbs: 10, surb_replenish_batch: 0, ..config(RouteMode::Fast) };
+    let mut net = SimMixnet::new(34, link(), 1, 1);
+    let a = net.add_client(0, small);
+    let b = net.add_client(0, config(RouteMode::Fast));
+    net.client_mut(&a).client.send(Instant::ZERO, b, b"first", 8).unwrap();
+    net.client_mut(&a).client.send(Instant::ZERO, b, b"second", 8).unwrap();
+    assert_eq!(net.client(&a).messenger().stats().reply_keys_forgotten, 6);
+    assert!(run_until_received(&mut net, &b, 2));
+    let tag = net.client(&b).received().next().unwrap().sender_tag.unwrap();
+    assert_eq!(net.client(&b).messenger().surbs_for(&tag), 16);
+    // b answers through its oldest SURBs first: those a forgot are dropped as unknown
+    // (counted), and b retransmits through newer ones until the answer gets in
+    let id = net.client_mut(&b).client.reply(Instant::ZERO, tag, b"answer").unwrap();
+    assert!(run_until_received(&mut net, &a, 1));
+    assert_eq!(received(&net, &a), vec![b"answer".to_vec()]);
+    assert!(net.client(&a).messenger().stats().dropped >= 1, "a reply through a forgotten key was dropped");
+    assert!(run_until_delivered(&mut net, &b, id));
 }

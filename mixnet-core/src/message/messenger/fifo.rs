@@ -31,13 +31,16 @@ impl<K: Hash + Eq + Copy, V> FifoMap<K, V> {
         self.entries.get(k)
     }
 
-    /// Inserts `k` (not present) at `now`; forgets the oldest entries past the bounds.
-    pub(super) fn insert(&mut self, now: Instant, k: K, v: V) {
+    /// Inserts `k` (not present) at `now`; forgets the oldest entries past the bounds
+    /// and returns how many of them were still held.
+    pub(super) fn insert(&mut self, now: Instant, k: K, v: V) -> usize {
         self.entries.insert(k, v);
         self.order.push_back((now, k));
+        let mut forgotten = 0;
         while self.entries.len() > self.cap || self.order.len() > 2 * self.cap + 16 {
-            self.pop_oldest();
+            forgotten += usize::from(self.pop_oldest());
         }
+        forgotten
     }
 
     pub(super) fn remove(&mut self, k: &K) -> Option<V> {
@@ -56,10 +59,9 @@ impl<K: Hash + Eq + Copy, V> FifoMap<K, V> {
         }
     }
 
-    fn pop_oldest(&mut self) {
-        if let Some((_, k)) = self.order.pop_front() {
-            self.entries.remove(&k);
-        }
+    /// Whether the oldest insertion was still held.
+    fn pop_oldest(&mut self) -> bool {
+        self.order.pop_front().is_some_and(|(_, k)| self.entries.remove(&k).is_some())
     }
 }
 
@@ -73,7 +75,7 @@ mod tests {
         let at = |s| Instant::ZERO + Duration::from_secs(s);
         let mut m = FifoMap::new(3);
         for i in 0..4u32 {
-            m.insert(at(i.into()), i, i * 10);
+            assert_eq!(m.insert(at(i.into()), i, i * 10), usize::from(i == 3), "the fourth forgets one");
         }
         assert_eq!(m.get(&0), None, "the oldest goes for room");
         assert_eq!(m.oldest(), Some(at(1)));

@@ -277,6 +277,10 @@ pub struct MessengerStats {
     /// SURBs from others dropped unused (by the per-sender, sender-count or total
     /// bound, or by age).
     pub surbs_dropped: u64,
+    /// Keys of our own reply SURBs forgotten while their SURBs were still out (past
+    /// [`MessengerConfig::max_outstanding_reply_surbs`]): replies through them are
+    /// dropped as unknown, and their senders retransmit through newer ones.
+    pub reply_keys_forgotten: u64,
 }
 
 /// The client's message state machine; see the module docs for the contract.

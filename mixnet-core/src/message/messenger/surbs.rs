@@ -111,7 +111,8 @@ impl<R: CryptoRng> Messenger<R> {
             let (surb, recovery, _) = self.surb_to_self(self.config.average_hop_delay)?;
             let id = *recovery.identifier();
             // past `max_outstanding_reply_surbs` the oldest are forgotten
-            self.surbs.reply_keys.insert(now, id, ReplyKey { recovery, tag });
+            let forgotten = self.surbs.reply_keys.insert(now, id, ReplyKey { recovery, tag });
+            self.stats.reply_keys_forgotten += forgotten as u64;
             surbs.push(surb);
         }
         Ok(surbs)
