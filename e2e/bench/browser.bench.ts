@@ -9,7 +9,7 @@
 //   client's `busyMs`: its inputs, core and driver).
 
 import { test, chromium, type Browser } from '@playwright/test';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { readFileSync, writeFileSync, existsSync, readdirSync, statSync } from 'node:fs';
@@ -79,7 +79,10 @@ test('browser client benchmarks', async () => {
     const jsRaw = js.reduce((n, b) => n + b.length, 0);
     const jsGz = js.reduce((n, b) => n + gzipSync(b, { level: 9 }).length, 0);
     results.wasmRaw = wasm.length;
-    results.wasmGzip = gzipSync(wasm, { level: 9 }).length;
+    // the budget's measure is gzip(1) -9, as scripts/build-wasm checks it; zlib's level 9
+    // (what a Node server would send) beside it
+    results.wasmGzip = execFileSync('gzip', ['-9c', path.join(dist, 'wasm/wasm_client_bg.wasm')], { maxBuffer: 1 << 24 }).length;
+    results.wasmZlib = gzipSync(wasm, { level: 9 }).length;
     results.jsRaw = jsRaw;
     results.jsGzip = jsGz;
 
@@ -159,7 +162,7 @@ test('browser client benchmarks', async () => {
       '|---|---:|---:|---:|',
       `| Sphinx packets/s built in the worker (4 hops, 2048 B) | ${worker.toFixed(0)} | sphinx-packet natively: ${refNative ? (1e6 / refNative).toFixed(0) : 'n/a (run the criterion bench first)'} | ${refNative ? ((worker * refNative) / 1e6).toFixed(2) + '×' : 'n/a'} |`,
       `| the same, vs our code natively | ${worker.toFixed(0)} | ours natively: ${oursNative ? (1e6 / oursNative).toFixed(0) : 'n/a'} | ${oursNative ? ((worker * oursNative) / 1e6).toFixed(2) + '×' : 'n/a'} |`,
-      `| client wasm, raw / gzip (bytes) | ${results.wasmRaw} / ${results.wasmGzip} | target ≤ 150 KB gzip | — |`,
+      `| client wasm, raw / gzip -9 / zlib level 9 (bytes) | ${results.wasmRaw} / ${results.wasmGzip} / ${results.wasmZlib} | budget: gzip -9 ≤ 150 KiB (153 600 B), checked by scripts/build-wasm | — |`,
       `| JS (main thread + worker + glue), raw / gzip (bytes) | ${jsRaw} / ${jsGz} | — | — |`,
       `| createMixnetClient → connected, median / p90 (ms) | ${median(ready).toFixed(0)} / ${pct(ready, 0.9).toFixed(0)} | target ≤ 300 ms | — |`,
       `| idle CPU at default cover rates, whole browser (% of a core) | ${idle.toFixed(2)} | page without client: ${baseline.toFixed(2)} | client: ${(idle - baseline).toFixed(2)} % |`,
