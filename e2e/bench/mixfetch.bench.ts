@@ -4,7 +4,8 @@
 // - createMixFetch → ready (connected), fresh browser context each time;
 // - a small HTTPS GET, p50 / p95, fast and mixnet mode, against a direct fetch of the
 //   same URL from the same page;
-// - a 10 MB download, fast and mixnet mode; mixnet mode against the SURB-supply bound
+// - a 10 MB download, fast and mixnet mode; mixnet mode against the SURB-supply bound;
+// - the worker's wasm memory before and after it (and after each of 4 × 20 MB more, fast mode)
 //   at the sending rate in force (ARCHITECTURE.md, Budgets).
 
 import { test, chromium, type Browser, type Page } from '@playwright/test';
@@ -23,6 +24,7 @@ import base from '../playwright.config';
 declare global {
   interface Window {
     mixnet: typeof import('@mixnet/worker-shim');
+    mixFetchInstance?: import('@mixnet/worker-shim').MixFetch;
   }
 }
 
@@ -41,11 +43,16 @@ async function mixFetchPage(browser: Browser, net: Localnet, servers: TestServer
   await page.waitForFunction(() => window.mixnet !== undefined);
   await page.evaluate(
     async ({ info, mode, ca }) => {
-      await window.mixnet.createMixFetch({ directory: info.directory, directoryKey: info.directoryKey, gateway: info.entryGateway, mode, extraRoots: ca });
+      window.mixFetchInstance = await window.mixnet.createMixFetch({ directory: info.directory, directoryKey: info.directoryKey, gateway: info.entryGateway, mode, extraRoots: ca });
     },
     { info: net.info, mode, ca: servers.caPem },
   );
   return page;
+}
+
+/** The MixFetch worker's wasm memory (its high-water mark), bytes. */
+function wasmMemory(page: Page): Promise<number> {
+  return page.evaluate(async () => (await window.mixFetchInstance!.client.stats()).wasmMemoryBytes);
 }
 
 /** Times `n` sequential GETs of `url`, through MixFetch or directly; ms each. */
@@ -129,9 +136,23 @@ test('MixFetch benchmarks', async () => {
       rows.push(
         `| small HTTPS GET, ${mode} mode, p50 / p95 (ms) | ${pct(via, 0.5).toFixed(1)} / ${pct(via, 0.95).toFixed(1)} | direct fetch: ${pct(direct, 0.5).toFixed(1)} / ${pct(direct, 0.95).toFixed(1)} | p50 target ${target} |`,
       );
+      const memBefore = await wasmMemory(page);
       const dl = await download(page, `${servers.https}/bytes/10000000`);
       const rate = dl.bytes / dl.secs;
       results[`${mode}Download`] = dl;
+      const mem = [memBefore, await wasmMemory(page)];
+      // then 20 MB at a time, four times (fast mode only: mixnet mode would take
+      // minutes): memory bounded by configuration levels off, whatever the size
+      for (let i = 0; mode === 'fast' && i < 4; i++) {
+        await download(page, `${servers.https}/bytes/20000000`);
+        mem.push(await wasmMemory(page));
+      }
+      const mib = (b: number) => (b / 1048576).toFixed(1);
+      results[`${mode}WasmMemory`] = mem;
+      const last = mem.length > 3 ? mem[mem.length - 1]! - mem[mem.length - 3]! : null;
+      rows.push(
+        `| worker wasm memory (high-water mark), ${mode} mode: before, after 10 MB${mode === 'fast' ? ', after each 20 MB more' : ''} | ${mem.map(mib).join(' / ')} MiB | — | ${last === null ? '—' : last === 0 ? 'level over the last 40 MB' : `still growing: +${mib(last)} MiB over the last 40 MB`} |`,
+      );
       if (mode === 'fast') {
         rows.push(`| 10 MB download, fast mode | ${(rate / 1e6).toFixed(2)} MB/s | — | target ≥ 10 MB/s |`);
       } else {

@@ -7,6 +7,9 @@ test('the publishing demo: a text goes through the mixnet and the receipt comes 
   await waitForClient(page);
   const [stats] = await clientStats(page);
   expect(stats?.connections).toBe(1);
+  // the worker adds its wasm memory (whole 64 KiB pages) to the client's counters
+  expect(stats?.wasmMemoryBytes).toBeGreaterThan(0);
+  expect(Number(stats?.wasmMemoryBytes) % 65536).toBe(0);
   const text = `an anonymous post ${Date.now()}`;
   await page.locator('#publish-text').fill(text);
   await page.locator('#publish-button').click();

@@ -83,8 +83,8 @@ macro_rules! js_object {
         $crate::js_object!(@ $(#[$m])* $name, None, { $($(#[$fm])* $field: $ty => $js,)* });
     };
     (@ $(#[$m:meta])* $name:ident, $tag:expr, { $($(#[$fm:meta])* $field:ident: $ty:ty => $js:literal,)* }) => {
-        $(#[$m])*
         #[cfg_attr(test, derive(ts_rs::TS), ts(rename_all = "camelCase"))]
+        $(#[$m])*
         pub struct $name {
             $($(#[$fm])* pub $field: $ty,)*
         }
@@ -154,7 +154,8 @@ js_object! {
 
 js_object! {
     /// The client's counters, the traffic shaping in force and recent routes
-    /// (`MixnetClient.stats()`).
+    /// (`MixnetClient.stats()`; the worker adds its memory, `Stats` in `protocol.ts`).
+    #[cfg_attr(test, ts(rename = "ClientStats"))]
     pub struct Stats {
         /// The connection's state.
         #[cfg_attr(test, ts(type = "ConnectionState"))]

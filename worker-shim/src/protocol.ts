@@ -10,10 +10,17 @@ export const PROTOCOL_VERSION = 1;
 import type { ClientConfig, Mode, TransportChoice } from './generated/client-options.js';
 import type { FetchConfig } from './generated/fetch-options.js';
 // What `stats()` returns is generated too (wasm-client's `report.rs`).
-import type { RouteHop, RouteRecord, Stats } from './generated/stats.js';
+import type { ClientStats, RouteHop, RouteRecord } from './generated/stats.js';
 import type { ClientEvent } from './generated/client-events.js';
 import type { MixFetchEvent } from './generated/fetch-events.js';
-export type { ClientConfig, FetchConfig, Mode, RouteHop, RouteRecord, Stats, TransportChoice };
+export type { ClientConfig, ClientStats, FetchConfig, Mode, RouteHop, RouteRecord, TransportChoice };
+
+/** What `stats()` returns: the client's counters (from the wasm), and the worker's memory. */
+export interface Stats extends ClientStats {
+  /** Bytes of the worker's wasm linear memory: its high-water mark, as wasm memory
+   * never shrinks. Bounded by the client's configuration, not by what it downloads. */
+  wasmMemoryBytes: number;
+}
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected';
 

@@ -13,7 +13,7 @@ import {
   type RequestType,
   type Response,
   type ResultOf,
-  type Stats,
+  type ClientStats,
   type WorkerEvent,
 } from './protocol.js';
 
@@ -22,7 +22,7 @@ export interface WasmClient {
   readonly selfAddress: string;
   send(recipient: string, data: Uint8Array, replySurbs: number): number;
   reply(senderTag: string, data: Uint8Array): number;
-  stats(): Stats;
+  stats(): ClientStats;
   disconnect(): void;
   free(): void;
 }
@@ -131,9 +131,13 @@ export function serve(backend: Backend): void {
       case 'reply':
         ok(req.id, 'reply', ready().reply(req.senderTag, new Uint8Array(req.data)));
         return;
-      case 'stats':
-        ok(req.id, 'stats', ready().stats());
+      case 'stats': {
+        const stats = ready().stats();
+        // the wasm's exports (init's result) hold its memory
+        const exports = (await loaded) as { memory?: WebAssembly.Memory } | null;
+        ok(req.id, 'stats', { ...stats, wasmMemoryBytes: exports?.memory?.buffer.byteLength ?? 0 });
         return;
+      }
       case 'fetch': {
         ready();
         if (fetcher === null) throw new WorkerError('invalid-argument', 'this worker runs no MixFetch (use createMixFetch)');

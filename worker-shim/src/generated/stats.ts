@@ -28,7 +28,7 @@ kind: "real" | "cover",
  */
 hops: Array<RouteHop>, };
 
-export type Stats = { 
+export type ClientStats = { 
 /**
  * The connection's state.
  */
