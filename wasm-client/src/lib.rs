@@ -157,8 +157,9 @@ struct ClientState {
 pub trait Layer {
     /// An event from the client: return `true` to consume it (e.g. stream traffic).
     fn handle_event(&mut self, client: &mut CoreClient, now: Instant, event: &ClientEvent) -> bool;
-    /// After every input: move things along (call `client.flush(now)` after using its
-    /// messenger) and push events for JavaScript; `true` if anything happened.
+    /// After every input: move things along (streams act through
+    /// `Streams::with(client, now)`, which flushes the client) and push events for
+    /// JavaScript; `true` if anything happened.
     fn poll(&mut self, client: &mut CoreClient, now: Instant, events: &mut Vec<JsValue>) -> bool;
     /// The layer's timer fired (or any timer: check deadlines against `now`).
     fn handle_timeout(&mut self, client: &mut CoreClient, now: Instant);
