@@ -58,24 +58,16 @@ js_object! {
 
 #[cfg(test)]
 mod generated {
-    use mixnet_core::typescript::{object_names, with_tag};
-    use ts_rs::{Config, TS};
-
     use super::*;
 
     /// `worker-shim/src/generated/fetch-events.ts` is what these types generate.
     #[test]
     fn the_typescript_fetch_events_are_generated_from_these_types() {
-        let cfg = Config::default();
-        let event = |decl: String, tag: &str, names: &[&str]| {
-            assert_eq!(object_names(&decl), names, "{decl}");
-            with_tag(&decl, tag)
-        };
         let decls = [
-            event(FetchResponseEvent::decl(&cfg), FetchResponseEvent::TAG, FetchResponseEvent::JS_NAMES),
-            event(FetchBodyEvent::decl(&cfg), FetchBodyEvent::TAG, FetchBodyEvent::JS_NAMES),
-            event(FetchEndEvent::decl(&cfg), FetchEndEvent::TAG, FetchEndEvent::JS_NAMES),
-            event(FetchErrorEvent::decl(&cfg), FetchErrorEvent::TAG, FetchErrorEvent::JS_NAMES),
+            FetchResponseEvent::ts_declaration(),
+            FetchBodyEvent::ts_declaration(),
+            FetchEndEvent::ts_declaration(),
+            FetchErrorEvent::ts_declaration(),
             "/** What MixFetch's worker emits. */\ntype MixFetchEvent = FetchResponseEvent | FetchBodyEvent | FetchEndEvent | FetchErrorEvent;".into(),
         ];
         let path =

@@ -74,8 +74,16 @@ pub fn object_names(decl: &str) -> Vec<String> {
     names
 }
 
-/// An object type's declaration with a first field `type: "tag"` (a tagged event).
-pub fn with_tag(decl: &str, tag: &str) -> String {
-    let at = decl.find("= {").expect("an object type") + 3;
-    format!("{} type: \"{tag}\",{}", &decl[..at], &decl[at..])
+/// A ts-rs object type's declaration, with a first field `type: "tag"` when it is a
+/// tagged event; panics unless its field names are `names`, those of the object the
+/// value is built into (so the type and the object cannot drift apart).
+pub fn object_declaration(decl: &str, tag: Option<&str>, names: &[&str]) -> String {
+    assert_eq!(object_names(decl), names, "{decl}");
+    match tag {
+        None => decl.to_owned(),
+        Some(tag) => {
+            let at = decl.find("= {").expect("an object type") + 3;
+            format!("{} type: \"{tag}\",{}", &decl[..at], &decl[at..])
+        }
+    }
 }

@@ -72,12 +72,6 @@ macro_rules! js_object {
     // an event: the object also has `type: $tag`
     ($(#[$m:meta])* pub struct $name:ident = $tag:literal { $($(#[$fm:meta])* $field:ident: $ty:ty => $js:literal,)* }) => {
         $crate::js_object!(@ $(#[$m])* $name, Some($tag), { $($(#[$fm])* $field: $ty => $js,)* });
-
-        #[cfg(test)]
-        impl $name {
-            /// Its `type`.
-            pub(crate) const TAG: &'static str = $tag;
-        }
     };
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* $field:ident: $ty:ty => $js:literal,)* }) => {
         $crate::js_object!(@ $(#[$m])* $name, None, { $($(#[$fm])* $field: $ty => $js,)* });
@@ -91,8 +85,12 @@ macro_rules! js_object {
 
         #[cfg(test)]
         impl $name {
-            /// The names [`ToJs::to_js`] sets, in order.
-            pub(crate) const JS_NAMES: &'static [&'static str] = &[$($js),*];
+            /// Its TypeScript declaration (ts-rs), checked against the names `to_js`
+            /// sets (and with its `type` first, for an event).
+            pub(crate) fn ts_declaration() -> String {
+                let decl = <Self as ::ts_rs::TS>::decl(&::ts_rs::Config::default());
+                ::mixnet_core::typescript::object_declaration(&decl, $tag, &[$($js),*])
+            }
         }
 
         impl $crate::report::ToJs for $name {
@@ -301,47 +299,28 @@ js_object! {
 
 #[cfg(test)]
 mod generated {
-    use mixnet_core::typescript::{object_names, with_tag};
-    use ts_rs::{Config, TS};
-
     use super::*;
 
     /// `worker-shim/src/generated/stats.ts` is what these types generate, and each
     /// object's names are the type's.
     #[test]
     fn the_typescript_stats_are_generated_from_these_types() {
-        let cfg = Config::default();
-        for (decl, names) in [
-            (RouteHop::decl(&cfg), RouteHop::JS_NAMES),
-            (RouteRecord::decl(&cfg), RouteRecord::JS_NAMES),
-            (Stats::decl(&cfg), Stats::JS_NAMES),
-        ] {
-            assert_eq!(object_names(&decl), names, "{decl}");
-        }
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../worker-shim/src/generated/stats.ts");
         mixnet_core::typescript::check_file_with(
             &path,
             "cargo test -p wasm-client generated",
             "import type { Mode } from './client-options.js';\n\
              import type { ConnectionState, TransportKind } from '../protocol.js';\n",
-            &[RouteHop::decl(&cfg), RouteRecord::decl(&cfg), Stats::decl(&cfg)],
+            &[RouteHop::ts_declaration(), RouteRecord::ts_declaration(), Stats::ts_declaration()],
         );
-    }
-
-    /// An event's declaration: the struct's, with its `type` first.
-    fn event<T: TS>(cfg: &Config, tag: &str, names: &[&str]) -> String {
-        let decl = T::decl(cfg);
-        assert_eq!(object_names(&decl), names, "{decl}");
-        with_tag(&decl, tag)
     }
 
     /// `worker-shim/src/generated/client-events.ts` is what these types generate.
     #[test]
     fn the_typescript_events_are_generated_from_these_types() {
-        let cfg = Config::default();
         macro_rules! events {
             ($($t:ident),*) => {
-                [$(event::<$t>(&cfg, $t::TAG, $t::JS_NAMES)),*, format!(
+                [$($t::ts_declaration()),*, format!(
                     "/** What the client's worker emits. */\ntype ClientEvent = {};",
                     [$(stringify!($t)),*].join(" | ")
                 )]
