@@ -4,27 +4,26 @@
 // - createMixFetch → ready (connected), fresh browser context each time;
 // - a small HTTPS GET, p50 / p95, fast and mixnet mode, against a direct fetch of the
 //   same URL from the same page;
-// - a 10 MB download, fast and mixnet mode; mixnet mode against the SURB-supply bound;
-// - the worker's wasm memory before and after it (and after each of 4 × 20 MB more, fast mode)
-//   at the sending rate in force (ARCHITECTURE.md, Budgets).
+// - a 10 MB download, fast and mixnet mode; mixnet mode against the SURB-supply bound
+//   at the sending rate in force (ARCHITECTURE.md, Budgets);
+// - the worker's wasm memory before and after it (and after each of 4 × 20 MB more, fast mode).
 
-import { test, chromium, type Browser, type Page } from '@playwright/test';
+import { test, chromium, type Page } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { startLocalnet, type Localnet } from '@mixnet/playwright';
+import { clientStats, startLocalnet } from '@mixnet/playwright';
 import { DEMO_SITE } from '../site';
-import { startTestServers, type TestServers } from '../servers';
-import { download } from '../tests/helpers';
+import { startTestServers } from '../servers';
+import { download, openMixFetchPage } from '../tests/helpers';
 import base from '../playwright.config';
 
 declare global {
   interface Window {
     mixnet: typeof import('@mixnet/worker-shim');
-    mixFetchInstance?: import('@mixnet/worker-shim').MixFetch;
   }
 }
 
@@ -37,22 +36,10 @@ function npmPackBytes(spec: string, dir: string): number {
   return statSync(path.join(dir, (info as { filename: string }).filename)).size;
 }
 
-async function mixFetchPage(browser: Browser, net: Localnet, servers: TestServers, mode: 'fast' | 'mixnet'): Promise<Page> {
-  const page = await browser.newPage();
-  await page.goto(`${net.url}bench.html?client=0`);
-  await page.waitForFunction(() => window.mixnet !== undefined);
-  await page.evaluate(
-    async ({ info, mode, ca }) => {
-      window.mixFetchInstance = await window.mixnet.createMixFetch({ directory: info.directory, directoryKey: info.directoryKey, gateway: info.entryGateway, mode, extraRoots: ca });
-    },
-    { info: net.info, mode, ca: servers.caPem },
-  );
-  return page;
-}
-
-/** The MixFetch worker's wasm memory (its high-water mark), bytes. */
-function wasmMemory(page: Page): Promise<number> {
-  return page.evaluate(async () => (await window.mixFetchInstance!.client.stats()).wasmMemoryBytes);
+/** The MixFetch worker's wasm memory (its high-water mark), bytes: the page's one client. */
+async function wasmMemory(page: Page): Promise<number> {
+  const [stats] = await clientStats(page);
+  return Number(stats?.wasmMemoryBytes);
 }
 
 /** Times `n` sequential GETs of `url`, through MixFetch or directly; ms each. */
@@ -127,7 +114,7 @@ test('MixFetch benchmarks', async () => {
 
     // small GETs and 10 MB, per mode
     for (const mode of ['fast', 'mixnet'] as const) {
-      const page = await mixFetchPage(browser, net, servers, mode);
+      const page = await openMixFetchPage(browser, net, mode, servers.caPem);
       // 127.0.0.1 (in the certificate too): the demo's CSP lets the page connect there directly
       const small = servers.https.replace('localhost', '127.0.0.1') + '/text';
       const via = await timeGets(page, small, mode === 'fast' ? 40 : 25, false);

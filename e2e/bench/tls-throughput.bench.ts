@@ -2,15 +2,15 @@
 // from the same test server (Node's http/https). The ratio HTTPS / HTTP is the figure:
 // TLS should cost little next to the mixnet (issue 11, defect 4).
 
-import { test, chromium, type Browser, type Page } from '@playwright/test';
+import { test, chromium } from '@playwright/test';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLocalnet, type Localnet } from '@mixnet/playwright';
+import { startLocalnet } from '@mixnet/playwright';
 import { DEMO_SITE } from '../site';
 import { startNginx } from '../nginx';
 import { startTestServers } from '../servers';
-import { download } from '../tests/helpers';
+import { download, openMixFetchPage } from '../tests/helpers';
 import base from '../playwright.config';
 
 declare global {
@@ -24,20 +24,6 @@ const SIZE = Number(process.env.TLS_BENCH_BYTES ?? 2_000_000);
 const ROUNDS = Number(process.env.TLS_BENCH_ROUNDS ?? 3);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
-/** A new page of the bench site with MixFetch started on it in mixnet mode. */
-async function mixFetchPage(browser: Browser, net: Localnet, ca: string): Promise<Page> {
-  const page = await browser.newPage();
-  await page.goto(`${net.url}bench.html?client=0`);
-  await page.waitForFunction(() => window.mixnet !== undefined);
-  await page.evaluate(
-    async ({ info, ca }) => {
-      await window.mixnet.createMixFetch({ directory: info.directory, directoryKey: info.directoryKey, gateway: info.entryGateway, mode: 'mixnet', extraRoots: ca });
-    },
-    { info: net.info, ca },
-  );
-  return page;
-}
-
 test('MixFetch HTTPS vs HTTP throughput, mixnet mode', async () => {
   const net = await startLocalnet({ site: DEMO_SITE });
   const servers = await startTestServers();
@@ -45,7 +31,7 @@ test('MixFetch HTTPS vs HTTP throughput, mixnet mode', async () => {
   const nginx = await startNginx(servers.leaf, { 'big.bin': body });
   const browser = await chromium.launch(base.use?.launchOptions ?? {});
   try {
-    const page = await mixFetchPage(browser, net, servers.caPem);
+    const page = await openMixFetchPage(browser, net, 'mixnet', servers.caPem);
     const urls = {
       'node https': `${servers.https}/bytes/${SIZE}`,
       'node http': `${servers.http}/bytes/${SIZE}`,
@@ -96,7 +82,7 @@ test('MixFetch HTTPS and HTTP one after the other, fresh client, mixnet mode', a
     ] as const;
     for (let round = 0; round < ROUNDS; round++) {
       for (const order of orders) {
-        const page = await mixFetchPage(browser, net, servers.caPem);
+        const page = await openMixFetchPage(browser, net, 'mixnet', servers.caPem);
         const cells: string[] = [];
         for (const scheme of order) {
           const r = await download(page, `${servers[scheme]}/bytes/${bytes}?r=${round}`);
