@@ -43,8 +43,10 @@ async fn a_writer_waits_while_the_server_does_not_read() {
         got
     });
     let more = written + 2 * CHUNK;
-    stream.write_all(&data[written..more]).await.unwrap();
-    stream.shutdown().await.unwrap();
+    // bounded waits: a writer that is never released fails here instead of hanging
+    let limit = Duration::from_secs(120);
+    tokio::time::timeout(limit, stream.write_all(&data[written..more])).await.expect("the writer is released").unwrap();
+    tokio::time::timeout(limit, stream.shutdown()).await.expect("the stream shuts down").unwrap();
     let got = tokio::time::timeout(Duration::from_secs(120), reader).await.unwrap().unwrap();
     assert_eq!(got.len(), more);
     assert!(got == data[..more], "the bytes arrive in order");
